@@ -1,0 +1,98 @@
+package contacts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"syndic/shared/config"
+	"syndic/shared/feed"
+	"syndic/shared/httpx"
+	"syndic/shared/metrics"
+	"syndic/shared/sqldb"
+)
+
+// Config is the contacts configuration, read from the environment.
+type Config struct {
+	Port         int    `envconfig:"PORT" default:"8081" desc:"TCP port to listen on"`
+	DatabaseURL  string `envconfig:"DATABASE_URL" default:"sqlite:data/contacts.db" desc:"sqlite:PATH or postgres://user:pass@host/db"`
+	FeedPageSize int    `envconfig:"FEED_PAGE_SIZE" default:"50" desc:"events per feed archive page; changing it renumbers the archives"`
+	config.Common
+
+	// Listener, when set (by tests), is used instead of listening on Port.
+	Listener net.Listener `ignored:"true"`
+}
+
+// Validate checks every variable, naming the one at fault.
+func (c Config) Validate() error {
+	return errors.Join(
+		config.ValidatePort(c.Port),
+		config.ValidateDatabaseURL(c.DatabaseURL),
+		func() error {
+			if c.FeedPageSize < 1 || c.FeedPageSize > 1000 {
+				return fmt.Errorf("FEED_PAGE_SIZE %d: want 1–1000", c.FeedPageSize)
+			}
+			return nil
+		}(),
+		c.Common.Validate(),
+	)
+}
+
+// Main reads the configuration from the environment (or prints it for -h)
+// and runs the service until ctx is done.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg Config
+	if err := config.Load("contacts", args, stdout, &cfg); err != nil {
+		if errors.Is(err, config.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	return Run(ctx, cfg, stdout)
+}
+
+// Run runs the contacts service with cfg until ctx is done, logging JSON
+// lines to stdout.
+func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log, err := config.Logger(stdout, "contacts", cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	db, err := sqldb.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	defer db.Close()
+	store, err := NewSQLStore(ctx, db)
+	if err != nil {
+		return err
+	}
+	m := metrics.New()
+	pub := feed.NewPublisher(store, feed.Options{
+		Title:    "syndic contacts",
+		ID:       "urn:syndic:contacts:feed",
+		EntryID:  "urn:syndic:contacts:event:",
+		Author:   "contacts",
+		Path:     "/feed",
+		PageSize: cfg.FeedPageSize,
+		BaseURL:  cfg.PublicBase(),
+	}, log, m)
+	access := httpx.Access{Token: cfg.APIToken, User: cfg.UIUser, Password: cfg.UIPassword}
+	h, err := NewServer(log, store, db, pub, m, access)
+	if err != nil {
+		return err
+	}
+	ln := cfg.Listener
+	if ln == nil {
+		if ln, err = httpx.Listen(cfg.Port, access.Configured()); err != nil {
+			return fmt.Errorf("PORT: %w", err)
+		}
+	}
+	httpx.WarnAccess(log, access)
+	return httpx.Serve(ctx, log, ln, h, pub.Close)
+}

@@ -1,0 +1,49 @@
+package contacts
+
+import (
+	"io/fs"
+	"log/slog"
+	"net/http"
+
+	"syndic/shared/feed"
+	"syndic/shared/httpx"
+	"syndic/shared/metrics"
+	"syndic/shared/sqldb"
+)
+
+// NewServer returns the contacts HTTP handler: the routes on one screen.
+// changed is called after every committed change (it wakes feed long-polls).
+func NewServer(log *slog.Logger, store Store, db *sqldb.DB, pub *feed.Publisher, m *metrics.Set, access httpx.Access) (http.Handler, error) {
+	ps, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	changed := pub.Notify
+	machine, people := access.Machine, access.People
+	static, _ := fs.Sub(assets, "static")
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", httpx.Healthz())
+	mux.Handle("GET /readyz", httpx.Readyz(db.Ready))
+	mux.Handle("GET /metrics", machine(m.Handler()))
+	mux.Handle("GET /static/", http.StripPrefix("/static/", httpx.Static(static)))
+
+	pub.Register(mux, machine)
+
+	mux.Handle("GET /api/contacts", machine(apiListContacts(log, store)))
+	mux.Handle("POST /api/contacts", machine(apiCreateContact(log, store, changed)))
+	mux.Handle("GET /api/contacts/{id}", machine(apiGetContact(log, store)))
+	mux.Handle("PUT /api/contacts/{id}", machine(apiUpdateContact(log, store, changed)))
+	mux.Handle("DELETE /api/contacts/{id}", machine(apiDeleteContact(log, store, changed)))
+	mux.Handle("/api/", machine(httpx.NotFoundJSON(log)))
+
+	mux.Handle("GET /{$}", people(ps.handleList(log, store)))
+	mux.Handle("GET /contacts/new", people(ps.handleNew(log)))
+	mux.Handle("POST /contacts", people(ps.handleCreate(log, store, changed)))
+	mux.Handle("GET /contacts/{id}", people(ps.handleShow(log, store)))
+	mux.Handle("GET /contacts/{id}/edit", people(ps.handleEdit(log, store)))
+	mux.Handle("POST /contacts/{id}", people(ps.handleUpdate(log, store, changed)))
+	mux.Handle("POST /contacts/{id}/delete", people(ps.handleDelete(log, store, changed)))
+
+	return httpx.Chain(mux, httpx.Log(log), m.Middleware, httpx.Secure()), nil
+}

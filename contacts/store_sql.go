@@ -1,0 +1,264 @@
+package contacts
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+	"time"
+
+	"syndic/shared/feed"
+	"syndic/shared/httpx"
+	"syndic/shared/sqldb"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// SQLStore is the Store on SQLite or PostgreSQL.
+type SQLStore struct {
+	db  *sqldb.DB
+	now func() time.Time
+	// failAt, when set (by tests), is called at each step inside a write
+	// transaction; an error it returns aborts the transaction there.
+	failAt func(step string) error
+}
+
+// NewSQLStore migrates db and returns a Store on it.
+func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
+	dirs, _ := fs.Sub(migrations, "migrations")
+	if err := db.Migrate(ctx, dirs); err != nil {
+		return nil, err
+	}
+	return &SQLStore{db: db, now: time.Now}, nil
+}
+
+const contactColumns = `id, name, email, phone, version, created_at, updated_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scanContact(row scanner) (Contact, error) {
+	var c Contact
+	var created, updated int64
+	if err := row.Scan(&c.ID, &c.Name, &c.Email, &c.Phone, &c.Version, &created, &updated); err != nil {
+		return Contact{}, err
+	}
+	c.CreatedAt, c.UpdatedAt = sqldb.Time(created), sqldb.Time(updated)
+	return c, nil
+}
+
+// List returns the contacts q selects.
+func (s *SQLStore) List(ctx context.Context, q Query) ([]Contact, error) {
+	if q.Limit <= 0 {
+		q.Limit = 100
+	}
+	query := `SELECT ` + contactColumns + ` FROM contacts`
+	args := []any{}
+	if q.Search != "" {
+		query += ` WHERE lower(name) LIKE $1 ESCAPE '\' OR lower(email) LIKE $1 ESCAPE '\' OR phone LIKE $1 ESCAPE '\'`
+		args = append(args, "%"+escapeLike(strings.ToLower(q.Search))+"%")
+	}
+	query += fmt.Sprintf(` ORDER BY name, id LIMIT %d OFFSET %d`, q.Limit, max(q.Offset, 0))
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list contacts: %w", err)
+	}
+	defer rows.Close()
+	out := []Contact{}
+	for rows.Next() {
+		c, err := scanContact(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list contacts: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list contacts: %w", err)
+	}
+	return out, nil
+}
+
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// Get returns contact id.
+func (s *SQLStore) Get(ctx context.Context, id int64) (Contact, error) {
+	return getContact(ctx, s.db, id)
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func getContact(ctx context.Context, q querier, id int64) (Contact, error) {
+	c, err := scanContact(q.QueryRowContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Contact{}, fmt.Errorf("contact %d: %w", id, httpx.ErrNotFound)
+	}
+	if err != nil {
+		return Contact{}, fmt.Errorf("contact %d: %w", id, err)
+	}
+	return c, nil
+}
+
+// Create adds a contact and its contact.created event.
+func (s *SQLStore) Create(ctx context.Context, in Input) (Contact, error) {
+	now := s.now().UTC().Truncate(time.Microsecond)
+	c := Contact{Version: 1, CreatedAt: now, UpdatedAt: now}.apply(in)
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx,
+			`INSERT INTO contacts (name, email, phone, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+			c.Name, c.Email, c.Phone, c.Version, sqldb.Micro(now), sqldb.Micro(now)).Scan(&c.ID)
+		if err != nil {
+			return fmt.Errorf("insert contact: %w", err)
+		}
+		return s.appendEvent(ctx, tx, newEvent(EventCreated, Contact{}, c), now)
+	})
+	if err != nil {
+		return Contact{}, fmt.Errorf("create contact: %w", err)
+	}
+	return c, nil
+}
+
+// Update changes contact id if it is at version. A change that alters
+// nothing writes nothing and returns the contact as it is.
+func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (Contact, error) {
+	now := s.now().UTC().Truncate(time.Microsecond)
+	var after Contact
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		before, err := s.lockedAt(ctx, tx, id, version)
+		if err != nil {
+			return err
+		}
+		after = before.apply(in)
+		if after == before {
+			return nil
+		}
+		after.Version, after.UpdatedAt = before.Version+1, now
+		res, err := tx.ExecContext(ctx,
+			`UPDATE contacts SET name = $1, email = $2, phone = $3, version = $4, updated_at = $5 WHERE id = $6 AND version = $7`,
+			after.Name, after.Email, after.Phone, after.Version, sqldb.Micro(now), id, before.Version)
+		if err != nil {
+			return fmt.Errorf("update contact: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return s.stale(ctx, tx, id, version)
+		}
+		return s.appendEvent(ctx, tx, newEvent(EventUpdated, before, after), now)
+	})
+	if err != nil {
+		return Contact{}, fmt.Errorf("update contact %d: %w", id, err)
+	}
+	return after, nil
+}
+
+// Delete removes contact id (if at version, unless version is 0) and
+// appends its tombstone: the contact as it was, one version on.
+func (s *SQLStore) Delete(ctx context.Context, id, version int64) error {
+	now := s.now().UTC().Truncate(time.Microsecond)
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		before, err := s.lockedAt(ctx, tx, id, version)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM contacts WHERE id = $1 AND version = $2`, id, before.Version)
+		if err != nil {
+			return fmt.Errorf("delete contact: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return s.stale(ctx, tx, id, version)
+		}
+		gone := before
+		gone.Version, gone.UpdatedAt = before.Version+1, now
+		return s.appendEvent(ctx, tx, newEvent(EventDeleted, before, gone), now)
+	})
+	if err != nil {
+		return fmt.Errorf("delete contact %d: %w", id, err)
+	}
+	return nil
+}
+
+// lockedAt reads contact id inside tx and checks it is at version (0: any).
+func (s *SQLStore) lockedAt(ctx context.Context, tx *sql.Tx, id, version int64) (Contact, error) {
+	c, err := getContact(ctx, tx, id)
+	if err != nil {
+		return Contact{}, err
+	}
+	if version != 0 && c.Version != version {
+		return Contact{}, &StaleError{Based: version, Current: c}
+	}
+	return c, nil
+}
+
+func (s *SQLStore) stale(ctx context.Context, tx *sql.Tx, id, version int64) error {
+	c, err := getContact(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	return &StaleError{Based: version, Current: c}
+}
+
+// appendEvent takes the next seq and writes e, inside the change's tx.
+func (s *SQLStore) appendEvent(ctx context.Context, tx *sql.Tx, e event, at time.Time) error {
+	if err := s.fail("after-change"); err != nil {
+		return err
+	}
+	var seq int64
+	if err := tx.QueryRowContext(ctx, `UPDATE event_head SET seq = seq + 1 WHERE id = 1 RETURNING seq`).Scan(&seq); err != nil {
+		return fmt.Errorf("next seq: %w", err)
+	}
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO events (seq, type, contact_id, title, summary, data, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		seq, e.Type, e.ContactID, e.Title, e.Summary, string(e.Data), sqldb.Micro(at))
+	if err != nil {
+		return fmt.Errorf("insert event %d: %w", seq, err)
+	}
+	return s.fail("after-event")
+}
+
+func (s *SQLStore) fail(step string) error {
+	if s.failAt == nil {
+		return nil
+	}
+	return s.failAt(step)
+}
+
+// Head returns the last committed seq.
+func (s *SQLStore) Head(ctx context.Context) (int64, error) {
+	var seq int64
+	if err := s.db.QueryRowContext(ctx, `SELECT seq FROM event_head WHERE id = 1`).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("event head: %w", err)
+	}
+	return seq, nil
+}
+
+// Events returns the events first…last in seq order.
+func (s *SQLStore) Events(ctx context.Context, first, last int64) ([]feed.Event, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT seq, type, contact_id, title, summary, data, created_at FROM events WHERE seq >= $1 AND seq <= $2 ORDER BY seq`, first, last)
+	if err != nil {
+		return nil, fmt.Errorf("events %d-%d: %w", first, last, err)
+	}
+	defer rows.Close()
+	out := make([]feed.Event, 0, max(0, min(last-first+1, 1000)))
+	for rows.Next() {
+		var e feed.Event
+		var contactID, at int64
+		var data string
+		if err := rows.Scan(&e.Seq, &e.Type, &contactID, &e.Title, &e.Summary, &data, &at); err != nil {
+			return nil, fmt.Errorf("events: %w", err)
+		}
+		e.Data, e.Time = []byte(data), sqldb.Time(at)
+		e.Link = "/contacts/" + strconv.FormatInt(contactID, 10)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	return out, nil
+}
