@@ -23,7 +23,7 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
-	_ "modernc.org/sqlite"            // registers the "sqlite" driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" driver
 )
 
 // Dialect names a database family; it is also the migrations folder name.
@@ -45,8 +45,8 @@ type DB struct {
 	// writers queue on a mutex instead of sleeping in SQLite's busy handler.
 	writeMu sync.Mutex
 
-	mu       sync.Mutex
-	want     int
+	mu   sync.Mutex
+	want int
 }
 
 // Open opens the database named by url: "sqlite:PATH" (the folder is
