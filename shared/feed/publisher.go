@@ -288,7 +288,7 @@ func (p *Publisher) serveCurrent(w http.ResponseWriter, r *http.Request) {
 	inm := r.Header.Get("If-None-Match")
 	if wait := preferWait(r.Header.Get("Prefer"), p.opt.MaxWait); wait > 0 && inm != "" {
 		w.Header().Set("Preference-Applied", "wait="+strconv.Itoa(int(wait/time.Second)))
-		if matches(inm, etag) {
+		if matchesAny(inm, etag) {
 			head, err = p.wait(r.Context(), head, wait)
 			if err != nil {
 				httpx.WriteError(w, r, p.log, fmt.Errorf("feed head: %w", err))
@@ -297,7 +297,10 @@ func (p *Publisher) serveCurrent(w http.ResponseWriter, r *http.Request) {
 			etag = p.currentETag(head, base)
 		}
 	}
-	if matches(inm, etag) {
+	if matchesAny(inm, etag) {
+		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+			etag = gzETag(etag)
+		}
 		p.notModified(w, etag, "no-cache")
 		return
 	}
@@ -437,7 +440,7 @@ func (p *Publisher) write(w http.ResponseWriter, r *http.Request, doc *rendered,
 	if gz {
 		etag = gzETag(doc.etag)
 	}
-	if inm := r.Header.Get("If-None-Match"); inm != "" && (matches(inm, doc.etag) || matches(inm, gzETag(doc.etag))) {
+	if matchesAny(r.Header.Get("If-None-Match"), doc.etag) {
 		p.notModified(w, etag, cacheControl)
 		return
 	}
@@ -478,6 +481,12 @@ func matches(inm, etag string) bool {
 		}
 	}
 	return false
+}
+
+// matchesAny reports whether If-None-Match lists either encoding's ETag of
+// a document: both name the same content.
+func matchesAny(inm, etag string) bool {
+	return inm != "" && (matches(inm, etag) || matches(inm, gzETag(etag)))
 }
 
 // acceptsGzip reports whether Accept-Encoding admits gzip.

@@ -1,0 +1,119 @@
+package contacts
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"syndic/shared/sqldb/sqldbtest"
+)
+
+func TestMainHelp(t *testing.T) {
+	var out bytes.Buffer
+	if err := Main(context.Background(), []string{"-h"}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"PORT", "DATABASE_URL", "FEED_PAGE_SIZE", "BASE_URL", "LOG_LEVEL", "API_TOKEN", "UI_USER", "UI_PASSWORD"} {
+		if !strings.Contains(out.String(), v) {
+			t.Errorf("-h lacks %s:\n%s", v, out.String())
+		}
+	}
+}
+
+// TestMainRefusesBadValues: a bad value stops the service at start with a
+// message naming the variable.
+func TestMainRefusesBadValues(t *testing.T) {
+	for name, val := range map[string]string{
+		"PORT":           "http",
+		"FEED_PAGE_SIZE": "0",
+		"DATABASE_URL":   "mysql://localhost/x",
+		"BASE_URL":       "not a url",
+		"LOG_LEVEL":      "chatty",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(name, val)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err := Main(ctx, nil, &bytes.Buffer{}, &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), name) {
+				t.Fatalf("%s=%q: err = %v, want one naming %s", name, val, err, name)
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the service's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestLogs: every line on stdout is a JSON object, requests are logged
+// with an id, and no secret appears.
+func TestLogs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	cfg := Config{DatabaseURL: sqldbtest.SQLiteURL(t), FeedPageSize: 50, Listener: ln, Common: configCommon("tok-SECRET-1", "pw-SECRET-2")}
+	cfg.LogLevel = "debug"
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, &out) }()
+	base := "http://" + ln.Addr().String()
+	waitReady(t, base, done)
+	c := newClient(t, base)
+	c.token = "tok-SECRET-1"
+	c.create(Input{Name: "Ada", Email: "ada@example.org"})
+	req, _ := http.NewRequest("GET", base+"/?q=secret-query", nil)
+	req.SetBasicAuth("admin", "pw-SECRET-2")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	logs := out.String()
+	if strings.Contains(logs, "SECRET") {
+		t.Errorf("a secret reached the logs:\n%s", logs)
+	}
+	var requests int
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	for sc.Scan() {
+		var line map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("log line is not JSON: %q", sc.Text())
+		}
+		if line["msg"] == "request" {
+			requests++
+			if line["request_id"] == "" || line["status"] == nil {
+				t.Errorf("request line without id or status: %v", line)
+			}
+		}
+	}
+	if requests < 2 {
+		t.Errorf("%d request lines, want at least 2:\n%s", requests, logs)
+	}
+}
