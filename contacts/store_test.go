@@ -151,7 +151,10 @@ func TestFailureInsideTransaction(t *testing.T) {
 				defer func() { s.failAt = nil }()
 				ops := map[string]func() error{
 					"create": func() error { _, err := s.Create(ctx, Input{Name: "Bob", Email: "bob@example.org"}); return err },
-					"update": func() error { _, err := s.Update(ctx, c.ID, 1, Input{Name: "Ada K", Email: "ada@example.org"}); return err },
+					"update": func() error {
+						_, err := s.Update(ctx, c.ID, 1, Input{Name: "Ada K", Email: "ada@example.org"})
+						return err
+					},
 					"delete": func() error { return s.Delete(ctx, c.ID, 1) },
 				}
 				for name, op := range ops {

@@ -53,7 +53,7 @@ var hostile = []string{
 	`<script>alert('x')</script> & co`,
 	`]]> breaks CDATA`,
 	`Zoë 🎉 emoji`,
-	`שלום עליכם`,  // right-to-left
+	`שלום עליכם`, // right-to-left
 	`Ada\Byron/Lovelace {}`,
 	"tab\tand newline\n",
 }
