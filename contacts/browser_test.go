@@ -1,0 +1,240 @@
+package contacts
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"syndic/shared/browsertest"
+	"syndic/shared/feed"
+)
+
+// TestBrowserContactLifecycle drives the HTML forms in headless Chromium:
+// a create refused for a bad email, a create, an edit and a delete, and
+// then checks that the feed holds exactly the three events they made.
+func TestBrowserContactLifecycle(t *testing.T) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	base := runService(t, Config{})
+	ctx = browsertest.Start(t, ctx)
+
+	const (
+		name     = "Zoë Ångström"
+		badEmail = "zoe-at-example.org"
+		email    = "zoe@example.org"
+		newEmail = "zoe.angstrom@example.net"
+		phone    = "+44 20 7946 0000"
+	)
+
+	// step bounds one action, so a selector that matches nothing fails
+	// with its own message instead of using up the whole test's time.
+	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 15*time.Second) }
+	// do runs actions that do not navigate.
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		ctx, cancel := step()
+		defer cancel()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	// text reads the visible text of the element sel selects.
+	text := func(sel string) string {
+		t.Helper()
+		ctx, cancel := step()
+		defer cancel()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return strings.TrimSpace(s)
+	}
+	// value reads the value of the input sel selects.
+	value := func(sel string) string {
+		t.Helper()
+		ctx, cancel := step()
+		defer cancel()
+		s, err := chromedp.Run(ctx, chromedp.Value(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("value of %s: %v", sel, err)
+		}
+		return s
+	}
+	// present reports whether sel selects an element now, without waiting.
+	present := func(sel string) bool {
+		t.Helper()
+		ctx, cancel := step()
+		defer cancel()
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("document.querySelector("+jsString(sel)+") !== null"))
+		if err != nil {
+			t.Fatalf("look for %s: %v", sel, err)
+		}
+		return ok
+	}
+	// navigate runs the steps (a click on a link or a submit button, or a
+	// navigation), waits for the page that results and checks that it came
+	// with status want; it returns the page's path.
+	navigate := func(what string, want int, steps ...chromedp.Action[chromedp.Void]) string {
+		t.Helper()
+		ctx, cancel := step()
+		defer cancel()
+		resp, err := chromedp.RunResponse(ctx, steps...)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if resp == nil {
+			t.Fatalf("%s: no response", what)
+		}
+		u, err := url.Parse(resp.URL)
+		if err != nil {
+			t.Fatalf("%s: page URL %q: %v", what, resp.URL, err)
+		}
+		if resp.Status != int64(want) {
+			t.Fatalf("%s: %s status = %d, want %d", what, u.Path, resp.Status, want)
+		}
+		return u.Path
+	}
+	submit := chromedp.Click(chromedp.CSS(`main form button[type="submit"]`))
+
+	// 1. A bad email is refused beside the field, and what was typed stays.
+	if got := navigate("open the new contact form", http.StatusOK, chromedp.Navigate(base+"/contacts/new")); got != "/contacts/new" {
+		t.Fatalf("new contact form path = %q, want /contacts/new", got)
+	}
+	do("fill the form with a bad email",
+		chromedp.SendKeys(chromedp.ID("name"), name),
+		chromedp.SendKeys(chromedp.ID("email"), badEmail),
+		chromedp.SendKeys(chromedp.ID("phone"), phone),
+	)
+	if got := navigate("submit a bad email", http.StatusBadRequest, submit); got != "/contacts" {
+		t.Fatalf("after a bad email, path = %q, want /contacts (the form again)", got)
+	}
+	if got := text("span.problem#email-problem"); !strings.HasPrefix(got, "Email ") || !strings.Contains(got, "valid email") {
+		t.Fatalf("email problem = %q, want Email ... not a valid email address", got)
+	}
+	for _, sel := range []string{"#name-problem", "#phone-problem"} {
+		if present(sel) {
+			t.Fatalf("%s is shown for a valid field: %q", sel, text(sel))
+		}
+	}
+	for sel, want := range map[string]string{"#name": name, "#email": badEmail, "#phone": phone} {
+		if got := value(sel); got != want {
+			t.Fatalf("after a bad email, %s value = %q, want %q (what was typed)", sel, got, want)
+		}
+	}
+	if events := feedEvents(t, base); len(events) != 0 {
+		t.Fatalf("after a refused form, feed has %d events, want 0: %+v", len(events), events)
+	}
+
+	// 2. Fix the email and submit: the contact's page shows it.
+	do("correct the email",
+		chromedp.Clear(chromedp.ID("email")),
+		chromedp.SendKeys(chromedp.ID("email"), email),
+	)
+	page := navigate("submit the new contact", http.StatusOK, submit)
+	m := regexp.MustCompile(`^/contacts/([0-9]+)$`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("after create, path = %q, want /contacts/{id}", page)
+	}
+	id := m[1]
+	if got := text("main h1"); got != name {
+		t.Fatalf("contact page heading = %q, want %q", got, name)
+	}
+	if got := text(`main dd a[href^="mailto:"]`); got != email {
+		t.Fatalf("contact page email = %q, want %q", got, email)
+	}
+
+	// 3. Edit: change the email and save.
+	if got := navigate("click Edit", http.StatusOK, chromedp.Click(chromedp.CSS(`main a[href="/contacts/`+id+`/edit"]`))); got != "/contacts/"+id+"/edit" {
+		t.Fatalf("edit form path = %q, want /contacts/%s/edit", got, id)
+	}
+	if got := value("#email"); got != email {
+		t.Fatalf("edit form email = %q, want %q", got, email)
+	}
+	if got := text(`main form button[type="submit"]`); got != "Save changes" {
+		t.Fatalf("edit form button = %q, want Save changes", got)
+	}
+	do("change the email",
+		chromedp.Clear(chromedp.ID("email")),
+		chromedp.SendKeys(chromedp.ID("email"), newEmail),
+	)
+	if got := navigate("save changes", http.StatusOK, submit); got != page {
+		t.Fatalf("after save, path = %q, want %q", got, page)
+	}
+	if got := text(`main dd a[href^="mailto:"]`); got != newEmail {
+		t.Fatalf("contact page email after edit = %q, want %q", got, newEmail)
+	}
+	if got := text("main h1"); got != name {
+		t.Fatalf("contact page heading after edit = %q, want %q", got, name)
+	}
+
+	// 4. Delete: back on the list, and the contact is gone.
+	if got := navigate("click Delete", http.StatusOK, chromedp.Click(chromedp.CSS("form.delete button"))); got != "/" {
+		t.Fatalf("after delete, path = %q, want /", got)
+	}
+	if present(`a[href="/contacts/` + id + `"]`) {
+		t.Fatalf("the list still links to %s after delete", page)
+	}
+	if got := text("main"); strings.Contains(got, name) {
+		t.Fatalf("the list still shows %q after delete: %q", name, got)
+	}
+	navigate("open the deleted contact", http.StatusNotFound, chromedp.Navigate(base+page))
+
+	// The feed holds exactly what the forms did, in order.
+	events := feedEvents(t, base)
+	var types []string
+	for _, e := range events {
+		types = append(types, e.Type)
+	}
+	wantTypes := []string{"contact.created", "contact.updated", "contact.deleted"}
+	if !slices.Equal(types, wantTypes) {
+		t.Fatalf("feed event types = %v, want %v", types, wantTypes)
+	}
+	for i, e := range events {
+		if e.Seq != int64(i+1) {
+			t.Fatalf("event %d seq = %d, want %d", i, e.Seq, i+1)
+		}
+	}
+	for i, want := range []struct{ name, email string }{{name, email}, {name, newEmail}} {
+		var got struct{ Name, Email string }
+		if err := json.Unmarshal(events[i].Data, &got); err != nil {
+			t.Fatalf("%s data %s: %v", events[i].Type, events[i].Data, err)
+		}
+		if got.Name != want.name || got.Email != want.email {
+			t.Fatalf("%s data name, email = %q, %q, want %q, %q", events[i].Type, got.Name, got.Email, want.name, want.email)
+		}
+	}
+	t.Logf("browser lifecycle took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// feedEvents fetches /feed with net/http and returns its events.
+func feedEvents(t *testing.T, base string) []feed.Event {
+	t.Helper()
+	resp, err := http.Get(base + "/feed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /feed status = %d, want %d", resp.StatusCode, http.StatusOK)
+	}
+	p, err := feed.Parse(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /feed: %v", err)
+	}
+	return p.Events
+}
+
+// jsString quotes s as a JavaScript string literal.
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
