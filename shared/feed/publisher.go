@@ -52,6 +52,11 @@ type Options struct {
 	// Recheck is how often a long-poll rereads the head, to see events
 	// committed by another process; 1 s when zero.
 	Recheck time.Duration
+	// HeadMaxAge is how long /feed may answer from the head it last read:
+	// Notify clears it at once, so only events committed by another process
+	// (several instances on one PostgreSQL) wait up to this long to show.
+	// 250 ms when zero; negative reads the source on every request.
+	HeadMaxAge time.Duration
 }
 
 // Version is part of every ETag: bump it when the rendering changes.
@@ -69,6 +74,10 @@ type Publisher struct {
 	closing chan struct{}
 	closed  bool
 	current *rendered // the last /feed rendered
+	headSeq int64     // the head last read from src…
+	headAt  time.Time // …at this time…
+	headGen uint64    // …valid while Notify has not moved gen past it
+	gen     uint64
 	lru     *list.List
 	byKey   map[pageKey]*list.Element
 	cached  int // bytes in lru
@@ -114,6 +123,9 @@ func NewPublisher(src Source, opt Options, log *slog.Logger, m *metrics.Set) *Pu
 	if opt.Recheck <= 0 {
 		opt.Recheck = time.Second
 	}
+	if opt.HeadMaxAge == 0 {
+		opt.HeadMaxAge = 250 * time.Millisecond
+	}
 	opt.Path = strings.TrimRight(opt.Path, "/")
 	p := &Publisher{
 		src: src, opt: opt, log: log,
@@ -142,10 +154,35 @@ func NewPublisher(src Source, opt Options, log *slog.Logger, m *metrics.Set) *Pu
 func (p *Publisher) Notify() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.gen++
 	if !p.closed {
 		close(p.changed)
 		p.changed = make(chan struct{})
 	}
+}
+
+// head returns the source's head, from memory when cached is true and it
+// was read less than HeadMaxAge ago with no Notify since. Every read from
+// the source refreshes the memory.
+func (p *Publisher) head(ctx context.Context, cached bool) (int64, error) {
+	p.mu.Lock()
+	gen := p.gen
+	if cached && p.headGen == gen && !p.headAt.IsZero() && time.Since(p.headAt) < p.opt.HeadMaxAge {
+		h := p.headSeq
+		p.mu.Unlock()
+		return h, nil
+	}
+	p.mu.Unlock()
+	h, err := p.src.Head(ctx)
+	if err != nil {
+		return 0, err
+	}
+	p.mu.Lock()
+	if p.gen == gen { // no commit announced while we read: h is current
+		p.headSeq, p.headAt, p.headGen = h, time.Now(), gen
+	}
+	p.mu.Unlock()
+	return h, nil
 }
 
 // Close answers waiting long-polls at once (with 304); call it when the
@@ -279,7 +316,7 @@ func (p *Publisher) render(base string, links []feeds.AtomLink, archive bool, ev
 func (p *Publisher) serveCurrent(w http.ResponseWriter, r *http.Request) {
 	p.mRequests.Inc(1)
 	base := p.base(r)
-	head, err := p.src.Head(r.Context())
+	head, err := p.head(r.Context(), true)
 	if err != nil {
 		httpx.WriteError(w, r, p.log, fmt.Errorf("feed head: %w", err))
 		return
@@ -323,7 +360,7 @@ func (p *Publisher) wait(ctx context.Context, head int64, d time.Duration) (int6
 	defer recheck.Stop()
 	for {
 		ch := p.changedCh()
-		now, err := p.src.Head(ctx)
+		now, err := p.head(ctx, false)
 		if err != nil || now != head {
 			return now, err
 		}
