@@ -1,0 +1,75 @@
+package sqldb_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"syndic/shared/sqldb"
+	"syndic/shared/sqldb/sqldbtest"
+)
+
+var migrations = fstest.MapFS{
+	"sqlite/001_t.sql":   {Data: []byte(`CREATE TABLE t (v INTEGER NOT NULL);`)},
+	"sqlite/002_u.sql":   {Data: []byte(`CREATE TABLE u (v INTEGER NOT NULL);`)},
+	"postgres/001_t.sql": {Data: []byte(`CREATE TABLE t (v BIGINT NOT NULL);`)},
+	"postgres/002_u.sql": {Data: []byte(`CREATE TABLE u (v BIGINT NOT NULL);`)},
+}
+
+func TestOpenMigrateTx(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		db, err := sqldb.Open(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.Ready(ctx); err == nil {
+			t.Error("ready before migrations")
+		}
+		for range 2 { // applying twice is a no-op
+			if err := db.Migrate(ctx, migrations); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.Ready(ctx); err != nil {
+			t.Fatal(err)
+		}
+		boom := errors.New("boom")
+		err = db.Tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO t (v) VALUES ($1)`, 1); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("Tx = %v, want boom", err)
+		}
+		if err := db.Tx(ctx, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO t (v) VALUES ($1)`, 2)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var sum int
+		db.QueryRowContext(ctx, `SELECT coalesce(sum(v), 0) FROM t`).Scan(&sum)
+		if sum != 2 {
+			t.Errorf("sum = %d, want 2: the failed transaction left a row", sum)
+		}
+	})
+}
+
+func TestOpenRefusesUnknownURLs(t *testing.T) {
+	for _, url := range []string{"mysql://x", "sqlite:", "", "postgres://nobody:secret@127.0.0.1:1/none"} {
+		_, err := sqldb.Open(context.Background(), url)
+		if err == nil {
+			t.Errorf("Open(%q) succeeded", url)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("Open(%q) error shows the password: %v", url, err)
+		}
+	}
+}
