@@ -1,0 +1,486 @@
+package feed
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"syndic/shared/metrics"
+	"syndic/shared/sqldb"
+)
+
+// ApplyFunc applies one event inside the caller's transaction. An error
+// rolls the transaction back and stops the follower at that event, which
+// is retried with backoff: events are never skipped.
+type ApplyFunc func(ctx context.Context, tx *sql.Tx, e Event) error
+
+// FollowerConfig configures a Follower.
+type FollowerConfig struct {
+	Name      string             // checkpoint key, e.g. "contacts"
+	URL       string             // the subscription document, e.g. http://localhost:8081/feed
+	Authorize func(*http.Request) // adds credentials to each request; may be nil
+	Client    *http.Client        // nil: a client with no overall timeout (requests carry deadlines)
+	DB        *sqldb.DB
+	Apply     ApplyFunc
+	// OnApplied, if set, is called after each commit with the new checkpoint.
+	OnApplied func(Checkpoint)
+
+	PollInterval time.Duration // between polls when the publisher does not long-poll; 5 s
+	Wait         time.Duration // Prefer: wait=…; 25 s; negative disables long-poll
+	Timeout      time.Duration // per request, on top of the wait; 10 s
+	MinBackoff   time.Duration // first wait after an error; 100 ms
+	MaxBackoff   time.Duration // longest wait after errors; 30 s
+	MaxBody      int64         // largest document accepted; 16 MiB
+
+	Log     *slog.Logger
+	Metrics *metrics.Set
+}
+
+// Checkpoint is the last applied seq and the page it came from.
+type Checkpoint struct {
+	Seq  int64  `json:"seq"`
+	Page string `json:"page"`
+}
+
+// Status is what a follower reports about itself.
+type Status struct {
+	CheckpointSeq int64     `json:"checkpoint_seq"`
+	HeadSeq       int64     `json:"head_seq"` // the highest seq seen in the feed
+	Lag           int64     `json:"lag"`
+	Page          string    `json:"page"`
+	LastPoll      time.Time `json:"last_poll"` // last successful fetch
+	LastApplied   time.Time `json:"last_applied"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorAt   time.Time `json:"last_error_at"`
+	FailingSeq    int64     `json:"failing_seq,omitempty"` // an event that could not be applied
+	Errors        int64     `json:"errors"`
+	LongPoll      bool      `json:"long_poll"` // the publisher honours Prefer: wait
+}
+
+// Follower follows an Atom feed with RFC 5005 archives into a database,
+// applying each event exactly once, in seq order, with its checkpoint in
+// the same transaction.
+type Follower struct {
+	cfg FollowerConfig
+	log *slog.Logger
+
+	// Walking state, used only by Run's goroutine.
+	cp          Checkpoint
+	next        string // the document to fetch next
+	etag        string // of the subscription document last fetched…
+	etagURL     string // …from this URL
+	lastArchive string // self of the newest archive page known applied through
+
+	mu     sync.Mutex
+	status Status
+
+	mErrors, mApplied interface{ Inc(int64) }
+	mApply            interface{ UpdateSince(time.Time) }
+}
+
+// Errors of the walk that need the publisher's attention.
+var (
+	ErrGap    = errors.New("feed: gap that the archives cannot close")
+	ErrStatus = errors.New("feed: unexpected HTTP status")
+)
+
+// NewFollower prepares a follower: it creates the checkpoint table if
+// needed and loads the checkpoint.
+func NewFollower(ctx context.Context, cfg FollowerConfig) (*Follower, error) {
+	if cfg.Name == "" || cfg.URL == "" || cfg.DB == nil || cfg.Apply == nil {
+		return nil, errors.New("feed: follower needs Name, URL, DB and Apply")
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{}
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 5 * time.Second
+	}
+	if cfg.Wait == 0 {
+		cfg.Wait = 25 * time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = max(30*time.Second, cfg.MinBackoff)
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 16 << 20
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New()
+	}
+	if _, err := cfg.DB.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS feed_checkpoints (
+		name TEXT PRIMARY KEY, seq BIGINT NOT NULL, page TEXT NOT NULL, updated_at BIGINT NOT NULL)`); err != nil {
+		return nil, fmt.Errorf("feed checkpoints: %w", err)
+	}
+	f := &Follower{cfg: cfg, log: cfg.Log.With("feed", cfg.Name)}
+	cp, err := f.Checkpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f.cp = cp
+	f.status.CheckpointSeq, f.status.HeadSeq, f.status.Page = cp.Seq, cp.Seq, cp.Page
+	m := cfg.Metrics
+	f.mErrors = m.Counter("follower_errors")
+	f.mApplied = m.Counter("follower_applied_events")
+	f.mApply = m.Timer("follower_apply")
+	m.GaugeFunc("follower_checkpoint_seq", func() int64 { return f.Status().CheckpointSeq })
+	m.GaugeFunc("follower_head_seq", func() int64 { return f.Status().HeadSeq })
+	m.GaugeFunc("follower_lag", func() int64 { return f.Status().Lag })
+	m.GaugeFunc("follower_failing_seq", func() int64 { return f.Status().FailingSeq })
+	m.GaugeFunc("follower_last_poll_unixtime", func() int64 {
+		if t := f.Status().LastPoll; !t.IsZero() {
+			return t.Unix()
+		}
+		return 0
+	})
+	return f, nil
+}
+
+// Checkpoint reads the stored checkpoint; zero when there is none.
+func (f *Follower) Checkpoint(ctx context.Context) (Checkpoint, error) {
+	var cp Checkpoint
+	err := f.cfg.DB.QueryRowContext(ctx, `SELECT seq, page FROM feed_checkpoints WHERE name = $1`, f.cfg.Name).Scan(&cp.Seq, &cp.Page)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Checkpoint{}, nil
+	}
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("feed checkpoint %s: %w", f.cfg.Name, err)
+	}
+	return cp, nil
+}
+
+// Status returns a snapshot of the follower's state.
+func (f *Follower) Status() Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.status
+	s.Lag = max(0, s.HeadSeq-s.CheckpointSeq)
+	return s
+}
+
+func (f *Follower) update(fn func(*Status)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(&f.status)
+}
+
+// Run follows the feed until ctx is done. Errors are reported in Status,
+// logged and retried with exponential backoff and full jitter.
+func (f *Follower) Run(ctx context.Context) error {
+	backoff := f.cfg.MinBackoff
+	for ctx.Err() == nil {
+		idle, err := f.step(ctx)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			f.mErrors.Inc(1)
+			f.update(func(s *Status) {
+				s.LastError, s.LastErrorAt = err.Error(), time.Now().UTC()
+				s.Errors++
+			})
+			f.log.Warn("follow feed", "err", err, "retry_in", backoff.String())
+			sleep(ctx, backoff/2+rand.N(backoff/2+1))
+			backoff = min(2*backoff, f.cfg.MaxBackoff)
+			f.next, f.etag = "", "" // start over from the checkpoint's page, unconditionally
+		default:
+			if backoff != f.cfg.MinBackoff || f.Status().LastError != "" {
+				f.update(func(s *Status) { s.LastError, s.FailingSeq = "", 0 })
+				f.log.Info("following feed again", "checkpoint", f.cp.Seq)
+			}
+			backoff = f.cfg.MinBackoff
+			if idle {
+				sleep(ctx, f.cfg.PollInterval)
+			}
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// step fetches one document and applies what it holds beyond the
+// checkpoint. idle reports that the caller should wait PollInterval before
+// the next step (nothing new, and no long-poll to wait in).
+func (f *Follower) step(ctx context.Context) (idle bool, err error) {
+	url := f.next
+	if url == "" { // (re)starting: from the checkpoint's page, or the feed
+		url = cmp.Or(f.cp.Page, f.cfg.URL)
+	}
+	doc, err := f.fetch(ctx, url)
+	var se *StatusError
+	if errors.As(err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusGone) && url != f.cfg.URL {
+		f.log.Warn("page gone; reading the feed from the top", "page", url, "err", err)
+		doc, err = f.fetch(ctx, f.cfg.URL)
+	}
+	if err != nil {
+		return false, err
+	}
+	if doc.notModified {
+		f.next = doc.url
+		return !doc.longPolled, nil
+	}
+	page := doc.page
+	if f.cp.Seq == 0 && !page.Archive && page.First != "" {
+		f.next = page.First // no checkpoint: start from the oldest archive
+		return false, nil
+	}
+	before := f.cp.Seq
+	if err := f.catchUp(ctx, page); err != nil {
+		return false, err
+	}
+	if page.Archive && page.NextArchive != "" {
+		f.next = page.NextArchive
+		return false, nil
+	}
+	if page.Archive { // an archive with no next: the feed has the rest
+		f.next = f.cfg.URL
+		return false, nil
+	}
+	f.next = doc.url
+	return f.cp.Seq == before && !doc.longPolled, nil
+}
+
+// catchUp applies the events of page beyond the checkpoint. When page
+// starts after checkpoint+1, or is empty behind an archive not yet seen, it
+// walks prev-archive back until the gap closes, then applies forward.
+func (f *Follower) catchUp(ctx context.Context, page *Page) error {
+	f.seen(page)
+	stack := []*Page{page}
+	for p := page; !f.reaches(p); {
+		if p.PrevArchive == "" {
+			return fmt.Errorf("%w: checkpoint %d, oldest page %s starts at %d", ErrGap, f.cp.Seq, p.Self, lowest(p))
+		}
+		doc, err := f.fetch(ctx, p.PrevArchive)
+		if err != nil {
+			return fmt.Errorf("walking back for seq %d: %w", f.cp.Seq+1, err)
+		}
+		prev := doc.page
+		f.seen(prev)
+		if len(prev.Events) > 0 && prev.Events[len(prev.Events)-1].Seq <= f.cp.Seq {
+			f.lastArchive = prev.Self
+			break // entirely applied: the gap starts after it
+		}
+		stack = append(stack, prev)
+		p = prev
+	}
+	for i := len(stack) - 1; i >= 0; i-- {
+		if err := f.applyPage(ctx, stack[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reaches reports whether p joins the checkpoint: it holds checkpoint+1 or
+// nothing newer, and (when empty) the archive before it has been seen.
+func (f *Follower) reaches(p *Page) bool {
+	if len(p.Events) == 0 {
+		return p.PrevArchive == "" || p.PrevArchive == f.lastArchive
+	}
+	return p.Events[0].Seq <= f.cp.Seq+1
+}
+
+func lowest(p *Page) int64 {
+	if len(p.Events) == 0 {
+		return 0
+	}
+	return p.Events[0].Seq
+}
+
+// seen notes the head a page shows.
+func (f *Follower) seen(p *Page) {
+	if n := len(p.Events); n > 0 {
+		head := p.Events[n-1].Seq
+		f.update(func(s *Status) { s.HeadSeq = max(s.HeadSeq, head) })
+	}
+}
+
+// applyPage applies the events of p after the checkpoint in one
+// transaction with the new checkpoint. When an event fails, the ones
+// before it are committed and the error names the failing seq.
+func (f *Follower) applyPage(ctx context.Context, p *Page) error {
+	var events []Event
+	for _, e := range p.Events {
+		if e.Seq > f.cp.Seq {
+			events = append(events, e)
+		}
+	}
+	for i, e := range events {
+		if e.Seq != f.cp.Seq+1+int64(i) {
+			return fmt.Errorf("%w: page %s jumps from %d to %d", ErrGap, p.Self, f.cp.Seq+int64(i), e.Seq)
+		}
+	}
+	if len(events) == 0 {
+		f.appliedThrough(p)
+		return nil
+	}
+	self := p.Self
+	if self == "" {
+		self = f.cfg.URL
+	}
+	n, err := f.commit(ctx, events, self)
+	if err != nil && n > 0 {
+		if _, err2 := f.commit(ctx, events[:n], self); err2 != nil {
+			return err2
+		}
+	}
+	if err == nil {
+		f.appliedThrough(p)
+	}
+	return err
+}
+
+// appliedThrough records that every event of archive p is applied: an
+// empty subscription document linking back to it has no gap behind it.
+func (f *Follower) appliedThrough(p *Page) {
+	if p.Archive {
+		f.lastArchive = p.Self
+	}
+}
+
+// commit applies events and the checkpoint in one transaction. On failure
+// it returns how many events preceded the failing one.
+func (f *Follower) commit(ctx context.Context, events []Event, page string) (int, error) {
+	start := time.Now()
+	cp := Checkpoint{Seq: events[len(events)-1].Seq, Page: page}
+	failed := 0
+	err := f.cfg.DB.Tx(ctx, func(tx *sql.Tx) error {
+		for i, e := range events {
+			if err := f.cfg.Apply(ctx, tx, e); err != nil {
+				failed = i
+				f.update(func(s *Status) { s.FailingSeq = e.Seq })
+				return fmt.Errorf("apply seq %d (%s): %w", e.Seq, e.Type, err)
+			}
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO feed_checkpoints (name, seq, page, updated_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, page = excluded.page, updated_at = excluded.updated_at`,
+			f.cfg.Name, cp.Seq, cp.Page, time.Now().UnixMicro())
+		if err != nil {
+			failed = len(events)
+			return fmt.Errorf("save checkpoint: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return failed, err
+	}
+	f.cp = cp
+	f.mApply.UpdateSince(start)
+	f.mApplied.Inc(int64(len(events)))
+	f.update(func(s *Status) {
+		s.CheckpointSeq, s.Page, s.LastApplied, s.FailingSeq = cp.Seq, cp.Page, time.Now().UTC(), 0
+		s.HeadSeq = max(s.HeadSeq, cp.Seq)
+	})
+	if f.cfg.OnApplied != nil {
+		f.cfg.OnApplied(cp)
+	}
+	return len(events), nil
+}
+
+// StatusError is an answer other than 200 or 304.
+type StatusError struct {
+	URL  string
+	Code int
+	Body string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("GET %s: status %d: %s", e.URL, e.Code, e.Body)
+}
+
+// Is makes a StatusError match ErrStatus.
+func (e *StatusError) Is(target error) bool { return target == ErrStatus }
+
+type fetched struct {
+	page        *Page
+	url         string // after redirects
+	notModified bool
+	longPolled  bool // the publisher held the request (Preference-Applied)
+}
+
+// fetch GETs one document. A second fetch of the subscription document
+// sends its ETag in If-None-Match and, unless disabled, Prefer: wait.
+func (f *Follower) fetch(ctx context.Context, url string) (fetched, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return fetched{}, fmt.Errorf("feed URL %q: %w", url, err)
+	}
+	req.Header.Set("Accept", "application/atom+xml")
+	timeout := f.cfg.Timeout
+	polling := url == f.etagURL && f.etag != ""
+	if polling {
+		req.Header.Set("If-None-Match", f.etag)
+		if f.cfg.Wait > 0 {
+			req.Header.Set("Prefer", "wait="+strconv.Itoa(int(f.cfg.Wait/time.Second)))
+			timeout += f.cfg.Wait
+		}
+	}
+	if f.cfg.Authorize != nil {
+		f.cfg.Authorize(req)
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp, err := f.cfg.Client.Do(req.WithContext(rctx))
+	if err != nil {
+		return fetched{}, fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	doc := fetched{url: resp.Request.URL.String(), longPolled: resp.Header.Get("Preference-Applied") != ""}
+	if polling && f.cfg.Wait > 0 {
+		f.update(func(s *Status) { s.LongPoll = doc.longPolled })
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotModified:
+		doc.notModified = true
+		f.update(func(s *Status) { s.LastPoll = time.Now().UTC() })
+		return doc, nil
+	default:
+		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		return fetched{}, &StatusError{URL: url, Code: resp.StatusCode, Body: string(bytes.TrimSpace(snippet))}
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxBody+1))
+	if err != nil {
+		return fetched{}, fmt.Errorf("GET %s: read: %w", url, err)
+	}
+	if int64(len(body)) > f.cfg.MaxBody {
+		return fetched{}, fmt.Errorf("GET %s: document over %d bytes", url, f.cfg.MaxBody)
+	}
+	if doc.page, err = Parse(bytes.NewReader(body)); err != nil {
+		return fetched{}, fmt.Errorf("GET %s: %w", url, err)
+	}
+	if doc.page.Self == "" {
+		doc.page.Self = doc.url
+	}
+	if !doc.page.Archive {
+		f.etag, f.etagURL = resp.Header.Get("ETag"), doc.url
+	}
+	f.update(func(s *Status) { s.LastPoll = time.Now().UTC() })
+	return doc, nil
+}
