@@ -26,8 +26,8 @@ type ApplyFunc func(ctx context.Context, tx *sql.Tx, e Event) error
 
 // FollowerConfig configures a Follower.
 type FollowerConfig struct {
-	Name      string             // checkpoint key, e.g. "contacts"
-	URL       string             // the subscription document, e.g. http://localhost:8081/feed
+	Name      string              // checkpoint key, e.g. "contacts"
+	URL       string              // the subscription document, e.g. http://localhost:8081/feed
 	Authorize func(*http.Request) // adds credentials to each request; may be nil
 	Client    *http.Client        // nil: a client with no overall timeout (requests carry deadlines)
 	DB        *sqldb.DB

@@ -266,7 +266,10 @@ func TestFollowSurvivesABadPublisher(t *testing.T) {
 		want string
 	}{
 		{"500", func(w http.ResponseWriter, r *http.Request) bool { http.Error(w, "db down", 500); return true }, "status 500"},
-		{"garbage", func(w http.ResponseWriter, r *http.Request) bool { w.Write([]byte("<html><body>not a feed")); return true }, "parse feed"},
+		{"garbage", func(w http.ResponseWriter, r *http.Request) bool {
+			w.Write([]byte("<html><body>not a feed"))
+			return true
+		}, "parse feed"},
 		{"truncated", func(w http.ResponseWriter, r *http.Request) bool {
 			rec := httptest.NewRecorder()
 			r.Header.Del("If-None-Match")
