@@ -1,62 +1,30 @@
 package contacts
 
 import (
-	"bytes"
 	"embed"
 	"errors"
 	"fmt"
-	"html/template"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 
 	"syndic/shared/httpx"
+	"syndic/shared/view"
 )
 
 //go:embed templates static
 var assets embed.FS
 
-// pages holds one template set per page, each with the layout.
-type pages map[string]*template.Template
+// pages renders the contacts pages.
+type pages struct{ *view.Set }
 
-func parsePages() (pages, error) {
-	ps := pages{}
-	for _, name := range []string{"list", "form", "show", "error"} {
-		t, err := template.ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
-		if err != nil {
-			return nil, fmt.Errorf("template %s: %w", name, err)
-		}
-		ps[name] = t
-	}
-	return ps, nil
+func parsePages(log *slog.Logger) (pages, error) {
+	set, err := view.Parse(log, assets, "templates", nil, "list", "form", "show")
+	return pages{set}, err
 }
 
-// render executes page into a buffer first, so a template error never
-// sends half a page.
-func (ps pages) render(w http.ResponseWriter, r *http.Request, log *slog.Logger, status int, page string, data any) {
-	var b bytes.Buffer
-	if err := ps[page].ExecuteTemplate(&b, "layout", data); err != nil {
-		log.ErrorContext(r.Context(), "render", "page", page, "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	w.Write(b.Bytes())
-}
-
-// renderError shows err as a page with the status the error table gives.
-func (ps pages) renderError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
-	status, body := httpx.ErrorResponse(r, log, err)
-	title := http.StatusText(status)
-	msg := body.Error
-	if status == http.StatusNotFound {
-		title, msg = "Not found", "There is no such contact: it may have been deleted."
-	}
-	ps.render(w, r, log, status, "error", map[string]any{"Title": title, "Message": msg})
-}
+const notFoundMessage = "There is no such contact: it may have been deleted."
 
 type formPage struct {
 	Contact  Contact
@@ -67,17 +35,17 @@ type formPage struct {
 
 const listPageSize = 100
 
-func (ps pages) handleList(log *slog.Logger, store Store) http.Handler {
+func (ps pages) handleList(store Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q, err := parseQuery(r)
 		if err != nil {
-			ps.renderError(w, r, log, err)
+			ps.Error(w, r, err, notFoundMessage)
 			return
 		}
 		q.Limit = listPageSize + 1
 		items, err := store.List(r.Context(), q)
 		if err != nil {
-			ps.renderError(w, r, log, err)
+			ps.Error(w, r, err, notFoundMessage)
 			return
 		}
 		link := func(offset int) string {
@@ -101,18 +69,18 @@ func (ps pages) handleList(log *slog.Logger, store Store) http.Handler {
 		if q.Offset > 0 {
 			data["Prev"] = link(max(0, q.Offset-listPageSize))
 		}
-		ps.render(w, r, log, http.StatusOK, "list", data)
+		ps.Render(w, r, http.StatusOK, "list", data)
 	})
 }
 
-func (ps pages) handleShow(log *slog.Logger, store Store) http.Handler {
+func (ps pages) handleShow(store Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := ps.contact(r, store)
 		if err != nil {
-			ps.renderError(w, r, log, err)
+			ps.Error(w, r, err, notFoundMessage)
 			return
 		}
-		ps.render(w, r, log, http.StatusOK, "show", map[string]any{"Contact": c})
+		ps.Render(w, r, http.StatusOK, "show", map[string]any{"Contact": c})
 	})
 }
 
@@ -124,20 +92,20 @@ func (ps pages) contact(r *http.Request, store Store) (Contact, error) {
 	return store.Get(r.Context(), id)
 }
 
-func (ps pages) handleNew(log *slog.Logger) http.Handler {
+func (ps pages) handleNew() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ps.render(w, r, log, http.StatusOK, "form", formPage{})
+		ps.Render(w, r, http.StatusOK, "form", formPage{})
 	})
 }
 
-func (ps pages) handleEdit(log *slog.Logger, store Store) http.Handler {
+func (ps pages) handleEdit(store Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := ps.contact(r, store)
 		if err != nil {
-			ps.renderError(w, r, log, err)
+			ps.Error(w, r, err, notFoundMessage)
 			return
 		}
-		ps.render(w, r, log, http.StatusOK, "form", formPage{Contact: c, Input: Input{c.Name, c.Email, c.Phone}})
+		ps.Render(w, r, http.StatusOK, "form", formPage{Contact: c, Input: Input{c.Name, c.Email, c.Phone}})
 	})
 }
 
@@ -154,20 +122,20 @@ func formInput(r *http.Request) (Input, error) {
 	return in.Normalize(), nil
 }
 
-func (ps pages) handleCreate(log *slog.Logger, store Store, changed func()) http.Handler {
+func (ps pages) handleCreate(store Store, changed func()) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in, err := formInput(r)
 		if err != nil {
-			ps.renderError(w, r, log, err)
+			ps.Error(w, r, err, notFoundMessage)
 			return
 		}
 		if err := in.Validate(); err != nil {
-			ps.render(w, r, log, http.StatusBadRequest, "form", formPage{Input: in, Problems: err.(httpx.Problems)})
+			ps.Render(w, r, http.StatusBadRequest, "form", formPage{Input: in, Problems: err.(httpx.Problems)})
 			return
 		}
 		c, err := store.Create(r.Context(), in)
 		if err != nil {
-			ps.renderError(w, r, log, err)
+			ps.Error(w, r, err, notFoundMessage)
 			return
 		}
 		changed()
@@ -175,28 +143,28 @@ func (ps pages) handleCreate(log *slog.Logger, store Store, changed func()) http
 	})
 }
 
-func (ps pages) handleUpdate(log *slog.Logger, store Store, changed func()) http.Handler {
+func (ps pages) handleUpdate(store Store, changed func()) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		current, err := ps.contact(r, store)
 		if err != nil {
-			ps.renderError(w, r, log, err)
+			ps.Error(w, r, err, notFoundMessage)
 			return
 		}
 		in, err := formInput(r)
 		if err != nil {
-			ps.renderError(w, r, log, err)
+			ps.Error(w, r, err, notFoundMessage)
 			return
 		}
 		version, verr := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
 		if verr != nil || version < 1 {
-			ps.render(w, r, log, http.StatusBadRequest, "form", formPage{Contact: current, Input: in, Problems: httpx.Problems{"version": "The form lacks the version it was based on: reload the page."}})
+			ps.Render(w, r, http.StatusBadRequest, "form", formPage{Contact: current, Input: in, Problems: httpx.Problems{"version": "The form lacks the version it was based on: reload the page."}})
 			return
 		}
 		form := formPage{Contact: current, Input: in}
 		form.Contact.Version = version
 		if err := in.Validate(); err != nil {
 			form.Problems = err.(httpx.Problems)
-			ps.render(w, r, log, http.StatusBadRequest, "form", form)
+			ps.Render(w, r, http.StatusBadRequest, "form", form)
 			return
 		}
 		c, err := store.Update(r.Context(), current.ID, version, in)
@@ -204,11 +172,11 @@ func (ps pages) handleUpdate(log *slog.Logger, store Store, changed func()) http
 		if errors.As(err, &stale) {
 			form.Contact = stale.Current
 			form.Notice = fmt.Sprintf("Someone else changed this contact while you were editing (it is now at version %d: %s). Your changes are below and were not saved; submit again to save them over theirs.", stale.Current.Version, describe(stale.Current))
-			ps.render(w, r, log, http.StatusConflict, "form", form)
+			ps.Render(w, r, http.StatusConflict, "form", form)
 			return
 		}
 		if err != nil {
-			ps.renderError(w, r, log, err)
+			ps.Error(w, r, err, notFoundMessage)
 			return
 		}
 		changed()
@@ -216,32 +184,32 @@ func (ps pages) handleUpdate(log *slog.Logger, store Store, changed func()) http
 	})
 }
 
-func (ps pages) handleDelete(log *slog.Logger, store Store, changed func()) http.Handler {
+func (ps pages) handleDelete(store Store, changed func()) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := pathID(r)
 		if err != nil {
-			ps.renderError(w, r, log, err)
+			ps.Error(w, r, err, notFoundMessage)
 			return
 		}
 		if err := r.ParseForm(); err != nil {
-			ps.renderError(w, r, log, fmt.Errorf("form: %v: %w", err, httpx.ErrInvalid))
+			ps.Error(w, r, fmt.Errorf("form: %v: %w", err, httpx.ErrInvalid), notFoundMessage)
 			return
 		}
 		version, err := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
 		if err != nil || version < 1 {
-			ps.renderError(w, r, log, fmt.Errorf("the form lacks the version it was based on: %w", httpx.ErrInvalid))
+			ps.Error(w, r, fmt.Errorf("the form lacks the version it was based on: %w", httpx.ErrInvalid), notFoundMessage)
 			return
 		}
 		if err := store.Delete(r.Context(), id, version); err != nil {
 			var stale *StaleError
 			if errors.As(err, &stale) {
-				ps.render(w, r, log, http.StatusConflict, "error", map[string]any{
-					"Title":   "Not deleted",
-					"Message": fmt.Sprintf("Someone else changed this contact after you opened it (it is now %s). Look at it again before deleting.", describe(stale.Current)),
+				ps.Render(w, r, http.StatusConflict, "error", view.Message{
+					Title:   "Not deleted",
+					Message: fmt.Sprintf("Someone else changed this contact after you opened it (it is now %s). Look at it again before deleting.", describe(stale.Current)),
 				})
 				return
 			}
-			ps.renderError(w, r, log, err)
+			ps.Error(w, r, err, notFoundMessage)
 			return
 		}
 		changed()

@@ -14,7 +14,7 @@ import (
 // NewServer returns the contacts HTTP handler: the routes on one screen.
 // changed is called after every committed change (it wakes feed long-polls).
 func NewServer(log *slog.Logger, store Store, db *sqldb.DB, pub *feed.Publisher, m *metrics.Set, access httpx.Access) (http.Handler, error) {
-	ps, err := parsePages()
+	ps, err := parsePages(log)
 	if err != nil {
 		return nil, err
 	}
@@ -37,13 +37,13 @@ func NewServer(log *slog.Logger, store Store, db *sqldb.DB, pub *feed.Publisher,
 	mux.Handle("DELETE /api/contacts/{id}", machine(apiDeleteContact(log, store, changed)))
 	mux.Handle("/api/", machine(httpx.NotFoundJSON(log)))
 
-	mux.Handle("GET /{$}", people(ps.handleList(log, store)))
-	mux.Handle("GET /contacts/new", people(ps.handleNew(log)))
-	mux.Handle("POST /contacts", people(ps.handleCreate(log, store, changed)))
-	mux.Handle("GET /contacts/{id}", people(ps.handleShow(log, store)))
-	mux.Handle("GET /contacts/{id}/edit", people(ps.handleEdit(log, store)))
-	mux.Handle("POST /contacts/{id}", people(ps.handleUpdate(log, store, changed)))
-	mux.Handle("POST /contacts/{id}/delete", people(ps.handleDelete(log, store, changed)))
+	mux.Handle("GET /{$}", people(ps.handleList(store)))
+	mux.Handle("GET /contacts/new", people(ps.handleNew()))
+	mux.Handle("POST /contacts", people(ps.handleCreate(store, changed)))
+	mux.Handle("GET /contacts/{id}", people(ps.handleShow(store)))
+	mux.Handle("GET /contacts/{id}/edit", people(ps.handleEdit(store)))
+	mux.Handle("POST /contacts/{id}", people(ps.handleUpdate(store, changed)))
+	mux.Handle("POST /contacts/{id}/delete", people(ps.handleDelete(store, changed)))
 
 	return httpx.Chain(mux, httpx.Log(log), m.Middleware, httpx.Secure()), nil
 }

@@ -1,0 +1,74 @@
+// Package view renders a service's HTML pages: html/template sets of one
+// layout plus one page each, executed into a buffer so an error never
+// sends half a page, and error pages that follow httpx's error table.
+package view
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"path"
+
+	"syndic/shared/httpx"
+)
+
+// Set holds one template set per page, each parsed with the layout. Every
+// page defines the "title" and "content" blocks the layout (named
+// "layout") uses; an "error" page shows .Title and .Message.
+type Set struct {
+	log   *slog.Logger
+	pages map[string]*template.Template
+}
+
+// Parse reads dir/layout.html and dir/NAME.html for each name from fsys.
+func Parse(log *slog.Logger, fsys fs.FS, dir string, funcs template.FuncMap, names ...string) (*Set, error) {
+	s := &Set{log: log, pages: map[string]*template.Template{}}
+	for _, name := range append(names, "error") {
+		t, err := template.New(name).Funcs(funcs).ParseFS(fsys, path.Join(dir, "layout.html"), path.Join(dir, name+".html"))
+		if err != nil {
+			return nil, fmt.Errorf("template %s: %w", name, err)
+		}
+		s.pages[name] = t
+	}
+	return s, nil
+}
+
+// Render answers page with data and status.
+func (s *Set) Render(w http.ResponseWriter, r *http.Request, status int, page string, data any) {
+	var b bytes.Buffer
+	t, ok := s.pages[page]
+	if !ok {
+		s.log.ErrorContext(r.Context(), "render: no such page", "page", page)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	if err := t.ExecuteTemplate(&b, "layout", data); err != nil {
+		s.log.ErrorContext(r.Context(), "render", "page", page, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(b.Bytes())
+}
+
+// Message is the data of the error page.
+type Message struct {
+	Title   string
+	Message string
+}
+
+// Error answers err as the error page with the status httpx's table gives.
+// notFound, when not empty, is the message for a 404.
+func (s *Set) Error(w http.ResponseWriter, r *http.Request, err error, notFound string) {
+	status, body := httpx.ErrorResponse(r, s.log, err)
+	m := Message{Title: http.StatusText(status), Message: body.Error}
+	if status == http.StatusNotFound && notFound != "" {
+		m = Message{Title: "Not found", Message: notFound}
+	}
+	s.Render(w, r, status, "error", m)
+}
