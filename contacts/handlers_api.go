@@ -1,7 +1,6 @@
 package contacts
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -55,7 +54,7 @@ func parseQuery(r *http.Request) (Query, error) {
 // apiGetContact answers GET /api/contacts/{id} with an ETag of its version.
 func apiGetContact(log *slog.Logger, store Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := pathID(r)
+		id, err := httpx.PathID(r, "contact")
 		if err != nil {
 			httpx.WriteError(w, r, log, err)
 			return
@@ -65,7 +64,7 @@ func apiGetContact(log *slog.Logger, store Store) http.Handler {
 			httpx.WriteError(w, r, log, err)
 			return
 		}
-		w.Header().Set("ETag", versionETag(c.Version))
+		w.Header().Set("ETag", httpx.VersionETag(c.Version))
 		httpx.WriteJSON(w, http.StatusOK, c)
 	})
 }
@@ -90,7 +89,7 @@ func apiCreateContact(log *slog.Logger, store Store, changed func()) http.Handle
 		}
 		changed()
 		w.Header().Set("Location", "/api/contacts/"+strconv.FormatInt(c.ID, 10))
-		w.Header().Set("ETag", versionETag(c.Version))
+		w.Header().Set("ETag", httpx.VersionETag(c.Version))
 		httpx.WriteJSON(w, http.StatusCreated, c)
 	})
 }
@@ -111,7 +110,7 @@ type updateBody struct {
 // nothing and answers 412 (If-Match) or 409 (version).
 func apiUpdateContact(log *slog.Logger, store Store, changed func()) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := pathID(r)
+		id, err := httpx.PathID(r, "contact")
 		if err != nil {
 			httpx.WriteError(w, r, log, err)
 			return
@@ -129,7 +128,7 @@ func apiUpdateContact(log *slog.Logger, store Store, changed func()) http.Handle
 		if body.ID != nil && *body.ID != id {
 			p.Add("id", fmt.Sprintf("is %d in the body but %d in the URL", *body.ID, id))
 		}
-		version, ifMatch, err := basedOn(r, body.Version)
+		version, ifMatch, err := httpx.BasedOn(r, body.Version)
 		if err != nil {
 			p.Add("version", err.Error())
 		}
@@ -139,11 +138,11 @@ func apiUpdateContact(log *slog.Logger, store Store, changed func()) http.Handle
 		}
 		c, err := store.Update(r.Context(), id, version, in)
 		if err != nil {
-			httpx.WriteError(w, r, log, staleAs(err, ifMatch))
+			httpx.WriteError(w, r, log, httpx.StaleAs(err, ifMatch))
 			return
 		}
 		changed()
-		w.Header().Set("ETag", versionETag(c.Version))
+		w.Header().Set("ETag", httpx.VersionETag(c.Version))
 		httpx.WriteJSON(w, http.StatusOK, c)
 	})
 }
@@ -152,63 +151,23 @@ func apiUpdateContact(log *slog.Logger, store Store, changed func()) http.Handle
 // makes it conditional (412 when stale).
 func apiDeleteContact(log *slog.Logger, store Store, changed func()) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := pathID(r)
+		id, err := httpx.PathID(r, "contact")
 		if err != nil {
 			httpx.WriteError(w, r, log, err)
 			return
 		}
 		var version int64
 		if r.Header.Get("If-Match") != "" {
-			if version, _, err = basedOn(r, nil); err != nil {
+			if version, _, err = httpx.BasedOn(r, nil); err != nil {
 				httpx.WriteError(w, r, log, httpx.Problems{"If-Match": err.Error()})
 				return
 			}
 		}
 		if err := store.Delete(r.Context(), id, version); err != nil {
-			httpx.WriteError(w, r, log, staleAs(err, true))
+			httpx.WriteError(w, r, log, httpx.StaleAs(err, true))
 			return
 		}
 		changed()
 		w.WriteHeader(http.StatusNoContent)
 	})
-}
-
-// basedOn returns the version a change is based on: If-Match ("3" or W/"3")
-// wins over the body's version. ifMatch tells which one it came from.
-func basedOn(r *http.Request, bodyVersion *int64) (version int64, ifMatch bool, err error) {
-	if im := strings.TrimSpace(r.Header.Get("If-Match")); im != "" {
-		v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(im, "W/"), `"`), 10, 64)
-		if err != nil || v < 1 {
-			return 0, true, fmt.Errorf("If-Match %q is not a version ETag like \"3\"", im)
-		}
-		return v, true, nil
-	}
-	if bodyVersion == nil {
-		return 0, false, errors.New(`is required: the version this change is based on (or an If-Match header)`)
-	}
-	if *bodyVersion < 1 {
-		return 0, false, errors.New("must be 1 or more")
-	}
-	return *bodyVersion, false, nil
-}
-
-// staleAs turns a stale-version conflict into 412 when the version came
-// from If-Match.
-func staleAs(err error, ifMatch bool) error {
-	var stale *StaleError
-	if ifMatch && errors.As(err, &stale) {
-		return fmt.Errorf("%w: %w", err, httpx.ErrPreconditionFailed)
-	}
-	return err
-}
-
-func versionETag(v int64) string { return `"` + strconv.FormatInt(v, 10) + `"` }
-
-func pathID(r *http.Request) (int64, error) {
-	s := r.PathValue("id")
-	id, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || id < 1 {
-		return 0, fmt.Errorf("contact %q: ids are positive numbers: %w", s, httpx.ErrNotFound)
-	}
-	return id, nil
 }

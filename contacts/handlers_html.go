@@ -85,7 +85,7 @@ func (ps pages) handleShow(store Store) http.Handler {
 }
 
 func (ps pages) contact(r *http.Request, store Store) (Contact, error) {
-	id, err := pathID(r)
+	id, err := httpx.PathID(r, "contact")
 	if err != nil {
 		return Contact{}, err
 	}
@@ -186,7 +186,7 @@ func (ps pages) handleUpdate(store Store, changed func()) http.Handler {
 
 func (ps pages) handleDelete(store Store, changed func()) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := pathID(r)
+		id, err := httpx.PathID(r, "contact")
 		if err != nil {
 			ps.Error(w, r, err, notFoundMessage)
 			return
