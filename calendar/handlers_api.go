@@ -1,0 +1,189 @@
+package calendar
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"syndic/shared/feed"
+	"syndic/shared/httpx"
+)
+
+// apiListAppointments answers GET /api/appointments?from=&participant=&cancelled=true.
+func apiListAppointments(log *slog.Logger, store Store) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := r.URL.Query()
+		q := AppointmentQuery{WithCancelled: v.Get("cancelled") == "true"}
+		p := httpx.Problems{}
+		if s := v.Get("from"); s != "" {
+			t, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				p.Add("from", "must be an RFC 3339 time")
+			}
+			q.From = t
+		}
+		if s := v.Get("participant"); s != "" {
+			id, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || id < 1 {
+				p.Add("participant", "must be a contact id")
+			}
+			q.Participant = id
+		}
+		if err := p.Err(); err != nil {
+			httpx.WriteError(w, r, log, err)
+			return
+		}
+		apps, err := store.Appointments(r.Context(), q)
+		if err != nil {
+			httpx.WriteError(w, r, log, err)
+			return
+		}
+		httpx.WriteJSON(w, http.StatusOK, httpx.List[Appointment]{Items: apps})
+	})
+}
+
+func apiGetAppointment(log *slog.Logger, store Store) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := httpx.PathID(r, "appointment")
+		if err != nil {
+			httpx.WriteError(w, r, log, err)
+			return
+		}
+		a, err := store.Appointment(r.Context(), id)
+		if err != nil {
+			httpx.WriteError(w, r, log, err)
+			return
+		}
+		w.Header().Set("ETag", httpx.VersionETag(a.Version))
+		httpx.WriteJSON(w, http.StatusOK, a)
+	})
+}
+
+// decodeInput reads and checks an appointment body.
+func decodeInput(r *http.Request, body any, in *Input) error {
+	if err := httpx.DecodeJSON(r, body); err != nil {
+		return err
+	}
+	*in = in.Normalize()
+	return in.Validate()
+}
+
+// apiCreateAppointment answers POST /api/appointments: 201 with Location.
+func apiCreateAppointment(log *slog.Logger, store Store) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in Input
+		if err := decodeInput(r, &in, &in); err != nil {
+			httpx.WriteError(w, r, log, err)
+			return
+		}
+		a, err := store.Create(r.Context(), in)
+		if err != nil {
+			httpx.WriteError(w, r, log, err)
+			return
+		}
+		w.Header().Set("Location", fmt.Sprintf("/api/appointments/%d", a.ID))
+		w.Header().Set("ETag", httpx.VersionETag(a.Version))
+		httpx.WriteJSON(w, http.StatusCreated, a)
+	})
+}
+
+// updateBody is a PUT body: the fields, the version the change is based on
+// (unless If-Match carries it), and read-only fields a client may echo.
+type updateBody struct {
+	Input
+	Version   *int64     `json:"version"`
+	ID        *int64     `json:"id"`
+	Attendees []Attendee `json:"attendees"`
+	Status    *string    `json:"status"`
+	Created   *string    `json:"created_at"`
+	Updated   *string    `json:"updated_at"`
+}
+
+// apiUpdateAppointment answers PUT /api/appointments/{id}; a stale version
+// answers 412 (If-Match) or 409 (body) and changes nothing.
+func apiUpdateAppointment(log *slog.Logger, store Store) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := httpx.PathID(r, "appointment")
+		if err != nil {
+			httpx.WriteError(w, r, log, err)
+			return
+		}
+		var body updateBody
+		p := httpx.Problems{}
+		if err := decodeInput(r, &body, &body.Input); err != nil {
+			var ok bool
+			if p, ok = err.(httpx.Problems); !ok {
+				httpx.WriteError(w, r, log, err)
+				return
+			}
+		}
+		if body.ID != nil && *body.ID != id {
+			p.Add("id", fmt.Sprintf("is %d in the body but %d in the URL", *body.ID, id))
+		}
+		version, ifMatch, err := httpx.BasedOn(r, body.Version)
+		if err != nil {
+			p.Add("version", err.Error())
+		}
+		if err := p.Err(); err != nil {
+			httpx.WriteError(w, r, log, err)
+			return
+		}
+		a, err := store.Update(r.Context(), id, version, body.Input)
+		if err != nil {
+			httpx.WriteError(w, r, log, httpx.StaleAs(err, ifMatch))
+			return
+		}
+		w.Header().Set("ETag", httpx.VersionETag(a.Version))
+		httpx.WriteJSON(w, http.StatusOK, a)
+	})
+}
+
+// apiCancelAppointment answers DELETE /api/appointments/{id}: the
+// appointment is cancelled (kept, with status "cancelled", so calendar
+// apps see the cancellation) and answered 200; If-Match makes it
+// conditional.
+func apiCancelAppointment(log *slog.Logger, store Store) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := httpx.PathID(r, "appointment")
+		if err != nil {
+			httpx.WriteError(w, r, log, err)
+			return
+		}
+		var version int64
+		if r.Header.Get("If-Match") != "" {
+			if version, _, err = httpx.BasedOn(r, nil); err != nil {
+				httpx.WriteError(w, r, log, httpx.Problems{"If-Match": err.Error()})
+				return
+			}
+		}
+		a, err := store.Cancel(r.Context(), id, version)
+		if err != nil {
+			httpx.WriteError(w, r, log, httpx.StaleAs(err, true))
+			return
+		}
+		w.Header().Set("ETag", httpx.VersionETag(a.Version))
+		httpx.WriteJSON(w, http.StatusOK, a)
+	})
+}
+
+// apiListContacts answers GET /api/contacts: the local copy.
+func apiListContacts(log *slog.Logger, store Store) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cs, err := store.Contacts(r.Context())
+		if err != nil {
+			httpx.WriteError(w, r, log, err)
+			return
+		}
+		httpx.WriteJSON(w, http.StatusOK, httpx.List[Contact]{Items: cs})
+	})
+}
+
+// apiSync answers GET /api/sync: the follower's status.
+func apiSync(sync func() feed.Status) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		httpx.WriteJSON(w, http.StatusOK, sync())
+	})
+}

@@ -1,0 +1,71 @@
+package calendar
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"syndic/shared/httpx"
+)
+
+// icalHandler serves iCal calendars: every appointment, or those of one
+// contact ({id}), cancelled ones included so calendar apps drop them.
+// The ETag is a hash of the body, so apps polling with If-None-Match get
+// 304 until something changes.
+func icalHandler(log *slog.Logger, store Store, baseURL string, perContact bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := AppointmentQuery{WithCancelled: true}
+		base := httpx.BaseURL(baseURL, r)
+		opt := ICalOptions{Name: "syndic calendar", BaseURL: base, Host: uidHost(baseURL)}
+		if perContact {
+			id, err := httpx.PathID(r, "contact")
+			if err != nil {
+				httpx.WriteError(w, r, log, err)
+				return
+			}
+			c, err := store.Contact(r.Context(), id)
+			if err != nil {
+				httpx.WriteError(w, r, log, err)
+				return
+			}
+			q.Participant = id
+			opt.Name = c.Name + "'s appointments"
+		}
+		apps, err := store.Appointments(r.Context(), q)
+		if err != nil {
+			httpx.WriteError(w, r, log, err)
+			return
+		}
+		var b bytes.Buffer
+		if err := WriteICal(&b, opt, apps); err != nil {
+			httpx.WriteError(w, r, log, fmt.Errorf("ical: %w", err))
+			return
+		}
+		sum := sha256.Sum256(b.Bytes())
+		etag := `"` + hex.EncodeToString(sum[:12]) + `"`
+		h := w.Header()
+		h.Set("ETag", etag)
+		h.Set("Cache-Control", "no-cache")
+		if inm := r.Header.Get("If-None-Match"); inm != "" && strings.Contains(inm, etag) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		h.Set("Content-Type", "text/calendar; charset=utf-8")
+		h.Set("Content-Disposition", `inline; filename="calendar.ics"`)
+		w.Write(b.Bytes())
+	})
+}
+
+// uidHost is the domain part of event UIDs: stable across requests, so it
+// comes from BASE_URL and never from the request.
+func uidHost(baseURL string) string {
+	if u, err := url.Parse(baseURL); err == nil && u.Hostname() != "" {
+		return u.Hostname()
+	}
+	return "syndic-calendar"
+}

@@ -1,0 +1,273 @@
+package calendar
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/emersion/go-ical"
+)
+
+// ICalOptions describe one calendar document.
+type ICalOptions struct {
+	// Name is the calendar's display name, written as X-WR-CALNAME (what
+	// calendar apps read) and as RFC 7986 NAME, like "syndic calendar" or
+	// "Ada Lovelace's appointments". Empty leaves both out.
+	Name string
+	// BaseURL is the public base URL: each event's URL is
+	// BaseURL + "/appointments/{id}". Empty leaves URL out.
+	BaseURL string
+	// Host is the domain part of every UID, like "calendar.syndic" for
+	// "appointment-42@calendar.syndic". It must not change between requests
+	// (calendar apps would show every appointment twice); empty means
+	// "calendar.syndic".
+	Host string
+}
+
+const (
+	icalProductID   = "-//syndic//calendar//EN"
+	icalDefaultHost = "calendar.syndic"
+	icalCalName     = "X-WR-CALNAME"
+	// icalMaxLine is the longest content line RFC 5545 section 3.1 allows,
+	// in octets, without the CRLF.
+	icalMaxLine = 75
+	// icalPlaceholder names a component lent to go-ical's encoder, which
+	// refuses a VCALENDAR without components, and cut from its output.
+	icalPlaceholder = "X-SYNDIC-EMPTY"
+)
+
+// WriteICal writes apps, in their order, as one RFC 5545 VCALENDAR (PRODID
+// "-//syndic//calendar//EN", VERSION 2.0, CALSCALE GREGORIAN, METHOD PUBLISH)
+// with one VEVENT per appointment as AppointmentEvent builds it. Cancelled
+// appointments are kept, with STATUS:CANCELLED, so that subscribed calendar
+// apps drop them. The output depends only on opt and apps, never on the time
+// of the call: the same data gives the same bytes.
+//
+// Nothing is written to w unless the whole document encodes. WriteICal returns
+// go-ical's error for a value RFC 5545 cannot hold (a line break in BaseURL,
+// say), or the error of w.
+func WriteICal(w io.Writer, opt ICalOptions, apps []Appointment) error {
+	cal := ical.NewCalendar()
+	setText(cal.Props, ical.PropProductID, icalProductID)
+	setText(cal.Props, ical.PropVersion, "2.0")
+	setText(cal.Props, ical.PropCalendarScale, "GREGORIAN")
+	setText(cal.Props, ical.PropMethod, "PUBLISH")
+	if opt.Name != "" {
+		setText(cal.Props, ical.PropName, opt.Name)
+		setText(cal.Props, icalCalName, opt.Name)
+	}
+	for _, a := range apps {
+		cal.Children = append(cal.Children, AppointmentEvent(opt, a).Component)
+	}
+	if err := EncodeICal(w, cal); err != nil {
+		return fmt.Errorf("write iCal of %d appointments: %w", len(apps), err)
+	}
+	return nil
+}
+
+// AppointmentEvent returns the VEVENT of one appointment:
+//
+//   - UID "appointment-{id}@{Host}", the same in every calendar that holds it;
+//   - DTSTAMP and LAST-MODIFIED the appointment's UpdatedAt (CreatedAt if
+//     zero) and CREATED its CreatedAt, so the event does not depend on the
+//     time it is written;
+//   - DTSTART and DTEND in UTC: the stored times carry a bare offset, not an
+//     IANA zone, so a TZID would have to be invented; the instant in UTC is
+//     exact and calendar apps show it in their user's zone;
+//   - SUMMARY, LOCATION (when set), URL (when opt.BaseURL is set);
+//   - SEQUENCE Version-1, which starts at 0 and grows with every change;
+//   - STATUS CONFIRMED or CANCELLED;
+//   - one ATTENDEE per attendee, "mailto:" their address with CN their name.
+//
+// Attendees whose contact was deleted upstream are left out: they are no
+// longer people the calendar knows, publishing their address to every
+// subscriber would keep spreading it, and PARTSTAT=DECLINED would claim an
+// answer they never gave. The UI still shows them as deleted.
+//
+// Text is escaped by go-ical (backslash, semicolon, comma, newline); invalid
+// UTF-8 becomes U+FFFD and control characters other than newline and tab are
+// dropped, as RFC 5545 forbids them. A double quote, which no parameter value
+// can hold, becomes an apostrophe in CN. ORGANIZER is not set.
+func AppointmentEvent(opt ICalOptions, a Appointment) *ical.Event {
+	host := opt.Host
+	if host == "" {
+		host = icalDefaultHost
+	}
+	ev := ical.NewEvent()
+	p := ev.Props
+	setText(p, ical.PropUID, "appointment-"+strconv.FormatInt(a.ID, 10)+"@"+host)
+
+	stamp := a.UpdatedAt
+	if stamp.IsZero() {
+		stamp = a.CreatedAt
+	}
+	p.SetDateTime(ical.PropDateTimeStamp, stamp.UTC())
+	if !stamp.IsZero() {
+		p.SetDateTime(ical.PropLastModified, stamp.UTC())
+	}
+	if !a.CreatedAt.IsZero() {
+		p.SetDateTime(ical.PropCreated, a.CreatedAt.UTC())
+	}
+	p.SetDateTime(ical.PropDateTimeStart, a.Start().UTC())
+	p.SetDateTime(ical.PropDateTimeEnd, a.End().UTC())
+
+	setText(p, ical.PropSummary, a.Title)
+	if a.Location != "" {
+		setText(p, ical.PropLocation, a.Location)
+	}
+	if opt.BaseURL != "" {
+		u := ical.NewProp(ical.PropURL)
+		u.Value = strings.TrimRight(opt.BaseURL, "/") + "/appointments/" + strconv.FormatInt(a.ID, 10)
+		p.Set(u)
+	}
+	seq := ical.NewProp(ical.PropSequence)
+	seq.Value = strconv.FormatInt(max(a.Version-1, 0), 10)
+	p.Set(seq)
+	if a.Status == StatusCancelled {
+		ev.SetStatus(ical.EventCancelled)
+	} else {
+		ev.SetStatus(ical.EventConfirmed)
+	}
+
+	for _, at := range a.Attendees {
+		if at.Deleted || at.Email == "" { // see the doc comment
+			continue
+		}
+		att := ical.NewProp(ical.PropAttendee)
+		if cn := icalParam(at.Name); cn != "" {
+			att.Params.Set(ical.ParamCommonName, cn)
+		}
+		att.Value = mailtoURI(at.Email)
+		p.Add(att)
+	}
+	return ev
+}
+
+// EncodeICal writes cal as RFC 5545 text with go-ical's Encoder, folding
+// every line longer than 75 octets (which go-ical does not do) without
+// splitting a UTF-8 sequence. It also writes a VCALENDAR without components,
+// which go-ical refuses: RFC 5545's grammar asks for one, but an empty
+// calendar is what a subscription with nothing in it must look like, and
+// calendar apps read it as such. Use it for any iCal body, such as mail
+// invitations.
+//
+// Nothing is written to w unless the whole document encodes. EncodeICal
+// returns go-ical's error for a component that breaks RFC 5545's rules (a
+// VEVENT without UID, a line break in a value, a double quote in a parameter
+// value), or the error of w.
+func EncodeICal(w io.Writer, cal *ical.Calendar) error {
+	empty := cal.Name == ical.CompCalendar && len(cal.Children) == 0
+	if empty {
+		c := *cal.Component
+		c.Children = []*ical.Component{ical.NewComponent(icalPlaceholder)}
+		cal = &ical.Calendar{Component: &c}
+	}
+	var buf bytes.Buffer
+	if err := ical.NewEncoder(&buf).Encode(cal); err != nil {
+		return err
+	}
+	doc := buf.Bytes()
+	if empty {
+		doc = bytes.Replace(doc, []byte("BEGIN:"+icalPlaceholder+"\r\nEND:"+icalPlaceholder+"\r\n"), nil, 1)
+	}
+	_, err := w.Write(foldICal(doc))
+	return err
+}
+
+// foldICal returns doc, CRLF-terminated content lines, with every line longer
+// than 75 octets split into a first line and continuation lines that begin
+// with a space (RFC 5545 section 3.1), each at most 75 octets too. It cuts
+// only at the start of a UTF-8 sequence, so every physical line is valid
+// UTF-8 when doc is.
+func foldICal(doc []byte) []byte {
+	var out bytes.Buffer
+	out.Grow(len(doc) + len(doc)/(icalMaxLine-1)*3)
+	for len(doc) > 0 {
+		line, rest, _ := bytes.Cut(doc, []byte("\r\n"))
+		doc = rest
+		limit := icalMaxLine
+		for len(line) > limit {
+			cut := limit
+			// Back off to a rune start, at most 3 octets: bytes that are
+			// not UTF-8 still make progress.
+			for i := 0; i < utf8.UTFMax-1 && !utf8.RuneStart(line[cut]); i++ {
+				cut--
+			}
+			out.Write(line[:cut])
+			out.WriteString("\r\n ")
+			line = line[cut:]
+			limit = icalMaxLine - 1 // the leading space counts
+		}
+		out.Write(line)
+		out.WriteString("\r\n")
+	}
+	return out.Bytes()
+}
+
+// setText sets the TEXT property name to s, made fit by icalText and escaped
+// by go-ical. TEXT is the default type of every property set this way, so
+// the VALUE=TEXT go-ical adds to names it does not know (X-WR-CALNAME) is
+// left out.
+func setText(props ical.Props, name, s string) {
+	prop := ical.NewProp(name)
+	prop.SetText(icalText(s))
+	prop.Params.Del(ical.ParamValue)
+	props.Set(prop)
+}
+
+// icalText returns s fit for a TEXT value: valid UTF-8, CRLF and lone CR as
+// a newline (which go-ical escapes as \n; a raw CR would make it fail), and
+// no other control character but tab.
+func icalText(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	s = strings.ReplaceAll(s, "\r", "\n")
+	return strings.Map(func(r rune) rune {
+		if r != '\n' && r != '\t' && unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// icalParam returns s fit for a parameter value, which go-ical quotes when
+// it holds ';', ':' or ',' but cannot escape: valid UTF-8, a double quote as
+// an apostrophe, line breaks and tabs as spaces, no other control character.
+func icalParam(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.ReplaceAll(s, "\r\n", " ")
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '"':
+			return '\''
+		case r == '\n' || r == '\r' || r == '\t':
+			return ' '
+		case unicode.IsControl(r):
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// mailtoURI returns the mailto URI (RFC 6068) of a bare address: octets
+// other than letters, digits and "-._~!$'()*+,;:@" are percent-encoded, so
+// "ada@example.org" stays as it is but "a&b@example.org" becomes
+// "mailto:a%26b@example.org".
+func mailtoURI(addr string) string {
+	const keep = "-._~!$'()*+,;:@"
+	var b strings.Builder
+	b.WriteString("mailto:")
+	for i := 0; i < len(addr); i++ {
+		c := addr[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(keep, c) >= 0 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}

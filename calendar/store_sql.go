@@ -1,0 +1,336 @@
+package calendar
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"time"
+
+	"syndic/shared/httpx"
+	"syndic/shared/sqldb"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// SQLStore is the Store on SQLite or PostgreSQL.
+type SQLStore struct {
+	db  *sqldb.DB
+	now func() time.Time
+}
+
+// NewSQLStore migrates db and returns a Store on it.
+func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
+	dirs, _ := fs.Sub(migrations, "migrations")
+	if err := db.Migrate(ctx, dirs); err != nil {
+		return nil, err
+	}
+	return &SQLStore{db: db, now: time.Now}, nil
+}
+
+const appointmentColumns = `id, title, starts_at, ends_at, location, status, version, created_at, updated_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scanAppointment(row scanner) (Appointment, error) {
+	var a Appointment
+	var created, updated int64
+	if err := row.Scan(&a.ID, &a.Title, &a.StartsAt, &a.EndsAt, &a.Location, &a.Status, &a.Version, &created, &updated); err != nil {
+		return Appointment{}, err
+	}
+	a.CreatedAt, a.UpdatedAt = sqldb.Time(created), sqldb.Time(updated)
+	a.Participants, a.Attendees = []int64{}, []Attendee{}
+	return a, nil
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Appointments lists the appointments q selects, in start order.
+func (s *SQLStore) Appointments(ctx context.Context, q AppointmentQuery) ([]Appointment, error) {
+	var where []string
+	var args []any
+	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
+	if !q.From.IsZero() {
+		where = append(where, "end_utc > "+arg(sqldb.Micro(q.From)))
+	}
+	if !q.WithCancelled {
+		where = append(where, "status = "+arg(StatusConfirmed))
+	}
+	if q.Participant != 0 {
+		where = append(where, "id IN (SELECT appointment_id FROM participants WHERE contact_id = "+arg(q.Participant)+")")
+	}
+	query := `SELECT ` + appointmentColumns + ` FROM appointments`
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	query += fmt.Sprintf(" ORDER BY start_utc, id LIMIT %d", limit)
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list appointments: %w", err)
+	}
+	var out []Appointment
+	for rows.Next() {
+		a, err := scanAppointment(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("list appointments: %w", err)
+		}
+		out = append(out, a)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list appointments: %w", err)
+	}
+	if err := s.attendees(ctx, s.db, out); err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = []Appointment{}
+	}
+	return out, nil
+}
+
+// attendees fills in the participants of apps.
+func (s *SQLStore) attendees(ctx context.Context, q querier, apps []Appointment) error {
+	if len(apps) == 0 {
+		return nil
+	}
+	byID := map[int64]*Appointment{}
+	ids := make([]string, len(apps))
+	for i := range apps {
+		byID[apps[i].ID] = &apps[i]
+		ids[i] = fmt.Sprint(apps[i].ID)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT p.appointment_id, c.id, c.name, c.email, c.deleted
+		FROM participants p JOIN contacts c ON c.id = p.contact_id
+		WHERE p.appointment_id IN (`+strings.Join(ids, ",")+`) ORDER BY c.name, c.id`)
+	if err != nil {
+		return fmt.Errorf("participants: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var appID int64
+		var at Attendee
+		if err := rows.Scan(&appID, &at.ID, &at.Name, &at.Email, &at.Deleted); err != nil {
+			return fmt.Errorf("participants: %w", err)
+		}
+		a := byID[appID]
+		a.Participants = append(a.Participants, at.ID)
+		a.Attendees = append(a.Attendees, at)
+	}
+	return rows.Err()
+}
+
+// Appointment returns appointment id.
+func (s *SQLStore) Appointment(ctx context.Context, id int64) (Appointment, error) {
+	return s.appointment(ctx, s.db, id)
+}
+
+func (s *SQLStore) appointment(ctx context.Context, q querier, id int64) (Appointment, error) {
+	a, err := scanAppointment(q.QueryRowContext(ctx, `SELECT `+appointmentColumns+` FROM appointments WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Appointment{}, fmt.Errorf("appointment %d: %w", id, httpx.ErrNotFound)
+	}
+	if err != nil {
+		return Appointment{}, fmt.Errorf("appointment %d: %w", id, err)
+	}
+	apps := []Appointment{a}
+	if err := s.attendees(ctx, q, apps); err != nil {
+		return Appointment{}, err
+	}
+	return apps[0], nil
+}
+
+// Create adds an appointment.
+func (s *SQLStore) Create(ctx context.Context, in Input) (Appointment, error) {
+	now := s.now().UTC().Truncate(time.Microsecond)
+	var id int64
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if err := checkParticipants(ctx, tx, in.Participants, nil); err != nil {
+			return err
+		}
+		a := Appointment{StartsAt: in.StartsAt, EndsAt: in.EndsAt}
+		err := tx.QueryRowContext(ctx, `INSERT INTO appointments (title, starts_at, ends_at, start_utc, end_utc, location, status, version, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8) RETURNING id`,
+			in.Title, in.StartsAt, in.EndsAt, sqldb.Micro(a.Start()), sqldb.Micro(a.End()), in.Location, StatusConfirmed, sqldb.Micro(now)).Scan(&id)
+		if err != nil {
+			return fmt.Errorf("insert appointment: %w", err)
+		}
+		return setParticipants(ctx, tx, id, in.Participants)
+	})
+	if err != nil {
+		return Appointment{}, fmt.Errorf("create appointment: %w", err)
+	}
+	return s.Appointment(ctx, id)
+}
+
+// Update changes appointment id if it is at version. A change that alters
+// nothing writes nothing.
+func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (Appointment, error) {
+	now := s.now().UTC().Truncate(time.Microsecond)
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		before, err := s.at(ctx, tx, id, version)
+		if err != nil {
+			return err
+		}
+		if err := checkParticipants(ctx, tx, in.Participants, before.Participants); err != nil {
+			return err
+		}
+		if unchanged(before, in) {
+			return nil
+		}
+		a := Appointment{StartsAt: in.StartsAt, EndsAt: in.EndsAt}
+		res, err := tx.ExecContext(ctx, `UPDATE appointments SET title = $1, starts_at = $2, ends_at = $3, start_utc = $4, end_utc = $5,
+			location = $6, version = version + 1, updated_at = $7 WHERE id = $8 AND version = $9`,
+			in.Title, in.StartsAt, in.EndsAt, sqldb.Micro(a.Start()), sqldb.Micro(a.End()), in.Location, sqldb.Micro(now), id, before.Version)
+		if err != nil {
+			return fmt.Errorf("update appointment: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return s.stale(ctx, tx, id, version)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM participants WHERE appointment_id = $1`, id); err != nil {
+			return fmt.Errorf("update participants: %w", err)
+		}
+		return setParticipants(ctx, tx, id, in.Participants)
+	})
+	if err != nil {
+		return Appointment{}, fmt.Errorf("update appointment %d: %w", id, err)
+	}
+	return s.Appointment(ctx, id)
+}
+
+func unchanged(a Appointment, in Input) bool {
+	return a.Title == in.Title && a.StartsAt == in.StartsAt && a.EndsAt == in.EndsAt && a.Location == in.Location &&
+		slices.Equal(slices.Sorted(slices.Values(a.Participants)), slices.Sorted(slices.Values(in.Participants)))
+}
+
+// Cancel marks appointment id cancelled. Cancelling a cancelled
+// appointment changes nothing.
+func (s *SQLStore) Cancel(ctx context.Context, id, version int64) (Appointment, error) {
+	now := s.now().UTC().Truncate(time.Microsecond)
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		before, err := s.at(ctx, tx, id, version)
+		if err != nil {
+			return err
+		}
+		if before.Status == StatusCancelled {
+			return nil
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE appointments SET status = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND version = $4`,
+			StatusCancelled, sqldb.Micro(now), id, before.Version)
+		if err != nil {
+			return fmt.Errorf("cancel appointment: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return s.stale(ctx, tx, id, version)
+		}
+		return nil
+	})
+	if err != nil {
+		return Appointment{}, fmt.Errorf("cancel appointment %d: %w", id, err)
+	}
+	return s.Appointment(ctx, id)
+}
+
+// at reads appointment id in tx and checks it is at version (0: any).
+func (s *SQLStore) at(ctx context.Context, tx *sql.Tx, id, version int64) (Appointment, error) {
+	a, err := s.appointment(ctx, tx, id)
+	if err != nil {
+		return Appointment{}, err
+	}
+	if version != 0 && a.Version != version {
+		return Appointment{}, &StaleError{Based: version, Current: a}
+	}
+	return a, nil
+}
+
+func (s *SQLStore) stale(ctx context.Context, tx *sql.Tx, id, version int64) error {
+	a, err := s.appointment(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	return &StaleError{Based: version, Current: a}
+}
+
+// checkParticipants refuses ids missing from the local copy, and ids
+// deleted upstream unless they are already on the appointment (kept).
+func checkParticipants(ctx context.Context, tx *sql.Tx, ids, kept []int64) error {
+	p := httpx.Problems{}
+	for _, id := range ids {
+		var deleted bool
+		err := tx.QueryRowContext(ctx, `SELECT deleted FROM contacts WHERE id = $1`, id).Scan(&deleted)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			p.Add("participants", fmt.Sprintf("contact %d is not known here (yet): pick someone from the contacts list", id))
+		case err != nil:
+			return fmt.Errorf("participant %d: %w", id, err)
+		case deleted && !slices.Contains(kept, id):
+			p.Add("participants", fmt.Sprintf("contact %d was deleted", id))
+		}
+	}
+	return p.Err()
+}
+
+func setParticipants(ctx context.Context, tx *sql.Tx, id int64, contacts []int64) error {
+	for _, c := range contacts {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO participants (appointment_id, contact_id) VALUES ($1, $2)`, id, c); err != nil {
+			return fmt.Errorf("participant %d: %w", c, err)
+		}
+	}
+	return nil
+}
+
+const contactColumns = `id, name, email, phone, version, deleted, updated_at, seq`
+
+func scanContact(row scanner) (Contact, error) {
+	var c Contact
+	var updated int64
+	if err := row.Scan(&c.ID, &c.Name, &c.Email, &c.Phone, &c.Version, &c.Deleted, &updated, &c.Seq); err != nil {
+		return Contact{}, err
+	}
+	c.UpdatedAt = sqldb.Time(updated)
+	return c, nil
+}
+
+// Contacts lists the local copy in name order.
+func (s *SQLStore) Contacts(ctx context.Context) ([]Contact, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts ORDER BY name, id`)
+	if err != nil {
+		return nil, fmt.Errorf("contacts: %w", err)
+	}
+	defer rows.Close()
+	out := []Contact{}
+	for rows.Next() {
+		c, err := scanContact(rows)
+		if err != nil {
+			return nil, fmt.Errorf("contacts: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// Contact returns contact id from the local copy.
+func (s *SQLStore) Contact(ctx context.Context, id int64) (Contact, error) {
+	c, err := scanContact(s.db.QueryRowContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Contact{}, fmt.Errorf("contact %d: %w", id, httpx.ErrNotFound)
+	}
+	if err != nil {
+		return Contact{}, fmt.Errorf("contact %d: %w", id, err)
+	}
+	return c, nil
+}

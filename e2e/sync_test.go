@@ -1,0 +1,198 @@
+package e2e
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"syndic/calendar"
+	"syndic/contacts"
+	"syndic/shared/feed"
+)
+
+type contact struct {
+	ID      int64  `json:"id"`
+	Name    string `json:"name"`
+	Email   string `json:"email"`
+	Phone   string `json:"phone"`
+	Version int64  `json:"version"`
+	Deleted bool   `json:"deleted"`
+}
+
+type list[T any] struct {
+	Items []T `json:"items"`
+}
+
+// churn makes n random contact changes through the API — creates, updates
+// and deletes — with a few writers at once, and returns the ids it made.
+func churn(t *testing.T, c *api, n int, seed uint64) map[int64]bool {
+	var mu sync.Mutex
+	ids := map[int64]bool{} // id → alive
+	var alive []int64
+	rng := rand.New(rand.NewPCG(seed, seed))
+	var wg sync.WaitGroup
+	jobs := make(chan int)
+	for range 4 {
+		wg.Go(func() {
+			for i := range jobs {
+				mu.Lock()
+				op := rng.IntN(10)
+				var id int64
+				if len(alive) > 0 {
+					id = alive[rng.IntN(len(alive))]
+				}
+				mu.Unlock()
+				switch {
+				case op < 6 || id == 0:
+					var got contact
+					c.must(201, "POST", "/api/contacts", map[string]string{
+						"name": fmt.Sprintf("Person %d «%s»", i, strings.Repeat("é", i%5)), "email": fmt.Sprintf("p%d@example.org", i), "phone": fmt.Sprint(i)}, &got)
+					mu.Lock()
+					ids[got.ID] = true
+					alive = append(alive, got.ID)
+					mu.Unlock()
+				case op < 9:
+					var cur contact
+					if c.call("GET", contactPath(id), nil, &cur) != 200 {
+						continue // deleted meanwhile
+					}
+					c.call("PUT", contactPath(id), map[string]any{"name": cur.Name + "+", "email": fmt.Sprintf("u%d@example.org", i), "phone": cur.Phone}, nil,
+						"If-Match", fmt.Sprintf(`"%d"`, cur.Version)) // 412 when another writer won: fine
+				default:
+					if c.call("DELETE", contactPath(id), nil, nil) == 204 {
+						mu.Lock()
+						ids[id] = false
+						alive = slices.DeleteFunc(alive, func(x int64) bool { return x == id })
+						mu.Unlock()
+					}
+				}
+			}
+		})
+	}
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	return ids
+}
+
+// head returns the seq of the newest event in the contacts feed.
+func head(t *testing.T, contactsURL string) int64 {
+	t.Helper()
+	resp, err := http.Get(contactsURL + "/feed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p, err := feed.Parse(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Events) == 0 { // right after a full page: read the archive before
+		resp, err := http.Get(p.PrevArchive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if p, err = feed.Parse(resp.Body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p.Events[len(p.Events)-1].Seq
+}
+
+// sameState fails unless calendar's copy equals contacts' state, field by
+// field: live contacts alike, deleted ones kept and marked deleted.
+func sameState(t *testing.T, con, cal *api, ids map[int64]bool) {
+	t.Helper()
+	var upstream list[contact]
+	con.must(200, "GET", "/api/contacts?limit=1000", nil, &upstream)
+	var local list[contact]
+	cal.must(200, "GET", "/api/contacts", nil, &local)
+	byID := map[int64]contact{}
+	for _, c := range local.Items {
+		byID[c.ID] = c
+	}
+	live := 0
+	for _, u := range upstream.Items {
+		l, ok := byID[u.ID]
+		if !ok || l.Deleted || l.Name != u.Name || l.Email != u.Email || l.Phone != u.Phone || l.Version != u.Version {
+			t.Errorf("contact %d: upstream %+v, calendar %+v", u.ID, u, l)
+		}
+		live++
+	}
+	deleted := 0
+	for id, alive := range ids {
+		if !alive {
+			deleted++
+			if !byID[id].Deleted {
+				t.Errorf("contact %d deleted upstream but not in calendar: %+v", id, byID[id])
+			}
+		}
+	}
+	if len(local.Items) != live+deleted {
+		t.Errorf("calendar has %d contacts, want %d live + %d deleted", len(local.Items), live, deleted)
+	}
+}
+
+// TestPropagation: 1,000 contact changes reach calendar's copy exactly.
+func TestPropagation(t *testing.T) {
+	con := startContacts(t, "", contacts.Config{})
+	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{})
+	capi, kapi := newAPI(t, con.URL), newAPI(t, cal.URL)
+	ids := churn(t, capi, 1000, 1)
+	h := head(t, con.URL)
+	waitSync(t, kapi, 60*time.Second, func(s syncStatus) bool { return s.CheckpointSeq == h && s.Lag == 0 })
+	sameState(t, capi, kapi, ids)
+}
+
+// TestCatchUp: a calendar started after 10,000 events reaches lag 0 from
+// the oldest archive.
+func TestCatchUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10,000 events")
+	}
+	con := startContacts(t, "", contacts.Config{})
+	capi := newAPI(t, con.URL)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 1250 {
+				capi.must(201, "POST", "/api/contacts", map[string]string{"name": fmt.Sprint("P", w, "-", i), "email": fmt.Sprintf("p%d-%d@example.org", w, i)}, nil)
+			}
+		})
+	}
+	wg.Wait()
+	var requests []string
+	var mu sync.Mutex
+	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{Follow: func(fc *feed.FollowerConfig) {
+		fc.Client = &http.Client{Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
+			mu.Lock()
+			requests = append(requests, r.URL.Path)
+			mu.Unlock()
+			return http.DefaultTransport.RoundTrip(r)
+		})}
+	}})
+	kapi := newAPI(t, cal.URL)
+	waitSync(t, kapi, 120*time.Second, func(s syncStatus) bool { return s.CheckpointSeq == 10000 && s.Lag == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(requests) < 3 || requests[0] != "/feed" || requests[1] != "/feed/archive/1" {
+		t.Errorf("first requests %v: want /feed, then the oldest archive", requests[:min(3, len(requests))])
+	}
+	var local list[contact]
+	kapi.must(200, "GET", "/api/contacts", nil, &local)
+	if len(local.Items) != 10000 {
+		t.Errorf("calendar has %d contacts, want 10000", len(local.Items))
+	}
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
