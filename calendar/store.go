@@ -12,7 +12,8 @@ import (
 //
 // Appointment, Update and Cancel wrap httpx.ErrNotFound for an unknown id;
 // Update and Cancel return a *StaleError (wrapping httpx.ErrConflict) when
-// the appointment is no longer at the version the change was based on.
+// the appointment is no longer at the version the change was based on;
+// Update of a cancelled appointment wraps httpx.ErrConflict.
 // Create and Update answer httpx.Problems when a participant is unknown or
 // was deleted upstream (one already on the appointment may stay).
 type Store interface {

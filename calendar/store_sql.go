@@ -185,6 +185,9 @@ func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (App
 		if err != nil {
 			return err
 		}
+		if before.Status == StatusCancelled {
+			return fmt.Errorf("appointment %d is cancelled: %w", id, httpx.ErrConflict)
+		}
 		if err := checkParticipants(ctx, tx, in.Participants, before.Participants); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // time zones for the HTML forms, also where the host has none
 
 	"syndic/calendar"
 )

@@ -1,0 +1,92 @@
+package calendar
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func post(t *testing.T, base, path string, v url.Values) (int, string, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+path, strings.NewReader(v.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Request.URL.Path, string(b)
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestHTML(t *testing.T) {
+	s := runService(t, Config{})
+	s.seed(t, feedContact{ID: 7, Name: "Ada <Lovelace>", Email: "ada@example.org"}, feedContact{ID: 8, Name: "Grace", Email: "grace@example.org"})
+	form := url.Values{"title": {"Review"}, "starts_at": {"2030-01-15T09:30"}, "ends_at": {"2030-01-15T10:30"}, "timezone": {"Europe/Paris"}, "participants": {"7", "8"}}
+
+	bad := url.Values{"title": {""}, "starts_at": {"2030-01-15T09:30"}, "ends_at": {"2030-01-15T08:00"}, "timezone": {"Mars/Olympus"}, "participants": {"7"}}
+	status, _, body := post(t, s.URL, "/appointments", bad)
+	if status != 400 || !strings.Contains(body, `id="title-problem"`) || !strings.Contains(body, `id="timezone-problem"`) {
+		t.Fatalf("invalid form: %d\n%s", status, body)
+	}
+
+	status, at, body := post(t, s.URL, "/appointments", form)
+	if status != 200 || !strings.HasPrefix(at, "/appointments/") || !strings.Contains(body, "Ada &lt;Lovelace&gt;") || !strings.Contains(body, "UTC&#43;01:00") {
+		t.Fatalf("create: %d at %s\n%s", status, at, body)
+	}
+	if _, list := get(t, s.URL+"/"); !strings.Contains(list, "Review") {
+		t.Fatal("upcoming list lacks the appointment")
+	}
+
+	// Grace is deleted upstream: she stays on the appointment, marked.
+	s.seed(t, feedContact{ID: 8, Name: "deleted:Grace", Email: "grace@example.org", Version: 2})
+	_, page := get(t, s.URL+at)
+	if !strings.Contains(page, "Grace") || !strings.Contains(page, "deleted") {
+		t.Fatalf("appointment page does not mark Grace deleted:\n%s", page)
+	}
+
+	// A stale edit is refused and keeps the input.
+	edit := url.Values{"title": {"Review 2"}, "starts_at": {"2030-01-15T09:30"}, "ends_at": {"2030-01-15T10:30"}, "timezone": {"UTC+01:00"}, "participants": {"7", "8"}, "version": {"1"}}
+	if status, _, body := post(t, s.URL, at, edit); status != 200 || !strings.Contains(body, "Review 2") {
+		t.Fatalf("edit: %d\n%s", status, body)
+	}
+	edit.Set("title", "Review 3")
+	if status, _, body := post(t, s.URL, at, edit); status != 409 || !strings.Contains(body, `value="Review 3"`) {
+		t.Fatalf("stale edit: %d\n%s", status, body)
+	}
+	if status, _, _ := post(t, s.URL, at+"/cancel", url.Values{"version": {"1"}}); status != 409 {
+		t.Fatalf("stale cancel: %d", status)
+	}
+	if status, _, body := post(t, s.URL, at+"/cancel", url.Values{"version": {"2"}}); status != 200 || !strings.Contains(strings.ToLower(body), "cancelled") {
+		t.Fatalf("cancel: %d\n%s", status, body)
+	}
+
+	_, page = get(t, s.URL+"/contacts")
+	for _, want := range []string{"Ada &lt;Lovelace&gt;", "Grace", "connection refused"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("contacts page lacks %q", want)
+		}
+	}
+	if _, page = get(t, s.URL+"/contacts/7"); !strings.Contains(page, "/contacts/7/calendar.ics") {
+		t.Error("contact page lacks its iCal link")
+	}
+	for _, path := range []string{"/appointments/999", "/appointments/x/edit", "/contacts/999"} {
+		if status, _ := get(t, s.URL+path); status != 404 {
+			t.Errorf("%s: %d, want 404", path, status)
+		}
+	}
+}
