@@ -22,6 +22,7 @@ var (
 	ErrPreconditionFailed = errors.New("precondition failed")
 	ErrTooLarge           = errors.New("request body too large")
 	ErrUnsupportedMedia   = errors.New("unsupported media type")
+	ErrUnprocessable      = errors.New("unprocessable")
 	ErrUnauthorized       = errors.New("unauthorized")
 	ErrUnavailable        = errors.New("unavailable")
 )
@@ -37,6 +38,7 @@ var statusOf = []struct {
 	{ErrConflict, http.StatusConflict},
 	{ErrTooLarge, http.StatusRequestEntityTooLarge},
 	{ErrUnsupportedMedia, http.StatusUnsupportedMediaType},
+	{ErrUnprocessable, http.StatusUnprocessableEntity},
 	{ErrUnauthorized, http.StatusUnauthorized},
 	{ErrUnavailable, http.StatusServiceUnavailable},
 }

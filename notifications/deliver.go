@@ -1,0 +1,165 @@
+package notifications
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"syndic/shared/breaker"
+	"syndic/shared/metrics"
+)
+
+// Delivery sends pending notifications: workers claim due ones from the
+// store, send them through the breaker, and record the outcome.
+type Delivery struct {
+	Store       Store
+	Sender      Sender
+	Breaker     *breaker.Breaker
+	From        string
+	Workers     int           // concurrent sends; 4
+	MaxAttempts int           // temporary failures before giving up; 8
+	MinBackoff  time.Duration // after the first failure; 1 s
+	MaxBackoff  time.Duration // at most; 10 min
+	Lease       time.Duration // a claim lasts; 2 min
+	Log         *slog.Logger
+	Metrics     *metrics.Set
+
+	wake chan struct{}
+	once sync.Once
+}
+
+func (d *Delivery) init() {
+	d.once.Do(func() {
+		d.wake = make(chan struct{}, 1)
+		if d.Workers <= 0 {
+			d.Workers = 4
+		}
+		if d.MaxAttempts <= 0 {
+			d.MaxAttempts = 8
+		}
+		if d.MinBackoff <= 0 {
+			d.MinBackoff = time.Second
+		}
+		if d.MaxBackoff < d.MinBackoff {
+			d.MaxBackoff = max(10*time.Minute, d.MinBackoff)
+		}
+		if d.Lease <= 0 {
+			d.Lease = 2 * time.Minute
+		}
+	})
+}
+
+// Wake tells the workers a notification was accepted.
+func (d *Delivery) Wake() {
+	d.init()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers until ctx is done; a send in progress is finished first.
+func (d *Delivery) Run(ctx context.Context) {
+	d.init()
+	var wg sync.WaitGroup
+	for range d.Workers {
+		wg.Go(func() { d.work(ctx) })
+	}
+	wg.Wait()
+}
+
+func (d *Delivery) work(ctx context.Context) {
+	sent, failed, retries := d.Metrics.Counter("notifications_sent"), d.Metrics.Counter("notifications_failed"), d.Metrics.Counter("notifications_retries")
+	took := d.Metrics.Timer("notifications_delivery")
+	for ctx.Err() == nil {
+		d.Breaker.Wait(ctx)
+		n, ok, err := d.Store.Claim(context.WithoutCancel(ctx), time.Now(), d.Lease)
+		if err != nil {
+			d.Log.Error("claim notification", "err", err)
+			d.sleep(ctx, time.Second)
+			continue
+		}
+		if !ok {
+			d.idle(ctx)
+			continue
+		}
+		// The send and its record finish even when ctx ends: a mail sent must
+		// be marked sent, or it would go out again.
+		bg := context.WithoutCancel(ctx)
+		start := time.Now()
+		err = d.send(bg, n)
+		switch {
+		case err == nil:
+			took.UpdateSince(start)
+			sent.Inc(1)
+			d.record(d.Store.MarkSent(bg, n.ID, time.Now()))
+		case errors.Is(err, breaker.ErrOpen): // half-open with a probe in flight, or just opened
+			d.record(d.Store.Release(bg, n.ID))
+			d.sleep(ctx, 50*time.Millisecond+rand.N(50*time.Millisecond))
+		case !Temporary(err):
+			failed.Inc(1)
+			d.Log.Warn("notification failed", "id", n.ID, "err", err)
+			d.record(d.Store.MarkFailed(bg, n.ID, n.Attempts+1, err.Error()))
+		case n.Attempts+1 >= d.MaxAttempts:
+			failed.Inc(1)
+			d.Log.Warn("notification failed after retries", "id", n.ID, "attempts", n.Attempts+1, "err", err)
+			d.record(d.Store.MarkFailed(bg, n.ID, n.Attempts+1, err.Error()))
+		default:
+			retries.Inc(1)
+			next := time.Now().Add(d.backoff(n.Attempts + 1))
+			d.Log.Info("notification will be retried", "id", n.ID, "attempt", n.Attempts+1, "at", next, "err", err)
+			d.record(d.Store.MarkRetry(bg, n.ID, n.Attempts+1, next, err.Error()))
+		}
+	}
+}
+
+func (d *Delivery) send(ctx context.Context, n Notification) error {
+	m, err := BuildMessage(d.From, n, time.Now())
+	if err != nil {
+		return &SendError{Err: err}
+	}
+	return d.Breaker.Do(func() error { return d.Sender.Send(ctx, m) })
+}
+
+func (d *Delivery) record(err error) {
+	if err != nil {
+		d.Log.Error("record delivery", "err", err)
+	}
+}
+
+// backoff is exponential with full jitter: about MinBackoff·2^(attempt−1).
+func (d *Delivery) backoff(attempt int) time.Duration {
+	b := d.MinBackoff << min(attempt-1, 30)
+	if b <= 0 || b > d.MaxBackoff {
+		b = d.MaxBackoff
+	}
+	return b/2 + rand.N(b/2+1)
+}
+
+// idle waits until woken, the next notification falls due, or a second
+// passes (to see work accepted by other instances).
+func (d *Delivery) idle(ctx context.Context) {
+	wait := time.Second
+	if at, ok, err := d.Store.NextDue(ctx); err == nil && ok {
+		wait = min(wait, max(time.Until(at), time.Millisecond))
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-d.wake:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func (d *Delivery) sleep(ctx context.Context, dur time.Duration) {
+	t := time.NewTimer(dur)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

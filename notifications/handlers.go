@@ -1,0 +1,108 @@
+package notifications
+
+import (
+	"embed"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"syndic/shared/httpx"
+	"syndic/shared/view"
+)
+
+//go:embed templates static
+var assets embed.FS
+
+// apiAccept answers POST /api/notifications: 202 once stored (200 with the
+// same notification when the Idempotency-Key was seen with the same body;
+// 422 when it was seen with another).
+func apiAccept(log *slog.Logger, store Store, accepted func()) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := r.Header.Get("Idempotency-Key")
+		var req Request
+		err := httpx.DecodeJSON(r, &req)
+		if err == nil {
+			err = ValidKey(key)
+		}
+		if err == nil {
+			err = req.Validate()
+		}
+		if err != nil {
+			httpx.WriteError(w, r, log, err)
+			return
+		}
+		n, created, err := store.Accept(r.Context(), key, req)
+		if err != nil {
+			httpx.WriteError(w, r, log, err)
+			return
+		}
+		w.Header().Set("Location", "/api/notifications/"+strconv.FormatInt(n.ID, 10))
+		if !created {
+			httpx.WriteJSON(w, http.StatusOK, n)
+			return
+		}
+		accepted()
+		httpx.WriteJSON(w, http.StatusAccepted, n)
+	})
+}
+
+func apiList(log *slog.Logger, store Store) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status := r.URL.Query().Get("status")
+		if status != "" && status != StatusPending && status != StatusSent && status != StatusFailed {
+			httpx.WriteError(w, r, log, httpx.Problems{"status": "must be pending, sent or failed"})
+			return
+		}
+		limit := 100
+		if s := r.URL.Query().Get("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > 1000 {
+				httpx.WriteError(w, r, log, httpx.Problems{"limit": "must be a number from 1 to 1000"})
+				return
+			}
+			limit = n
+		}
+		ns, err := store.List(r.Context(), status, limit)
+		if err != nil {
+			httpx.WriteError(w, r, log, err)
+			return
+		}
+		httpx.WriteJSON(w, http.StatusOK, httpx.List[Notification]{Items: ns})
+	})
+}
+
+func apiGet(log *slog.Logger, store Store) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := httpx.PathID(r, "notification")
+		if err != nil {
+			httpx.WriteError(w, r, log, err)
+			return
+		}
+		n, err := store.Get(r.Context(), id)
+		if err != nil {
+			httpx.WriteError(w, r, log, err)
+			return
+		}
+		httpx.WriteJSON(w, http.StatusOK, n)
+	})
+}
+
+// htmlList shows the notifications with their status, attempts and last
+// error, newest first.
+func htmlList(pages *view.Set, store Store, breakerState func() string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status := r.URL.Query().Get("status")
+		if status != StatusPending && status != StatusSent && status != StatusFailed {
+			status = ""
+		}
+		ns, err := store.List(r.Context(), status, 500)
+		if err != nil {
+			pages.Error(w, r, err, "")
+			return
+		}
+		pending, _ := store.Pending(r.Context())
+		pages.Render(w, r, http.StatusOK, "list", map[string]any{
+			"Notifications": ns, "Status": status, "Pending": pending, "Breaker": breakerState(),
+		})
+	})
+}

@@ -1,0 +1,204 @@
+package notifications
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"syndic/shared/httpx"
+	"syndic/shared/sqldb"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// SQLStore is the Store on SQLite or PostgreSQL.
+type SQLStore struct {
+	db *sqldb.DB
+}
+
+// NewSQLStore migrates db and returns a Store on it.
+func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
+	dirs, _ := fs.Sub(migrations, "migrations")
+	if err := db.Migrate(ctx, dirs); err != nil {
+		return nil, err
+	}
+	return &SQLStore{db: db}, nil
+}
+
+const columns = `id, idempotency_key, to_address, subject, body, calendar, status, attempts, last_error, next_attempt_at, created_at, updated_at, sent_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scan(row scanner) (Notification, error) {
+	var n Notification
+	var next, created, updated int64
+	var sent sql.NullInt64
+	err := row.Scan(&n.ID, &n.IdempotencyKey, &n.To, &n.Subject, &n.Text, &n.Calendar, &n.Status, &n.Attempts, &n.LastError, &next, &created, &updated, &sent)
+	if err != nil {
+		return Notification{}, err
+	}
+	n.CreatedAt, n.UpdatedAt = sqldb.Time(created), sqldb.Time(updated)
+	if n.Status == StatusPending {
+		t := sqldb.Time(next)
+		n.NextAttemptAt = &t
+	}
+	if sent.Valid {
+		t := sqldb.Time(sent.Int64)
+		n.SentAt = &t
+	}
+	return n, nil
+}
+
+// Accept stores req under key unless the key is taken.
+func (s *SQLStore) Accept(ctx context.Context, key string, req Request) (Notification, bool, error) {
+	now := sqldb.Micro(time.Now())
+	hash := req.Hash()
+	var n Notification
+	created := false
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var id int64
+		err := tx.QueryRowContext(ctx, `INSERT INTO notifications (idempotency_key, request_hash, to_address, subject, body, calendar, next_attempt_at, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`,
+			key, hash, req.To, req.Subject, req.Text, req.Calendar, now).Scan(&id)
+		switch {
+		case err == nil:
+			created = true
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("insert notification: %w", err)
+		}
+		var storedHash string
+		if err := tx.QueryRowContext(ctx, `SELECT request_hash FROM notifications WHERE idempotency_key = $1`, key).Scan(&storedHash); err != nil {
+			return fmt.Errorf("notification %q: %w", key, err)
+		}
+		if storedHash != hash {
+			return fmt.Errorf("Idempotency-Key %q was used for a different request: %w", key, httpx.ErrUnprocessable)
+		}
+		n, err = scan(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM notifications WHERE idempotency_key = $1`, key))
+		return err
+	})
+	return n, created, err
+}
+
+// Get returns notification id.
+func (s *SQLStore) Get(ctx context.Context, id int64) (Notification, error) {
+	n, err := scan(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM notifications WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Notification{}, fmt.Errorf("notification %d: %w", id, httpx.ErrNotFound)
+	}
+	if err != nil {
+		return Notification{}, fmt.Errorf("notification %d: %w", id, err)
+	}
+	return n, nil
+}
+
+// List returns the newest first.
+func (s *SQLStore) List(ctx context.Context, status string, limit int) ([]Notification, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	q := `SELECT ` + columns + ` FROM notifications`
+	args := []any{}
+	if status != "" {
+		q += ` WHERE status = $1`
+		args = append(args, status)
+	}
+	q += fmt.Sprintf(` ORDER BY id DESC LIMIT %d`, limit)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list notifications: %w", err)
+	}
+	defer rows.Close()
+	out := []Notification{}
+	for rows.Next() {
+		n, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list notifications: %w", err)
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// Claim leases the next due notification. The lease condition is checked
+// again in the UPDATE, so two workers (or instances) never hold one row.
+func (s *SQLStore) Claim(ctx context.Context, now time.Time, lease time.Duration) (Notification, bool, error) {
+	t := sqldb.Micro(now)
+	var n Notification
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var id int64
+		err := tx.QueryRowContext(ctx, `UPDATE notifications SET lease_until = $1
+			WHERE id = (SELECT id FROM notifications WHERE status = 'pending' AND next_attempt_at <= $2 AND lease_until <= $2 ORDER BY next_attempt_at, id LIMIT 1)
+			AND lease_until <= $2 RETURNING id`, sqldb.Micro(now.Add(lease)), t).Scan(&id)
+		if err != nil {
+			return err
+		}
+		n, err = scan(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM notifications WHERE id = $1`, id))
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return Notification{}, false, nil
+	}
+	if err != nil {
+		return Notification{}, false, fmt.Errorf("claim notification: %w", err)
+	}
+	return n, true, nil
+}
+
+// NextDue is when the next pending notification falls due.
+func (s *SQLStore) NextDue(ctx context.Context) (time.Time, bool, error) {
+	later := "max" // SQLite's two-argument max is PostgreSQL's greatest
+	if s.db.Dialect == sqldb.Postgres {
+		later = "greatest"
+	}
+	var at sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT min(`+later+`(next_attempt_at, lease_until)) FROM notifications WHERE status = 'pending'`).Scan(&at)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("next due: %w", err)
+	}
+	if !at.Valid {
+		return time.Time{}, false, nil
+	}
+	return sqldb.Time(at.Int64), true, nil
+}
+
+func (s *SQLStore) exec(ctx context.Context, what, q string, args ...any) error {
+	if _, err := s.db.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// MarkSent records delivery.
+func (s *SQLStore) MarkSent(ctx context.Context, id int64, at time.Time) error {
+	t := sqldb.Micro(at)
+	return s.exec(ctx, "mark sent", `UPDATE notifications SET status = 'sent', attempts = attempts + 1, last_error = '', sent_at = $1, updated_at = $1, lease_until = 0 WHERE id = $2`, t, id)
+}
+
+// MarkRetry records a failed attempt.
+func (s *SQLStore) MarkRetry(ctx context.Context, id int64, attempts int, next time.Time, lastErr string) error {
+	return s.exec(ctx, "mark retry", `UPDATE notifications SET attempts = $1, next_attempt_at = $2, last_error = $3, updated_at = $4, lease_until = 0 WHERE id = $5`,
+		attempts, sqldb.Micro(next), lastErr, sqldb.Micro(time.Now()), id)
+}
+
+// MarkFailed gives up on a notification.
+func (s *SQLStore) MarkFailed(ctx context.Context, id int64, attempts int, lastErr string) error {
+	return s.exec(ctx, "mark failed", `UPDATE notifications SET status = 'failed', attempts = $1, last_error = $2, updated_at = $3, lease_until = 0 WHERE id = $4`,
+		attempts, lastErr, sqldb.Micro(time.Now()), id)
+}
+
+// Release gives a claimed notification back untried.
+func (s *SQLStore) Release(ctx context.Context, id int64) error {
+	return s.exec(ctx, "release", `UPDATE notifications SET lease_until = 0 WHERE id = $1`, id)
+}
+
+// Pending counts the notifications not yet sent or failed.
+func (s *SQLStore) Pending(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM notifications WHERE status = 'pending'`).Scan(&n)
+	return n, err
+}
