@@ -68,21 +68,22 @@ func (ps pages) handleAppointment(store Store) http.Handler {
 			ps.Error(w, r, err, htmlNoAppointment)
 			return
 		}
-		ps.Render(w, r, http.StatusOK, "appointment", map[string]any{"Appointment": a})
+		ps.renderAppointment(w, r, store, http.StatusOK, a, "")
 	})
 }
 
-// appointmentID is the {id} of the path; a malformed one is ErrNotFound.
-func appointmentID(r *http.Request) (int64, error) { return htmlPathID(r, "appointment") }
-
-func htmlPathID(r *http.Request, what string) (int64, error) {
-	s := r.PathValue("id")
-	id, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || id < 1 {
-		return 0, fmt.Errorf("%s %q: ids are positive numbers: %w", what, s, httpx.ErrNotFound)
+// renderAppointment shows an appointment with its notification requests.
+func (ps pages) renderAppointment(w http.ResponseWriter, r *http.Request, store Store, status int, a Appointment, notice string) {
+	ns, err := store.Notifications(r.Context(), a.ID)
+	if err != nil {
+		ps.Error(w, r, err, htmlNoAppointment)
+		return
 	}
-	return id, nil
+	ps.Render(w, r, status, "appointment", map[string]any{"Appointment": a, "Notice": notice, "Notifications": ns})
 }
+
+// appointmentID is the {id} of the path; a malformed one is ErrNotFound.
+func appointmentID(r *http.Request) (int64, error) { return httpx.PathID(r, "appointment") }
 
 func htmlAppointment(r *http.Request, store Store) (Appointment, error) {
 	id, err := appointmentID(r)
@@ -193,7 +194,7 @@ func (ps pages) handleEditAppointment(store Store) http.Handler {
 			return
 		}
 		if a.Status == StatusCancelled {
-			ps.renderCancelled(w, r, a)
+			ps.renderCancelled(w, r, store, a)
 			return
 		}
 		ps.renderForm(w, r, store, http.StatusOK, htmlForm{Appointment: a, Fields: htmlFieldsOf(a)})
@@ -201,11 +202,8 @@ func (ps pages) handleEditAppointment(store Store) http.Handler {
 }
 
 // renderCancelled answers 409 with the appointment page of a cancelled one.
-func (ps pages) renderCancelled(w http.ResponseWriter, r *http.Request, a Appointment) {
-	ps.Render(w, r, http.StatusConflict, "appointment", map[string]any{
-		"Appointment": a,
-		"Notice":      "This appointment was cancelled: it can no longer be changed. Create a new one instead.",
-	})
+func (ps pages) renderCancelled(w http.ResponseWriter, r *http.Request, store Store, a Appointment) {
+	ps.renderAppointment(w, r, store, http.StatusConflict, a, "This appointment was cancelled: it can no longer be changed. Create a new one instead.")
 }
 
 // htmlFieldsOf fills the form from a stored appointment: local times in the
@@ -467,7 +465,7 @@ func (ps pages) handleUpdateAppointment(store Store) http.Handler {
 			return
 		}
 		if current.Status == StatusCancelled {
-			ps.renderCancelled(w, r, current)
+			ps.renderCancelled(w, r, store, current)
 			return
 		}
 		form := htmlForm{Appointment: current, Fields: f, Problems: p}
@@ -487,7 +485,7 @@ func (ps pages) handleUpdateAppointment(store Store) http.Handler {
 		var stale *StaleError
 		switch {
 		case errors.As(err, &stale) && stale.Current.Status == StatusCancelled:
-			ps.renderCancelled(w, r, stale.Current)
+			ps.renderCancelled(w, r, store, stale.Current)
 		case errors.As(err, &stale):
 			form.Appointment = stale.Current
 			form.Notice = fmt.Sprintf("Someone else changed this appointment while you were editing (it is now at version %d: %s). Your changes are below and were not saved; submit again to save them over theirs.", stale.Current.Version, htmlDescribe(stale.Current))
@@ -527,7 +525,7 @@ func (ps pages) handleCancelAppointment(store Store) http.Handler {
 			if stale.Current.Status == StatusCancelled {
 				notice = "Someone else cancelled this appointment already."
 			}
-			ps.Render(w, r, http.StatusConflict, "appointment", map[string]any{"Appointment": stale.Current, "Notice": notice})
+			ps.renderAppointment(w, r, store, http.StatusConflict, stale.Current, notice)
 			return
 		}
 		if err != nil {
@@ -559,7 +557,7 @@ func (ps pages) handleContacts(store Store, sync func() feed.Status) http.Handle
 // appointments and its iCal feed.
 func (ps pages) handleContact(store Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := htmlPathID(r, "contact")
+		id, err := httpx.PathID(r, "contact")
 		if err != nil {
 			ps.Error(w, r, err, htmlNoContact)
 			return

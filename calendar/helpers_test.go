@@ -37,6 +37,31 @@ func runService(t testing.TB, cfg Config) *testService {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = time.Second
 	}
+	if cfg.NotificationsURL == "" {
+		cfg.NotificationsURL = "http://127.0.0.1:1" // nobody: requests wait in the outbox
+	}
+	if cfg.NotifyBuffer == 0 {
+		cfg.NotifyBuffer = 1000
+	}
+	if cfg.NotifyWorkers == 0 {
+		cfg.NotifyWorkers = 4
+	}
+	if cfg.NotifyMaxAttempts == 0 {
+		cfg.NotifyMaxAttempts = 10
+	}
+	if cfg.NotifyRetryMin == 0 {
+		cfg.NotifyRetryMin, cfg.NotifyRetryMax = 10*time.Millisecond, 200*time.Millisecond
+	}
+	if cfg.NotifySweep == 0 {
+		cfg.NotifySweep = 100 * time.Millisecond
+	}
+	if cfg.BreakerFailures == 0 {
+		cfg.BreakerFailures = 3
+	}
+	if cfg.BreakerOpenFor == 0 {
+		cfg.BreakerOpenFor = 200 * time.Millisecond
+	}
+
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "error"
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"syndic/shared/breaker"
 	"syndic/shared/config"
 	"syndic/shared/feed"
 	"syndic/shared/httpx"
@@ -25,6 +26,16 @@ type Config struct {
 	ContactsFeedURL string        `envconfig:"CONTACTS_FEED_URL" default:"http://localhost:8081/feed" desc:"the contacts feed to follow (read with API_TOKEN)"`
 	PollInterval    time.Duration `envconfig:"POLL_INTERVAL" default:"5s" desc:"time between polls of the feed when the publisher does not long-poll"`
 	FeedWait        time.Duration `envconfig:"FEED_WAIT" default:"25s" desc:"long-poll wait asked of the publisher (Prefer: wait); 0 turns long-poll off"`
+
+	NotificationsURL  string        `envconfig:"NOTIFICATIONS_URL" default:"http://localhost:8083" desc:"the notifications service invitations are sent through (with API_TOKEN)"`
+	NotifyBuffer      int           `envconfig:"NOTIFY_BUFFER" default:"1000" desc:"capacity of the channel between the outbox and the notify workers"`
+	NotifyWorkers     int           `envconfig:"NOTIFY_WORKERS" default:"4" desc:"concurrent calls to notifications"`
+	NotifyMaxAttempts int           `envconfig:"NOTIFY_MAX_ATTEMPTS" default:"10" desc:"failed calls before a notification request is marked failed"`
+	NotifyRetryMin    time.Duration `envconfig:"NOTIFY_RETRY_MIN" default:"1s" desc:"first retry delay; doubles each time, with jitter"`
+	NotifyRetryMax    time.Duration `envconfig:"NOTIFY_RETRY_MAX" default:"5m" desc:"longest retry delay"`
+	NotifySweep       time.Duration `envconfig:"NOTIFY_SWEEP" default:"5s" desc:"how often the outbox is swept for requests the channel had no room for"`
+	BreakerFailures   int           `envconfig:"BREAKER_FAILURES" default:"5" desc:"consecutive failed calls to notifications that open the circuit breaker"`
+	BreakerOpenFor    time.Duration `envconfig:"BREAKER_OPEN_FOR" default:"10s" desc:"how long the breaker stays open before a probe"`
 	config.Common
 
 	// Listener, when set (by tests), is used instead of listening on Port.
@@ -45,6 +56,28 @@ func (c Config) Validate() error {
 	}
 	if c.FeedWait < 0 || c.FeedWait > time.Minute || c.FeedWait%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("FEED_WAIT %s: want whole seconds from 0 to 60s", c.FeedWait))
+	}
+	if u, err := url.Parse(c.NotificationsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("NOTIFICATIONS_URL %q: want an absolute http(s) URL such as http://localhost:8083", c.NotificationsURL))
+	}
+	for _, v := range []struct {
+		name string
+		n    int
+	}{{"NOTIFY_BUFFER", c.NotifyBuffer}, {"NOTIFY_WORKERS", c.NotifyWorkers}, {"NOTIFY_MAX_ATTEMPTS", c.NotifyMaxAttempts}, {"BREAKER_FAILURES", c.BreakerFailures}} {
+		if v.n < 1 {
+			errs = append(errs, fmt.Errorf("%s %d: want 1 or more", v.name, v.n))
+		}
+	}
+	if c.NotifyRetryMin <= 0 || c.NotifyRetryMax < c.NotifyRetryMin {
+		errs = append(errs, fmt.Errorf("NOTIFY_RETRY_MIN %s, NOTIFY_RETRY_MAX %s: want 0 < NOTIFY_RETRY_MIN ≤ NOTIFY_RETRY_MAX", c.NotifyRetryMin, c.NotifyRetryMax))
+	}
+	for _, v := range []struct {
+		name string
+		d    time.Duration
+	}{{"NOTIFY_SWEEP", c.NotifySweep}, {"BREAKER_OPEN_FOR", c.BreakerOpenFor}} {
+		if v.d <= 0 {
+			errs = append(errs, fmt.Errorf("%s %s: want a positive duration", v.name, v.d))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -82,6 +115,24 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 	m := metrics.New()
+	mailBase := cfg.PublicBase()
+	if mailBase == "" {
+		mailBase = fmt.Sprintf("http://localhost:%d", cfg.Port)
+		log.Warn("BASE_URL not set: links in mails point at " + mailBase)
+	}
+	store.SetMailer(Mailer{ICal: ICalOptions{BaseURL: mailBase, Host: uidHost(cfg.PublicBase())}})
+	notifier := &Notifier{
+		Store:     store,
+		URL:       cfg.NotificationsURL,
+		Authorize: authorize(cfg.Common),
+		Client:    &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.NotifyWorkers}},
+		Breaker: breaker.New(breaker.Settings{Name: "notifications", Failures: uint32(cfg.BreakerFailures), OpenFor: cfg.BreakerOpenFor,
+			Counts: IsPeerFailure, Log: log, Met: m}),
+		Buffer: cfg.NotifyBuffer, Workers: cfg.NotifyWorkers, MaxAttempts: cfg.NotifyMaxAttempts,
+		MinBackoff: cfg.NotifyRetryMin, MaxBackoff: cfg.NotifyRetryMax, Sweep: cfg.NotifySweep,
+		Log: log, Metrics: m,
+	}
+	store.Outboxed = notifier.Enqueue
 	fc := feed.FollowerConfig{
 		Name:         "contacts",
 		URL:          cfg.ContactsFeedURL,
@@ -117,11 +168,12 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	}
 	httpx.WarnAccess(log, access)
 
-	fctx, stopFollowing := context.WithCancel(ctx)
+	bctx, stopBackground := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { follower.Run(fctx) })
-	defer func() { stopFollowing(); wg.Wait() }()
-	return httpx.Serve(ctx, log, ln, h, stopFollowing)
+	wg.Go(func() { follower.Run(bctx) })
+	wg.Go(func() { notifier.Run(bctx) })
+	defer func() { stopBackground(); wg.Wait() }()
+	return httpx.Serve(ctx, log, ln, h, stopBackground)
 }
 
 // authorize adds the credentials calendar reads the contacts feed with:

@@ -29,6 +29,9 @@ type Store interface {
 	// Contacts lists the local copy in name order, deleted ones included.
 	Contacts(ctx context.Context) ([]Contact, error)
 	Contact(ctx context.Context, id int64) (Contact, error)
+
+	// Notifications lists the notification requests of appointment id.
+	Notifications(ctx context.Context, id int64) ([]OutboxEntry, error)
 }
 
 // AppointmentQuery selects appointments.

@@ -18,10 +18,16 @@ import (
 //go:embed migrations
 var migrations embed.FS
 
-// SQLStore is the Store on SQLite or PostgreSQL.
+// SQLStore is the Store on SQLite or PostgreSQL. Every change of an
+// appointment writes its notification requests into the outbox in the
+// same transaction, then hands their ids to Outboxed.
 type SQLStore struct {
-	db  *sqldb.DB
-	now func() time.Time
+	db     *sqldb.DB
+	now    func() time.Time
+	mailer Mailer
+	// Outboxed, when set, receives the ids of outbox entries after the
+	// transaction that wrote them commits.
+	Outboxed func(ids []int64)
 }
 
 // NewSQLStore migrates db and returns a Store on it.
@@ -31,6 +37,30 @@ func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
 		return nil, err
 	}
 	return &SQLStore{db: db, now: time.Now}, nil
+}
+
+// SetMailer sets how notifications are worded (links and UIDs).
+func (s *SQLStore) SetMailer(m Mailer) { s.mailer = m }
+
+// announce writes the outbox entries for the change before → after of
+// appointment id, inside tx, and returns after as committed.
+func (s *SQLStore) announce(ctx context.Context, tx *sql.Tx, before Appointment, id int64, now time.Time, ids *[]int64) (Appointment, error) {
+	after, err := s.appointment(ctx, tx, id)
+	if err != nil {
+		return Appointment{}, err
+	}
+	written, err := writeOutbox(ctx, tx, s.mailer.entries(before, after), now)
+	if err != nil {
+		return Appointment{}, err
+	}
+	*ids = written
+	return after, nil
+}
+
+func (s *SQLStore) outboxed(ids []int64) {
+	if s.Outboxed != nil && len(ids) > 0 {
+		s.Outboxed(ids)
+	}
 }
 
 const appointmentColumns = `id, title, starts_at, ends_at, location, status, version, created_at, updated_at`
@@ -157,6 +187,8 @@ func (s *SQLStore) appointment(ctx context.Context, q querier, id int64) (Appoin
 func (s *SQLStore) Create(ctx context.Context, in Input) (Appointment, error) {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	var id int64
+	var out Appointment
+	var ids []int64
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		if err := checkParticipants(ctx, tx, in.Participants, nil); err != nil {
 			return err
@@ -168,23 +200,31 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Appointment, error) {
 		if err != nil {
 			return fmt.Errorf("insert appointment: %w", err)
 		}
-		return setParticipants(ctx, tx, id, in.Participants)
+		if err := setParticipants(ctx, tx, id, in.Participants); err != nil {
+			return err
+		}
+		out, err = s.announce(ctx, tx, Appointment{}, id, now, &ids)
+		return err
 	})
 	if err != nil {
 		return Appointment{}, fmt.Errorf("create appointment: %w", err)
 	}
-	return s.Appointment(ctx, id)
+	s.outboxed(ids)
+	return out, nil
 }
 
 // Update changes appointment id if it is at version. A change that alters
 // nothing writes nothing.
 func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (Appointment, error) {
 	now := s.now().UTC().Truncate(time.Microsecond)
+	var out Appointment
+	var ids []int64
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		before, err := s.at(ctx, tx, id, version)
 		if err != nil {
 			return err
 		}
+		out = before
 		if before.Status == StatusCancelled {
 			return fmt.Errorf("appointment %d is cancelled: %w", id, httpx.ErrConflict)
 		}
@@ -207,12 +247,17 @@ func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (App
 		if _, err := tx.ExecContext(ctx, `DELETE FROM participants WHERE appointment_id = $1`, id); err != nil {
 			return fmt.Errorf("update participants: %w", err)
 		}
-		return setParticipants(ctx, tx, id, in.Participants)
+		if err := setParticipants(ctx, tx, id, in.Participants); err != nil {
+			return err
+		}
+		out, err = s.announce(ctx, tx, before, id, now, &ids)
+		return err
 	})
 	if err != nil {
 		return Appointment{}, fmt.Errorf("update appointment %d: %w", id, err)
 	}
-	return s.Appointment(ctx, id)
+	s.outboxed(ids)
+	return out, nil
 }
 
 func unchanged(a Appointment, in Input) bool {
@@ -224,11 +269,14 @@ func unchanged(a Appointment, in Input) bool {
 // appointment changes nothing.
 func (s *SQLStore) Cancel(ctx context.Context, id, version int64) (Appointment, error) {
 	now := s.now().UTC().Truncate(time.Microsecond)
+	var out Appointment
+	var ids []int64
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		before, err := s.at(ctx, tx, id, version)
 		if err != nil {
 			return err
 		}
+		out = before
 		if before.Status == StatusCancelled {
 			return nil
 		}
@@ -240,12 +288,14 @@ func (s *SQLStore) Cancel(ctx context.Context, id, version int64) (Appointment, 
 		if n, _ := res.RowsAffected(); n != 1 {
 			return s.stale(ctx, tx, id, version)
 		}
-		return nil
+		out, err = s.announce(ctx, tx, before, id, now, &ids)
+		return err
 	})
 	if err != nil {
 		return Appointment{}, fmt.Errorf("cancel appointment %d: %w", id, err)
 	}
-	return s.Appointment(ctx, id)
+	s.outboxed(ids)
+	return out, nil
 }
 
 // at reads appointment id in tx and checks it is at version (0: any).

@@ -1,0 +1,262 @@
+package calendar
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"syndic/shared/breaker"
+	"syndic/shared/metrics"
+)
+
+// outbox is what the notifier needs of the store.
+type outbox interface {
+	OutboxEntry(ctx context.Context, id int64) (OutboxEntry, error)
+	DueOutbox(ctx context.Context, now time.Time, limit int) ([]int64, error)
+	PendingOutbox(ctx context.Context) (int64, error)
+	MarkOutbox(ctx context.Context, id int64, status string, attempts int, lastErr string, next time.Time) error
+}
+
+// Notifier hands outbox entries to the notifications service. Entries
+// arrive through a buffered channel right after their transaction commits;
+// when it is full they wait in the outbox, where a periodic sweep (and the
+// start-up load) finds them. Calls go through a circuit breaker: while it
+// is open the workers wait, without calling and without spinning.
+type Notifier struct {
+	Store       outbox
+	URL         string // notifications base URL
+	Authorize   func(*http.Request)
+	Client      *http.Client
+	Breaker     *breaker.Breaker
+	Buffer      int           // channel capacity (NOTIFY_BUFFER); 1000
+	Workers     int           // concurrent calls; 4
+	MaxAttempts int           // failed calls before an entry is marked failed; 10
+	MinBackoff  time.Duration // first retry; 1 s
+	MaxBackoff  time.Duration // longest retry; 5 min
+	Sweep       time.Duration // how often the outbox is swept; 5 s
+	Log         *slog.Logger
+	Metrics     *metrics.Set
+
+	once     sync.Once
+	ch       chan int64
+	mu       sync.Mutex
+	inflight map[int64]bool // queued or being sent: not queued twice
+}
+
+func (n *Notifier) init() {
+	n.once.Do(func() {
+		if n.Buffer <= 0 {
+			n.Buffer = 1000
+		}
+		if n.Workers <= 0 {
+			n.Workers = 4
+		}
+		if n.MaxAttempts <= 0 {
+			n.MaxAttempts = 10
+		}
+		if n.MinBackoff <= 0 {
+			n.MinBackoff = time.Second
+		}
+		if n.MaxBackoff < n.MinBackoff {
+			n.MaxBackoff = max(5*time.Minute, n.MinBackoff)
+		}
+		if n.Sweep <= 0 {
+			n.Sweep = 5 * time.Second
+		}
+		if n.Client == nil {
+			n.Client = &http.Client{Timeout: 10 * time.Second}
+		}
+		n.ch = make(chan int64, n.Buffer)
+		n.inflight = map[int64]bool{}
+		n.Metrics.GaugeFunc("notify_queue", func() int64 { return int64(len(n.ch)) })
+		n.Metrics.GaugeFunc("notify_pending", func() int64 {
+			c, _ := n.Store.PendingOutbox(context.Background())
+			return c
+		})
+	})
+}
+
+// Enqueue offers ids to the workers without ever blocking: an id that
+// does not fit stays in the outbox for the sweep.
+func (n *Notifier) Enqueue(ids []int64) {
+	n.init()
+	overflow := n.Metrics.Counter("notify_queue_full")
+	for _, id := range ids {
+		n.mu.Lock()
+		if n.inflight[id] {
+			n.mu.Unlock()
+			continue
+		}
+		n.inflight[id] = true
+		n.mu.Unlock()
+		select {
+		case n.ch <- id:
+		default:
+			overflow.Inc(1)
+			n.done(id)
+		}
+	}
+}
+
+func (n *Notifier) done(id int64) {
+	n.mu.Lock()
+	delete(n.inflight, id)
+	n.mu.Unlock()
+}
+
+// Run loads the pending entries, then delivers and sweeps until ctx is
+// done. A call in progress finishes and is recorded before Run returns.
+func (n *Notifier) Run(ctx context.Context) {
+	n.init()
+	var wg sync.WaitGroup
+	for range n.Workers {
+		wg.Go(func() {
+			for {
+				select {
+				case id := <-n.ch:
+					n.deliver(ctx, id)
+					n.done(id)
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	n.sweep(ctx) // at start: what a previous run left pending
+	t := time.NewTicker(n.Sweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			n.sweep(ctx)
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
+	}
+}
+
+// sweep enqueues due entries (as many as the channel has room for).
+func (n *Notifier) sweep(ctx context.Context) {
+	room := cap(n.ch) - len(n.ch)
+	if room <= 0 {
+		return
+	}
+	ids, err := n.Store.DueOutbox(ctx, time.Now(), room)
+	if err != nil {
+		if ctx.Err() == nil {
+			n.Log.Error("sweep outbox", "err", err)
+		}
+		return
+	}
+	n.Enqueue(ids)
+}
+
+// deliver posts one entry until it is sent, fails for good, or is put off.
+func (n *Notifier) deliver(ctx context.Context, id int64) {
+	bg := context.WithoutCancel(ctx) // a call made is recorded, even at shutdown
+	e, err := n.Store.OutboxEntry(bg, id)
+	if err != nil || e.Status != "pending" || e.NextAttemptAt.After(time.Now()) {
+		return // gone, done, or not due: the sweep brings it back when due
+	}
+	for {
+		n.Breaker.Wait(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		err = n.Breaker.Do(func() error { return n.post(bg, e) })
+		if !errors.Is(err, breaker.ErrOpen) {
+			break
+		}
+		sleep(ctx, 50*time.Millisecond+rand.N(50*time.Millisecond))
+	}
+	attempts := e.Attempts + 1
+	var perm *permanentError
+	switch {
+	case err == nil:
+		n.Metrics.Counter("notify_sent").Inc(1)
+		n.record(n.Store.MarkOutbox(bg, id, "sent", attempts, "", time.Now()))
+	case errors.As(err, &perm) || attempts >= n.MaxAttempts:
+		n.Metrics.Counter("notify_failed").Inc(1)
+		n.Log.Warn("notification request failed", "outbox", id, "attempts", attempts, "err", err)
+		n.record(n.Store.MarkOutbox(bg, id, "failed", attempts, err.Error(), time.Now()))
+	default:
+		n.Metrics.Counter("notify_retries").Inc(1)
+		next := time.Now().Add(n.backoff(attempts))
+		n.Log.Info("notification request will be retried", "outbox", id, "attempt", attempts, "at", next, "err", err)
+		n.record(n.Store.MarkOutbox(bg, id, "pending", attempts, err.Error(), next))
+	}
+}
+
+func (n *Notifier) record(err error) {
+	if err != nil {
+		n.Log.Error("record notification", "err", err)
+	}
+}
+
+func (n *Notifier) backoff(attempt int) time.Duration {
+	b := n.MinBackoff << min(attempt-1, 30)
+	if b <= 0 || b > n.MaxBackoff {
+		b = n.MaxBackoff
+	}
+	return b/2 + rand.N(b/2+1)
+}
+
+// permanentError is an answer that retrying cannot change (4xx): it does
+// not count against the breaker.
+type permanentError struct{ error }
+
+// IsPeerFailure reports whether err says notifications is unwell (it counts
+// towards opening the breaker).
+func IsPeerFailure(err error) bool {
+	var perm *permanentError
+	return !errors.As(err, &perm)
+}
+
+func (n *Notifier) post(ctx context.Context, e OutboxEntry) error {
+	body, _ := json.Marshal(map[string]string{"to": e.To, "subject": e.Subject, "text": e.Text, "calendar": e.Calendar})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(n.URL, "/")+"/api/notifications", bytes.NewReader(body))
+	if err != nil {
+		return &permanentError{err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", e.Key)
+	if n.Authorize != nil {
+		n.Authorize(req)
+	}
+	resp, err := n.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("notifications: %w", err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+	switch {
+	case resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusOK:
+		return nil
+	case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusRequestEntityTooLarge ||
+		resp.StatusCode == http.StatusUnsupportedMediaType || resp.StatusCode == http.StatusUnprocessableEntity:
+		// The request itself is wrong: no retry can change the answer. (401,
+		// 403 and 404 say calendar is misconfigured: retried, and they open
+		// the breaker, so an operator sees it.)
+		return &permanentError{fmt.Errorf("notifications answered %d: %s", resp.StatusCode, bytes.TrimSpace(msg))}
+	}
+	return fmt.Errorf("notifications answered %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
