@@ -243,7 +243,7 @@ func (f *Follower) step(ctx context.Context) (idle bool, err error) {
 	}
 	if doc.notModified {
 		f.next = doc.url
-		return !doc.longPolled, nil
+		return f.pollLater(doc), nil
 	}
 	page := doc.page
 	if f.cp.Seq == 0 && !page.Archive && page.First != "" {
@@ -263,7 +263,14 @@ func (f *Follower) step(ctx context.Context) (idle bool, err error) {
 		return false, nil
 	}
 	f.next = doc.url
-	return f.cp.Seq == before && !doc.longPolled, nil
+	return f.cp.Seq == before && f.pollLater(doc), nil
+}
+
+// pollLater reports whether, with nothing new, the next request should
+// wait POLL_INTERVAL: when long-poll is off, or the publisher ignored it.
+// After a plain fetch the next request long-polls at once.
+func (f *Follower) pollLater(doc fetched) bool {
+	return f.cfg.Wait <= 0 || doc.askedWait && !doc.longPolled
 }
 
 // catchUp applies the events of page beyond the checkpoint. When page
@@ -421,6 +428,7 @@ type fetched struct {
 	page        *Page
 	url         string // after redirects
 	notModified bool
+	askedWait   bool // the request carried Prefer: wait
 	longPolled  bool // the publisher held the request (Preference-Applied)
 }
 
@@ -451,7 +459,7 @@ func (f *Follower) fetch(ctx context.Context, url string) (fetched, error) {
 		return fetched{}, fmt.Errorf("GET %s: %w", url, err)
 	}
 	defer resp.Body.Close()
-	doc := fetched{url: resp.Request.URL.String(), longPolled: resp.Header.Get("Preference-Applied") != ""}
+	doc := fetched{url: resp.Request.URL.String(), askedWait: polling && f.cfg.Wait > 0, longPolled: resp.Header.Get("Preference-Applied") != ""}
 	if polling && f.cfg.Wait > 0 {
 		f.update(func(s *Status) { s.LongPoll = doc.longPolled })
 	}

@@ -383,3 +383,14 @@ func TestFollowCrashSafety(t *testing.T) {
 	ft.waitSeq(f, int64(total))
 	ft.sink.check(t, int64(total))
 }
+
+// TestFollowLongPollsFromTheStart: after its first plain fetch the follower
+// long-polls at once instead of waiting PollInterval.
+func TestFollowLongPollsFromTheStart(t *testing.T) {
+	ft := newFollowTest(t, 50)
+	f, _ := ft.start(func(c *FollowerConfig) { c.PollInterval = time.Hour })
+	waitFor(t, func() bool { return ft.pub.waiting.Load() == 1 })
+	ft.add(1)
+	ft.waitSeq(f, 1)
+	ft.sink.check(t, 1)
+}
