@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	neturl "net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -79,6 +80,8 @@ type Follower struct {
 	next        string // the document to fetch next
 	etag        string // of the subscription document last fetched…
 	etagURL     string // …from this URL
+	current     string // the subscription document's URL, once seen
+	ahead       *prefetch // the next archive, being fetched while a page applies
 	lastArchive string // self of the newest archive page known applied through
 
 	mu     sync.Mutex
@@ -232,7 +235,7 @@ func (f *Follower) step(ctx context.Context) (idle bool, err error) {
 	if url == "" { // (re)starting: from the checkpoint's page, or the feed
 		url = cmp.Or(f.cp.Page, f.cfg.URL)
 	}
-	doc, err := f.fetch(ctx, url)
+	doc, err := f.fetchAhead(ctx, url)
 	var se *StatusError
 	if errors.As(err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusGone) && url != f.cfg.URL {
 		f.log.Warn("page gone; reading the feed from the top", "page", url, "err", err)
@@ -246,6 +249,9 @@ func (f *Follower) step(ctx context.Context) (idle bool, err error) {
 		return f.pollLater(doc), nil
 	}
 	page := doc.page
+	if !page.Archive {
+		f.current, f.etag, f.etagURL = doc.url, doc.etag, doc.url
+	}
 	if f.cp.Seq == 0 && !page.Archive && page.First != "" {
 		f.next = page.First // no checkpoint: start from the oldest archive
 		return false, nil
@@ -256,6 +262,7 @@ func (f *Follower) step(ctx context.Context) (idle bool, err error) {
 	}
 	if page.Archive && page.NextArchive != "" {
 		f.next = page.NextArchive
+		f.startAhead(ctx, f.next)
 		return false, nil
 	}
 	if page.Archive { // an archive with no next: the feed has the rest
@@ -410,6 +417,61 @@ func (f *Follower) commit(ctx context.Context, events []Event, page string) (int
 	return len(events), nil
 }
 
+// withAfter adds ?after=seq to a subscription document's URL.
+func withAfter(raw string, seq int64) string {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	q := u.Query()
+	q.Set("after", strconv.FormatInt(seq, 10))
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// withoutAfter is u without its after parameter.
+func withoutAfter(u *neturl.URL) string {
+	c := *u
+	q := c.Query()
+	if !q.Has("after") {
+		return u.String()
+	}
+	q.Del("after")
+	c.RawQuery = q.Encode()
+	return c.String()
+}
+
+// prefetch is an archive page fetched while the one before it applies.
+type prefetch struct {
+	url  string
+	done chan struct{}
+	doc  fetched
+	err  error
+}
+
+// startAhead fetches url in the background; fetchAhead takes the result.
+func (f *Follower) startAhead(ctx context.Context, url string) {
+	a := &prefetch{url: url, done: make(chan struct{})}
+	f.ahead = a
+	go func() {
+		defer close(a.done)
+		a.doc, a.err = f.fetch(ctx, url)
+	}()
+}
+
+// fetchAhead returns the prefetched url, or fetches it now. A prefetch of
+// another URL is waited for and dropped, so no fetch runs beside the walk.
+func (f *Follower) fetchAhead(ctx context.Context, url string) (fetched, error) {
+	if a := f.ahead; a != nil {
+		f.ahead = nil
+		<-a.done
+		if a.url == url {
+			return a.doc, a.err
+		}
+	}
+	return f.fetch(ctx, url)
+}
+
 // StatusError is an answer other than 200 or 304.
 type StatusError struct {
 	URL  string
@@ -426,7 +488,8 @@ func (e *StatusError) Is(target error) bool { return target == ErrStatus }
 
 type fetched struct {
 	page        *Page
-	url         string // after redirects
+	url         string // after redirects, without ?after
+	etag        string
 	notModified bool
 	askedWait   bool // the request carried Prefer: wait
 	longPolled  bool // the publisher held the request (Preference-Applied)
@@ -435,11 +498,20 @@ type fetched struct {
 // fetch GETs one document. A second fetch of the subscription document
 // sends its ETag in If-None-Match and, unless disabled, Prefer: wait.
 func (f *Follower) fetch(ctx context.Context, url string) (fetched, error) {
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+	reqURL := url
+	subscription := url == f.current || url == f.cfg.URL
+	if subscription && f.cp.Seq > 0 {
+		reqURL = withAfter(url, f.cp.Seq) // only what is newer than the checkpoint
+	}
+	req, err := http.NewRequest(http.MethodGet, reqURL, nil)
 	if err != nil {
 		return fetched{}, fmt.Errorf("feed URL %q: %w", url, err)
 	}
 	req.Header.Set("Accept", "application/atom+xml")
+	if subscription {
+		// Small and fresh each time: compressing costs more than it saves.
+		req.Header.Set("Accept-Encoding", "identity")
+	}
 	timeout := f.cfg.Timeout
 	polling := url == f.etagURL && f.etag != ""
 	if polling {
@@ -459,7 +531,7 @@ func (f *Follower) fetch(ctx context.Context, url string) (fetched, error) {
 		return fetched{}, fmt.Errorf("GET %s: %w", url, err)
 	}
 	defer resp.Body.Close()
-	doc := fetched{url: resp.Request.URL.String(), askedWait: polling && f.cfg.Wait > 0, longPolled: resp.Header.Get("Preference-Applied") != ""}
+	doc := fetched{url: withoutAfter(resp.Request.URL), etag: resp.Header.Get("ETag"), askedWait: polling && f.cfg.Wait > 0, longPolled: resp.Header.Get("Preference-Applied") != ""}
 	if polling && f.cfg.Wait > 0 {
 		f.update(func(s *Status) { s.LongPoll = doc.longPolled })
 	}
@@ -485,9 +557,6 @@ func (f *Follower) fetch(ctx context.Context, url string) (fetched, error) {
 	}
 	if doc.page.Self == "" {
 		doc.page.Self = doc.url
-	}
-	if !doc.page.Archive {
-		f.etag, f.etagURL = resp.Header.Get("ETag"), doc.url
 	}
 	f.update(func(s *Status) { s.LastPoll = time.Now().UTC() })
 	return doc, nil

@@ -93,7 +93,8 @@ type pageKey struct {
 
 type rendered struct {
 	key  pageKey
-	head int64 // for /feed
+	head int64 // for /feed: the head it shows…
+	from int64 // …from this seq
 	body []byte
 	etag string
 
@@ -321,6 +322,11 @@ func (p *Publisher) serveCurrent(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, p.log, fmt.Errorf("feed head: %w", err))
 		return
 	}
+	after, err := afterParam(r)
+	if err != nil {
+		httpx.WriteError(w, r, p.log, err)
+		return
+	}
 	etag := p.currentETag(head, base)
 	inm := r.Header.Get("If-None-Match")
 	if wait := preferWait(r.Header.Get("Prefer"), p.opt.MaxWait); wait > 0 && inm != "" {
@@ -341,12 +347,28 @@ func (p *Publisher) serveCurrent(w http.ResponseWriter, r *http.Request) {
 		p.notModified(w, etag, "no-cache")
 		return
 	}
-	doc, err := p.renderCurrent(r.Context(), head, base)
+	doc, err := p.renderCurrent(r.Context(), head, base, after)
 	if err != nil {
 		httpx.WriteError(w, r, p.log, err)
 		return
 	}
 	p.write(w, r, doc, "no-cache")
+}
+
+// afterParam reads ?after=SEQ: a follower that has applied everything up to
+// SEQ asks only for what is newer. The answer is the subscription document
+// without the entries up to SEQ (its ETag, which depends only on the head,
+// still changes exactly when this resource does).
+func afterParam(r *http.Request) (int64, error) {
+	s := r.URL.Query().Get("after")
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, httpx.Problems{"after": "must be a seq: a whole number from 0"}
+	}
+	return n, nil
 }
 
 // wait holds a long-poll until the head moves past head, d passes, the
@@ -377,24 +399,24 @@ func (p *Publisher) wait(ctx context.Context, head int64, d time.Duration) (int6
 	}
 }
 
-func (p *Publisher) renderCurrent(ctx context.Context, head int64, base string) (*rendered, error) {
+// renderCurrent renders the subscription document at head: the events
+// after the last full page, or only those after after when that is later.
+func (p *Publisher) renderCurrent(ctx context.Context, head int64, base string, after int64) (*rendered, error) {
+	n := int64(p.opt.PageSize)
+	full := head / n // archive pages that are full
+	from := max(full*n, after) + 1
 	p.mu.Lock()
 	cur := p.current
 	p.mu.Unlock()
-	if cur != nil && cur.head == head && cur.key.base == base {
+	if cur != nil && cur.head == head && cur.key.base == base && cur.from == min(from, head+1) {
 		return cur, nil
 	}
-	n := int64(p.opt.PageSize)
-	full := head / n // archive pages that are full
 	var events []Event
 	var updated time.Time
 	if head > 0 {
-		first := full*n + 1
-		if first > head { // nothing after the last full page: date the page by the last event
-			first = head
-		}
+		// Read from the head at least: the last event dates the page.
 		var err error
-		events, err = p.src.Events(ctx, first, head)
+		events, err = p.src.Events(ctx, min(from, head), head)
 		if err != nil {
 			return nil, fmt.Errorf("feed: %w", err)
 		}
@@ -402,7 +424,7 @@ func (p *Publisher) renderCurrent(ctx context.Context, head int64, base string) 
 			return nil, fmt.Errorf("feed: events up to %d missing", head)
 		}
 		updated = events[len(events)-1].Time
-		if full*n == head {
+		if from > head {
 			events = nil
 		}
 	} else {
@@ -418,7 +440,7 @@ func (p *Publisher) renderCurrent(ctx context.Context, head int64, base string) 
 	if err != nil {
 		return nil, err
 	}
-	doc := &rendered{key: pageKey{0, base}, head: head, body: body, etag: p.currentETag(head, base)}
+	doc := &rendered{key: pageKey{0, base}, head: head, from: min(from, head+1), body: body, etag: p.currentETag(head, base)}
 	p.mu.Lock()
 	if p.current == nil || p.current.head <= head {
 		p.current = doc

@@ -1,0 +1,710 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"syndic/calendar"
+	"syndic/contacts"
+	"syndic/shared/config"
+	"syndic/shared/feed"
+	"syndic/shared/sqldb"
+)
+
+// The benchmarks below measure how calendar's copy of contacts keeps up,
+// each beside a baseline measured in the same run (the baseline
+// sub-benchmark runs first). They report and never assert timing: only
+// wrong answers fail them. Both services log at error. The machine is
+// shared and noisy: compare several runs.
+//
+// BenchmarkCatchUp: a new calendar reads 10,000 archived events (200 pages
+// of 50) from contacts. One op is one whole catch-up into a fresh database.
+// service is timed from the call that starts calendar to the commit of
+// checkpoint 10,000 (the follower's OnApplied hook). baseline does the same
+// work in one process with no HTTP, timed from opening its database: the
+// same page bytes through gofeed's atom parser (feed.Parse), the same apply
+// step into SQLite with calendar's schema, one transaction per page with
+// the checkpoint. Both report events/s; service also ratio, its events/s
+// over the baseline's. The archive pages are rendered into the publisher's
+// cache during setup, as they are for every reader after the first.
+//
+// BenchmarkPropagation: one contact at a time is created through the JSON
+// API, and the next only once calendar has committed it; the latency runs
+// from the start of the POST to that commit (OnApplied). baseline is the
+// same POST through the same client with no calendar running; longpoll is
+// calendar as configured by default; polling turns long-poll off and polls
+// every 100 ms. One op is a batch of propagationWrites sequential writes
+// (propagationPollingWrites for polling, where each write waits for a
+// poll), so ns/op is per batch. Each reports p50-µs and p99-µs over all its
+// writes; longpoll and polling also p50-ratio, their p50 over the bare
+// write's.
+//
+//	go test -run '^$' -bench 'CatchUp|Propagation' -benchtime 3x ./e2e/
+
+const (
+	catchUpEvents   = 10000
+	catchUpPageSize = 50
+	catchUpWriters  = 8
+
+	propagationWrites        = 200
+	propagationPollingWrites = 50
+	propagationPollInterval  = 100 * time.Millisecond
+	propagationWarmup        = 5
+)
+
+// benchCommon is the services' test configuration with logs at error.
+func benchCommon() config.Common {
+	c := common()
+	c.LogLevel = "error"
+	return c
+}
+
+// benchHTTPClient is the loopback client of the benchmarks' own requests:
+// keep-alive, and no transparent gzip, so feed pages arrive as sent.
+func benchHTTPClient(b *testing.B) *http.Client {
+	tr := &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute, DisableCompression: true}
+	b.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// benchCreate creates a contact through the JSON API and returns it as
+// answered, failing unless the answer is 201 with the contact sent.
+func benchCreate(c *http.Client, base, name, email, phone string) (contacts.Contact, error) {
+	body, _ := json.Marshal(map[string]string{"name": name, "email": email, "phone": phone})
+	req, err := http.NewRequest(http.MethodPost, base+"/api/contacts", bytes.NewReader(body))
+	if err != nil {
+		return contacts.Contact{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return contacts.Contact{}, fmt.Errorf("POST /api/contacts: %w", err)
+	}
+	data, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return contacts.Contact{}, fmt.Errorf("POST /api/contacts: read body: %w", err)
+	}
+	if resp.StatusCode != http.StatusCreated {
+		return contacts.Contact{}, fmt.Errorf("POST /api/contacts: status = %d, want 201: %s", resp.StatusCode, bytes.TrimSpace(data))
+	}
+	var got contacts.Contact
+	if err := json.Unmarshal(data, &got); err != nil {
+		return contacts.Contact{}, fmt.Errorf("POST /api/contacts: %w: %s", err, data)
+	}
+	if got.ID < 1 || got.Name != name || got.Email != email || got.Phone != phone || got.Version != 1 {
+		return contacts.Contact{}, fmt.Errorf("POST /api/contacts: answered %+v for %s <%s> %s", got, name, email, phone)
+	}
+	return got, nil
+}
+
+// benchGetJSON GETs url and decodes the 200 answer into out.
+func benchGetJSON(c *http.Client, url string, out any) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("GET %s: read body: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status = %d, want 200: %s", url, resp.StatusCode, bytes.TrimSpace(data))
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	return nil
+}
+
+// benchSyncStatus returns calendar's /api/sync answer, for messages.
+func benchSyncStatus(c *http.Client, calURL string) string {
+	var s json.RawMessage
+	if err := benchGetJSON(c, calURL+"/api/sync", &s); err != nil {
+		return err.Error()
+	}
+	return string(s)
+}
+
+// benchSameCopy reports how calendar's copy (got) differs from the contacts
+// created (want): every one there once, equal, live, and carrying its own
+// seq, within 1…head when head > 0. With all true, got must hold nothing
+// else.
+func benchSameCopy(got []calendar.Contact, want map[int64]contacts.Contact, head int64, all bool) error {
+	seen := make(map[int64]bool, len(got))
+	seqs := make(map[int64]bool, len(got))
+	for _, c := range got {
+		w, ok := want[c.ID]
+		if !ok {
+			if all {
+				return fmt.Errorf("calendar has contact %d, which was never created: %+v", c.ID, c)
+			}
+			continue
+		}
+		switch {
+		case seen[c.ID]:
+			return fmt.Errorf("calendar has contact %d twice", c.ID)
+		case c.Name != w.Name || c.Email != w.Email || c.Phone != w.Phone || c.Version != w.Version || c.Deleted:
+			return fmt.Errorf("contact %d: calendar has %+v, want %+v", c.ID, c, w)
+		case c.Seq < 1 || (head > 0 && c.Seq > head) || seqs[c.Seq]:
+			return fmt.Errorf("contact %d: seq %d is out of range (head %d) or shared", c.ID, c.Seq, head)
+		}
+		seen[c.ID], seqs[c.Seq] = true, true
+	}
+	if len(seen) != len(want) {
+		for id := range want {
+			if !seen[id] {
+				return fmt.Errorf("calendar has %d of the %d contacts created; contact %d is missing", len(seen), len(want), id)
+			}
+		}
+	}
+	return nil
+}
+
+// benchCalendarCopy reads calendar's copy through its API.
+func benchCalendarCopy(c *http.Client, calURL string) ([]calendar.Contact, error) {
+	var got struct {
+		Items []calendar.Contact `json:"items"`
+	}
+	err := benchGetJSON(c, calURL+"/api/contacts", &got)
+	return got.Items, err
+}
+
+// benchRate is events per second.
+func benchRate(events int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(events) / d.Seconds()
+}
+
+// BenchmarkCatchUp measures a new calendar catching up with 10,000
+// archived events, beside parsing and applying the same pages in process.
+func BenchmarkCatchUp(b *testing.B) {
+	con := startContacts(b, "", contacts.Config{FeedPageSize: catchUpPageSize, Common: benchCommon()})
+	client := benchHTTPClient(b)
+	want := benchSeed(b, client, con.URL)
+	pages := benchArchivePages(b, client, con.URL)
+
+	var baselineRate float64
+	b.Run("baseline", func(b *testing.B) {
+		var took time.Duration
+		for b.Loop() {
+			url := "sqlite:" + filepath.Join(b.TempDir(), "calendar.db")
+			start := time.Now()
+			db, err := benchApplyPages(context.Background(), url, pages)
+			took += time.Since(start)
+			b.StopTimer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			got, err := benchStoredCopy(db)
+			if err == nil {
+				err = benchSameCopy(got, want, catchUpEvents, true)
+			}
+			if err == nil {
+				err = benchStoredCheckpoint(db, catchUpEvents)
+			}
+			db.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		baselineRate = benchRate(b.N*catchUpEvents, took)
+		b.ReportMetric(baselineRate, "events/s")
+	})
+	b.Run("service", func(b *testing.B) {
+		var took time.Duration
+		for b.Loop() {
+			reached := make(chan time.Time, 1)
+			var (
+				mu    sync.Mutex
+				wrong []int64 // checkpoints that went backwards or past the head
+				last  int64
+			)
+			follow := func(fc *feed.FollowerConfig) {
+				next := fc.OnApplied
+				fc.OnApplied = func(cp feed.Checkpoint) {
+					now := time.Now()
+					if next != nil {
+						next(cp)
+					}
+					mu.Lock()
+					if cp.Seq <= last || cp.Seq > catchUpEvents {
+						wrong = append(wrong, cp.Seq)
+					}
+					last = cp.Seq
+					mu.Unlock()
+					if cp.Seq == catchUpEvents {
+						select {
+						case reached <- now:
+						default:
+						}
+					}
+				}
+			}
+			start := time.Now()
+			cal := startCalendar(b, "", con.URL+"/feed", calendar.Config{Common: benchCommon(), Follow: follow})
+			var done time.Time
+			select {
+			case done = <-reached:
+			case <-time.After(5 * time.Minute):
+				b.StopTimer()
+				b.Fatalf("checkpoint not at %d within 5 min: %s", catchUpEvents, benchSyncStatus(client, cal.URL))
+			}
+			took += done.Sub(start)
+			b.StopTimer()
+			mu.Lock()
+			if len(wrong) > 0 {
+				b.Fatalf("checkpoints out of order or past %d: %v", catchUpEvents, wrong)
+			}
+			mu.Unlock()
+			got, err := benchCalendarCopy(client, cal.URL)
+			if err == nil {
+				err = benchSameCopy(got, want, catchUpEvents, true)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			cal.Stop()
+			b.StartTimer()
+		}
+		rate := benchRate(b.N*catchUpEvents, took)
+		b.ReportMetric(rate, "events/s")
+		if baselineRate > 0 {
+			b.ReportMetric(rate/baselineRate, "ratio")
+		} else {
+			b.Log("no baseline in this run (select the baseline sub-benchmark too): ratio not reported")
+		}
+	})
+}
+
+// benchSeed creates catchUpEvents contacts through the API with
+// catchUpWriters writers at once and returns them by id.
+func benchSeed(b *testing.B, c *http.Client, base string) map[int64]contacts.Contact {
+	b.Helper()
+	var (
+		mu    sync.Mutex
+		want  = make(map[int64]contacts.Contact, catchUpEvents)
+		first error
+		wg    sync.WaitGroup
+	)
+	for w := range catchUpWriters {
+		wg.Go(func() {
+			for i := range catchUpEvents / catchUpWriters {
+				n := w*(catchUpEvents/catchUpWriters) + i
+				got, err := benchCreate(c, base, fmt.Sprintf("Catch Up %d-%d", w, i), fmt.Sprintf("catchup%d@example.org", n), fmt.Sprintf("+44 20 7946 %04d", n))
+				mu.Lock()
+				if err == nil {
+					if _, dup := want[got.ID]; dup {
+						err = fmt.Errorf("contact id %d answered twice", got.ID)
+					}
+					want[got.ID] = got
+				}
+				if err != nil && first == nil {
+					first = err
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		b.Fatal(first)
+	}
+	if len(want) != catchUpEvents {
+		b.Fatalf("created %d contacts, want %d", len(want), catchUpEvents)
+	}
+	return want
+}
+
+// benchArchivePages fetches the archive pages of catchUpEvents events,
+// uncompressed, and checks that they and /feed hold exactly those events.
+func benchArchivePages(b *testing.B, c *http.Client, base string) [][]byte {
+	b.Helper()
+	get := func(url string) []byte {
+		resp, err := c.Get(url)
+		if err != nil {
+			b.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			b.Fatalf("GET %s: read body: %v", url, err)
+		}
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Encoding") != "" {
+			b.Fatalf("GET %s: status %d, Content-Encoding %q: want 200, identity", url, resp.StatusCode, resp.Header.Get("Content-Encoding"))
+		}
+		return body
+	}
+	n := catchUpEvents / catchUpPageSize
+	cur, err := feed.Parse(bytes.NewReader(get(base + "/feed")))
+	if err != nil {
+		b.Fatalf("/feed: %v", err)
+	}
+	if len(cur.Events) != 0 || cur.PrevArchive != base+"/feed/archive/"+strconv.Itoa(n) {
+		b.Fatalf("/feed holds %d events after %s: want none after archive %d", len(cur.Events), cur.PrevArchive, n)
+	}
+	pages := make([][]byte, n)
+	for k := 1; k <= n; k++ {
+		url := base + "/feed/archive/" + strconv.Itoa(k)
+		pages[k-1] = get(url)
+		p, err := feed.Parse(bytes.NewReader(pages[k-1]))
+		if err != nil {
+			b.Fatalf("%s: %v", url, err)
+		}
+		if !p.Archive || len(p.Events) != catchUpPageSize || p.Events[0].Seq != int64((k-1)*catchUpPageSize+1) || p.Self != url {
+			b.Fatalf("%s: archive %v, self %s, %d events from seq %d: want a full archive page from %d", url, p.Archive, p.Self, len(p.Events), benchLowest(p), (k-1)*catchUpPageSize+1)
+		}
+	}
+	return pages
+}
+
+func benchLowest(p *feed.Page) int64 {
+	if len(p.Events) == 0 {
+		return 0
+	}
+	return p.Events[0].Seq
+}
+
+// benchApplyPages is the baseline's catch-up: it opens a fresh database
+// with calendar's schema and the follower's checkpoint table, then parses
+// each page with gofeed's atom parser (feed.Parse, as the follower does)
+// and applies its events after the checkpoint in one transaction with the
+// new checkpoint, as the follower's commit does.
+func benchApplyPages(ctx context.Context, url string, pages [][]byte) (*sqldb.DB, error) {
+	db, err := sqldb.Open(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*sqldb.DB, error) {
+		db.Close()
+		return nil, err
+	}
+	if _, err := calendar.NewSQLStore(ctx, db); err != nil {
+		return fail(err)
+	}
+	// As feed.NewFollower creates it.
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS feed_checkpoints (
+		name TEXT PRIMARY KEY, seq BIGINT NOT NULL, page TEXT NOT NULL, updated_at BIGINT NOT NULL)`); err != nil {
+		return fail(fmt.Errorf("feed checkpoints: %w", err))
+	}
+	var cp int64
+	for _, body := range pages {
+		p, err := feed.Parse(bytes.NewReader(body))
+		if err != nil {
+			return fail(err)
+		}
+		var events []feed.Event
+		for _, e := range p.Events {
+			if e.Seq > cp {
+				events = append(events, e)
+			}
+		}
+		for i, e := range events {
+			if e.Seq != cp+1+int64(i) {
+				return fail(fmt.Errorf("page %s jumps from %d to %d", p.Self, cp+int64(i), e.Seq))
+			}
+		}
+		if len(events) == 0 {
+			continue
+		}
+		seq := events[len(events)-1].Seq
+		err = db.Tx(ctx, func(tx *sql.Tx) error {
+			for _, e := range events {
+				if err := benchApplyContactEvent(ctx, tx, e); err != nil {
+					return fmt.Errorf("apply seq %d (%s): %w", e.Seq, e.Type, err)
+				}
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO feed_checkpoints (name, seq, page, updated_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, page = excluded.page, updated_at = excluded.updated_at`,
+				"contacts", seq, p.Self, time.Now().UnixMicro())
+			if err != nil {
+				return fmt.Errorf("save checkpoint: %w", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return fail(err)
+		}
+		cp = seq
+	}
+	return db, nil
+}
+
+// benchFeedContact is calendar's feedContact: the machine part of an entry.
+type benchFeedContact struct {
+	ID        int64     `json:"id"`
+	Name      string    `json:"name"`
+	Email     string    `json:"email"`
+	Phone     string    `json:"phone"`
+	Version   int64     `json:"version"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// benchApplyContactEvent does the work of calendar's applyContactEvent
+// (calendar/sync.go), which is not exported: the same decode, checks and
+// upsert. Keep it in step with that function.
+func benchApplyContactEvent(ctx context.Context, tx *sql.Tx, e feed.Event) error {
+	var c benchFeedContact
+	dec := json.NewDecoder(strings.NewReader(string(e.Data)))
+	if err := dec.Decode(&c); err != nil {
+		return fmt.Errorf("contact JSON: %w", err)
+	}
+	if c.ID < 1 || c.Name == "" || c.Version < 1 {
+		return fmt.Errorf("contact JSON lacks id, name or version: %s", e.Data)
+	}
+	var deleted bool
+	switch e.Type {
+	case "contact.created", "contact.updated":
+	case "contact.deleted":
+		deleted = true
+	default:
+		return fmt.Errorf("unknown event type %q", e.Type)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO contacts (id, name, email, phone, version, deleted, updated_at, seq)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, phone = excluded.phone,
+			version = excluded.version, deleted = excluded.deleted, updated_at = excluded.updated_at, seq = excluded.seq`,
+		c.ID, c.Name, c.Email, c.Phone, c.Version, deleted, sqldb.Micro(c.UpdatedAt), e.Seq)
+	if err != nil {
+		return fmt.Errorf("contact %d: %w", c.ID, err)
+	}
+	return nil
+}
+
+// benchStoredCopy reads the baseline's copy of contacts.
+func benchStoredCopy(db *sqldb.DB) ([]calendar.Contact, error) {
+	rows, err := db.Query(`SELECT id, name, email, phone, version, deleted, seq FROM contacts`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []calendar.Contact
+	for rows.Next() {
+		var c calendar.Contact
+		if err := rows.Scan(&c.ID, &c.Name, &c.Email, &c.Phone, &c.Version, &c.Deleted, &c.Seq); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// benchStoredCheckpoint checks the baseline's checkpoint.
+func benchStoredCheckpoint(db *sqldb.DB, want int64) error {
+	var seq int64
+	if err := db.QueryRow(`SELECT seq FROM feed_checkpoints WHERE name = 'contacts'`).Scan(&seq); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if seq != want {
+		return fmt.Errorf("checkpoint = %d, want %d", seq, want)
+	}
+	return nil
+}
+
+// BenchmarkPropagation measures how long a contact written through the
+// API takes to be committed in calendar's copy, with long-poll and with
+// polling, beside the write alone.
+func BenchmarkPropagation(b *testing.B) {
+	con := startContacts(b, "", contacts.Config{Common: benchCommon()})
+	client := benchHTTPClient(b)
+	n := 0
+	create := func() (contacts.Contact, error) {
+		n++
+		return benchCreate(client, con.URL, "Propagation Person "+strconv.Itoa(n), "prop"+strconv.Itoa(n)+"@example.org", "+44 20 7946 0958")
+	}
+
+	var baselineP50 time.Duration
+	b.Run("baseline", func(b *testing.B) {
+		var lat []time.Duration
+		for b.Loop() {
+			for range propagationWrites {
+				t0 := time.Now()
+				if _, err := create(); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+		}
+		baselineP50 = benchLatencies(b, lat, 0)
+	})
+	b.Run("longpoll", func(b *testing.B) {
+		benchPropagate(b, client, con.URL, create, propagationWrites, nil, baselineP50)
+	})
+	b.Run("polling", func(b *testing.B) {
+		benchPropagate(b, client, con.URL, create, propagationPollingWrites, func(fc *feed.FollowerConfig) {
+			fc.Wait = -1
+			fc.PollInterval = propagationPollInterval
+		}, baselineP50)
+	})
+}
+
+// benchPropagate starts a calendar (tweak, if set, adjusts its follower)
+// and, per op, creates writes contacts one after the other, each once the
+// previous one is in calendar's copy, and reports the latencies.
+func benchPropagate(b *testing.B, client *http.Client, contactsURL string, create func() (contacts.Contact, error), writes int, tweak func(*feed.FollowerConfig), baselineP50 time.Duration) {
+	arr := newBenchArrivals()
+	cal := startCalendar(b, "", contactsURL+"/feed", calendar.Config{Common: benchCommon(), Follow: arr.follow(tweak)})
+	await := func(c contacts.Contact) time.Time {
+		at, err := arr.wait(c.ID, 30*time.Second)
+		if err != nil {
+			b.Fatalf("contact %d: %v; sync %s", c.ID, err, benchSyncStatus(client, cal.URL))
+		}
+		return at
+	}
+	// Catch up with what earlier sub-benchmarks wrote and settle into the
+	// steady state (connections open, the long-poll waiting).
+	for range propagationWarmup {
+		c, err := create()
+		if err != nil {
+			b.Fatal(err)
+		}
+		await(c)
+	}
+	arr.forget()
+
+	want := map[int64]contacts.Contact{}
+	var lat []time.Duration
+	for b.Loop() {
+		for range writes {
+			t0 := time.Now()
+			c, err := create()
+			if err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, await(c).Sub(t0))
+			want[c.ID] = c
+		}
+	}
+	got, err := benchCalendarCopy(client, cal.URL)
+	if err == nil {
+		err = benchSameCopy(got, want, 0, false)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchLatencies(b, lat, baselineP50)
+}
+
+// benchLatencies reports p50-µs and p99-µs of lat and, when baselineP50 is
+// set, p50-ratio: the p50 over the baseline's. It returns the p50.
+func benchLatencies(b *testing.B, lat []time.Duration, baselineP50 time.Duration) time.Duration {
+	if len(lat) == 0 {
+		b.Fatal("no latencies measured")
+	}
+	slices.Sort(lat)
+	q := func(f float64) time.Duration { return lat[min(len(lat)-1, int(f*float64(len(lat))))] }
+	p50 := q(0.50)
+	b.ReportMetric(float64(p50.Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(q(0.99).Nanoseconds())/1e3, "p99-µs")
+	if baselineP50 > 0 {
+		b.ReportMetric(float64(p50)/float64(baselineP50), "p50-ratio")
+	}
+	return p50
+}
+
+// benchArrivals notes when each contact's event is committed in calendar's
+// copy: the wrapped Apply collects the contact ids of the transaction being
+// written, and OnApplied, called after the commit, stamps them.
+type benchArrivals struct {
+	mu      sync.Mutex
+	tx      *sql.Tx // the transaction pending belongs to
+	pending []int64
+	at      map[int64]time.Time // contact id → commit time, until waited for
+	signal  chan struct{}       // poked after each commit
+}
+
+func newBenchArrivals() *benchArrivals {
+	return &benchArrivals{at: map[int64]time.Time{}, signal: make(chan struct{}, 1)}
+}
+
+// follow returns the calendar Follow hook: tweak (if set) first, then
+// Apply and OnApplied wrapped around whatever they were.
+func (a *benchArrivals) follow(tweak func(*feed.FollowerConfig)) func(*feed.FollowerConfig) {
+	return func(fc *feed.FollowerConfig) {
+		if tweak != nil {
+			tweak(fc)
+		}
+		apply, applied := fc.Apply, fc.OnApplied
+		fc.Apply = func(ctx context.Context, tx *sql.Tx, e feed.Event) error {
+			if err := apply(ctx, tx, e); err != nil {
+				return err
+			}
+			var c struct {
+				ID int64 `json:"id"`
+			}
+			if err := json.Unmarshal(e.Data, &c); err != nil {
+				return err
+			}
+			a.mu.Lock()
+			if a.tx != tx { // a new transaction: a rolled-back one's ids never arrived
+				a.tx, a.pending = tx, a.pending[:0]
+			}
+			a.pending = append(a.pending, c.ID)
+			a.mu.Unlock()
+			return nil
+		}
+		fc.OnApplied = func(cp feed.Checkpoint) {
+			now := time.Now()
+			if applied != nil {
+				applied(cp)
+			}
+			a.mu.Lock()
+			for _, id := range a.pending {
+				a.at[id] = now
+			}
+			a.tx, a.pending = nil, a.pending[:0]
+			a.mu.Unlock()
+			select {
+			case a.signal <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// wait returns when contact id was committed in calendar's copy, waiting
+// up to timeout for it.
+func (a *benchArrivals) wait(id int64, timeout time.Duration) (time.Time, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		a.mu.Lock()
+		at, ok := a.at[id]
+		delete(a.at, id)
+		a.mu.Unlock()
+		if ok {
+			return at, nil
+		}
+		select {
+		case <-a.signal:
+		case <-deadline.C:
+			return time.Time{}, fmt.Errorf("not in calendar's copy after %v", timeout)
+		}
+	}
+}
+
+// forget drops the arrivals not waited for.
+func (a *benchArrivals) forget() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	clear(a.at)
+}
