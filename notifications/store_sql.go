@@ -124,8 +124,11 @@ func (s *SQLStore) List(ctx context.Context, status string, limit int) ([]Notifi
 	return out, rows.Err()
 }
 
-// Claim leases the next due notification. The lease condition is checked
-// again in the UPDATE, so two workers (or instances) never hold one row.
+// Claim leases the next due notification. The whole condition is checked
+// again in the UPDATE, so two workers (or instances) never hold one row:
+// under PostgreSQL's READ COMMITTED the subquery may pick a row from a
+// snapshot taken before another worker claimed, sent and released it, and
+// only the UPDATE's own WHERE is evaluated again on the row's newest version.
 func (s *SQLStore) Claim(ctx context.Context, now time.Time, lease time.Duration) (Notification, bool, error) {
 	t := sqldb.Micro(now)
 	var n Notification
@@ -133,7 +136,7 @@ func (s *SQLStore) Claim(ctx context.Context, now time.Time, lease time.Duration
 		var id int64
 		err := tx.QueryRowContext(ctx, `UPDATE notifications SET lease_until = $1
 			WHERE id = (SELECT id FROM notifications WHERE status = 'pending' AND next_attempt_at <= $2 AND lease_until <= $2 ORDER BY next_attempt_at, id LIMIT 1)
-			AND lease_until <= $2 RETURNING id`, sqldb.Micro(now.Add(lease)), t).Scan(&id)
+			AND status = 'pending' AND next_attempt_at <= $2 AND lease_until <= $2 RETURNING id`, sqldb.Micro(now.Add(lease)), t).Scan(&id)
 		if err != nil {
 			return err
 		}

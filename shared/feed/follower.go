@@ -77,12 +77,12 @@ type Follower struct {
 
 	// Walking state, used only by Run's goroutine.
 	cp          Checkpoint
-	next        string // the document to fetch next
-	etag        string // of the subscription document last fetched…
-	etagURL     string // …from this URL
-	current     string // the subscription document's URL, once seen
+	next        string    // the document to fetch next
+	etag        string    // of the subscription document last fetched…
+	etagURL     string    // …from this URL
+	current     string    // the subscription document's URL, once seen
 	ahead       *prefetch // the next archive, being fetched while a page applies
-	lastArchive string // self of the newest archive page known applied through
+	lastArchive string    // self of the newest archive page known applied through
 
 	mu     sync.Mutex
 	status Status
