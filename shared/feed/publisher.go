@@ -355,14 +355,16 @@ func (p *Publisher) serveCurrent(w http.ResponseWriter, r *http.Request) {
 	p.write(w, r, doc, "no-cache")
 }
 
-// afterParam reads ?after=SEQ: a follower that has applied everything up to
-// SEQ asks only for what is newer. The answer is the subscription document
-// without the entries up to SEQ (its ETag, which depends only on the head,
-// still changes exactly when this resource does).
+// afterParam reads ?after=SEQ (-1 when absent): a follower that has applied
+// everything up to SEQ asks only for what is newer. The answer holds the
+// events after SEQ — reaching back into the newest archive page, so a page
+// filling up never forces a follower to fetch it — with the subscription
+// document's links. Its ETag depends only on the head, so it still changes
+// exactly when this resource does.
 func afterParam(r *http.Request) (int64, error) {
 	s := r.URL.Query().Get("after")
 	if s == "" {
-		return 0, nil
+		return -1, nil
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 {
@@ -400,11 +402,15 @@ func (p *Publisher) wait(ctx context.Context, head int64, d time.Duration) (int6
 }
 
 // renderCurrent renders the subscription document at head: the events
-// after the last full page, or only those after after when that is later.
+// after the last full page or, when after ≥ 0, those after after, reaching
+// back at most into the newest archive page.
 func (p *Publisher) renderCurrent(ctx context.Context, head int64, base string, after int64) (*rendered, error) {
 	n := int64(p.opt.PageSize)
 	full := head / n // archive pages that are full
-	from := max(full*n, after) + 1
+	from := full*n + 1
+	if after >= 0 {
+		from = max(after, full*n-n, 0) + 1
+	}
 	p.mu.Lock()
 	cur := p.current
 	p.mu.Unlock()

@@ -475,3 +475,47 @@ func TestEscapeJSONKeepsTheValue(t *testing.T) {
 		}
 	}
 }
+
+func TestAfterParameter(t *testing.T) {
+	log := &memLog{}
+	log.add(12)
+	_, srv := newTestPublisher(t, log, "", 5) // archives 1–2 full, /feed holds 11–12
+	seqs := func(path string) string {
+		t.Helper()
+		resp, body := get(t, srv.URL+path)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+		p, err := Parse(bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s []int64
+		for _, e := range p.Events {
+			s = append(s, e.Seq)
+		}
+		if p.Self != srv.URL+"/feed" || p.PrevArchive != srv.URL+"/feed/archive/2" {
+			t.Errorf("GET %s: links %+v, want those of /feed", path, p)
+		}
+		return fmt.Sprint(s)
+	}
+	for path, want := range map[string]string{
+		"/feed":          "[11 12]",
+		"/feed?after=11": "[12]",
+		"/feed?after=12": "[]",
+		"/feed?after=7":  "[8 9 10 11 12]", // reaches back into the newest archive
+		"/feed?after=2":  "[6 7 8 9 10 11 12]",
+		"/feed?after=0":  "[6 7 8 9 10 11 12]",
+	} {
+		if got := seqs(path); got != want {
+			t.Errorf("GET %s: seqs %s, want %s", path, got, want)
+		}
+	}
+	resp, _ := get(t, srv.URL+"/feed?after=12")
+	if r, _ := get(t, srv.URL+"/feed?after=12", "If-None-Match", resp.Header.Get("ETag")); r.StatusCode != http.StatusNotModified {
+		t.Errorf("conditional GET with after: %d, want 304", r.StatusCode)
+	}
+	if r, _ := get(t, srv.URL+"/feed?after=x"); r.StatusCode != http.StatusBadRequest {
+		t.Errorf("after=x: %d, want 400", r.StatusCode)
+	}
+}
