@@ -1,0 +1,361 @@
+package notifications
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"syndic/shared/sqldb"
+	"syndic/shared/sqldb/sqldbtest"
+)
+
+// testService is the whole service started with Run, as main would start
+// it, on a loopback port.
+type testService struct {
+	URL   string
+	Token string      // sent as a bearer token when set
+	Out   *syncBuffer // what Run writes to stdout: logs, and mails without SMTP
+
+	client *http.Client // its own connections, closed at Stop
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+// runService starts the service with cfg and returns once /readyz answers.
+// Unset settings get test values: SQLite in t's temp dir, fast retries
+// (10–100 ms), a breaker that opens for 200 ms, logs at error level. With
+// cfg.SMTPURL empty (and no Sender) mails go to Out. It stops when t ends.
+func runService(t testing.TB, cfg Config) *testService {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listener = ln
+	if cfg.DatabaseURL == "" {
+		cfg.DatabaseURL = sqldbtest.SQLiteURL(t)
+	}
+	if cfg.MailFrom == "" {
+		cfg.MailFrom = "syndic <noreply@syndic.test>"
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 4
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = 8
+	}
+	if cfg.RetryMin == 0 {
+		cfg.RetryMin = 10 * time.Millisecond
+	}
+	if cfg.RetryMax == 0 {
+		cfg.RetryMax = 100 * time.Millisecond
+	}
+	if cfg.BreakerFailures == 0 {
+		cfg.BreakerFailures = 5
+	}
+	if cfg.BreakerOpenFor == 0 {
+		cfg.BreakerOpenFor = 200 * time.Millisecond
+	}
+	if cfg.LogLevel == "" {
+		cfg.LogLevel = "error"
+	}
+	if cfg.UIUser == "" {
+		cfg.UIUser = "admin"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &testService{URL: "http://" + ln.Addr().String(), Token: cfg.APIToken, Out: &syncBuffer{},
+		client: &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second}, cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- Run(ctx, cfg, s.Out) }()
+	t.Cleanup(func() {
+		s.Stop(t)
+		if t.Failed() {
+			t.Logf("service output:\n%s", s.Out.String())
+		}
+	})
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case err := <-s.done:
+			s.done <- err // for Stop
+			t.Fatalf("Run returned before ready: %v", err)
+		default:
+		}
+		resp, err := s.client.Get(s.URL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/readyz did not answer 200 within 20 s", s.URL)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Stop stops the service and waits for Run to return: a send in progress
+// is finished and recorded first. Stopping twice does nothing.
+func (s *testService) Stop(t testing.TB) {
+	t.Helper()
+	s.once.Do(func() {
+		// A connection dialled but never used holds a graceful shutdown for
+		// 5 s (net/http counts it idle only then): close ours first.
+		s.client.CloseIdleConnections()
+		s.cancel()
+		select {
+		case err := <-s.done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("Run did not return within 30 s of cancel")
+		}
+	})
+}
+
+// do sends body (a string or []byte as is, anything else as JSON) with
+// header pairs, and returns the status, the body and the header.
+func (s *testService) do(t testing.TB, method, path string, body any, header ...string) (int, []byte, http.Header) {
+	t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		js, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = bytes.NewReader(js)
+	}
+	req, err := http.NewRequest(method, s.URL+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if s.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.Token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return resp.StatusCode, data, resp.Header
+}
+
+// post posts req under key and returns the status and the notification.
+func (s *testService) post(t testing.TB, key string, req Request) (int, Notification) {
+	t.Helper()
+	status, n, err := s.tryPost(key, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return status, n
+}
+
+// tryPost is post for other goroutines than the test's: it returns its
+// error instead of failing the test.
+func (s *testService) tryPost(key string, req Request) (int, Notification, error) {
+	js, err := json.Marshal(req)
+	if err != nil {
+		return 0, Notification{}, err
+	}
+	r, err := http.NewRequest("POST", s.URL+"/api/notifications", bytes.NewReader(js))
+	if err != nil {
+		return 0, Notification{}, err
+	}
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Idempotency-Key", key)
+	if s.Token != "" {
+		r.Header.Set("Authorization", "Bearer "+s.Token)
+	}
+	resp, err := s.client.Do(r)
+	if err != nil {
+		return 0, Notification{}, fmt.Errorf("POST %q: %w", key, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, Notification{}, fmt.Errorf("POST %q: read body: %w", key, err)
+	}
+	var n Notification
+	if resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(body, &n); err != nil {
+			return 0, Notification{}, fmt.Errorf("POST %q answer: %w: %s", key, err, body)
+		}
+	}
+	return resp.StatusCode, n, nil
+}
+
+// accept posts req under key and fails t unless it is answered 202.
+func (s *testService) accept(t testing.TB, key string, req Request) Notification {
+	t.Helper()
+	status, n := s.post(t, key, req)
+	if status != http.StatusAccepted {
+		t.Fatalf("POST %q: status = %d, want 202", key, status)
+	}
+	return n
+}
+
+// get returns notification id, failing t unless it is answered 200.
+func (s *testService) get(t testing.TB, id int64) Notification {
+	t.Helper()
+	status, body, _ := s.do(t, "GET", "/api/notifications/"+strconv.FormatInt(id, 10), nil)
+	if status != http.StatusOK {
+		t.Fatalf("GET notification %d: status = %d: %s", id, status, body)
+	}
+	var n Notification
+	if err := json.Unmarshal(body, &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// list returns GET /api/notifications with query (like "?status=sent").
+func (s *testService) list(t testing.TB, query string) []Notification {
+	t.Helper()
+	status, body, _ := s.do(t, "GET", "/api/notifications"+query, nil)
+	if status != http.StatusOK {
+		t.Fatalf("GET /api/notifications%s: status = %d: %s", query, status, body)
+	}
+	var l struct{ Items []Notification }
+	if err := json.Unmarshal(body, &l); err != nil {
+		t.Fatal(err)
+	}
+	return l.Items
+}
+
+// waitFor polls notification id until ok says yes, failing t after timeout.
+func (s *testService) waitFor(t testing.TB, id int64, timeout time.Duration, what string, ok func(Notification) bool) Notification {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		n := s.get(t, id)
+		if ok(n) {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("notification %d: not %s within %s: %+v", id, what, timeout, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitStatus polls notification id until it has status.
+func (s *testService) waitStatus(t testing.TB, id int64, status string, timeout time.Duration) Notification {
+	t.Helper()
+	return s.waitFor(t, id, timeout, status, func(n Notification) bool { return n.Status == status })
+}
+
+// page returns the body of an HTML page.
+func (s *testService) page(t testing.TB, path string) string {
+	t.Helper()
+	status, body, _ := s.do(t, "GET", path, nil)
+	if status != http.StatusOK {
+		t.Fatalf("GET %s: status = %d", path, status)
+	}
+	return string(body)
+}
+
+// metrics returns the Prometheus samples of /metrics by name with labels,
+// as in `syndic_breaker_state{peer="smtp"}`.
+func (s *testService) metrics(t testing.TB) map[string]float64 {
+	t.Helper()
+	status, body, _ := s.do(t, "GET", "/metrics", nil)
+	if status != http.StatusOK {
+		t.Fatalf("GET /metrics: status = %d", status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			t.Fatalf("metrics line %q has no value", line)
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q does not end in a number", line)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// waitMetric polls /metrics until ok says yes about the sample name.
+func (s *testService) waitMetric(t testing.TB, name string, timeout time.Duration, ok func(float64) bool) float64 {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		v, found := s.metrics(t)[name]
+		if found && ok(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metric %s = %v (present %v) after %s", name, v, found, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// openStore opens a migrated store on databaseURL.
+func openStore(t testing.TB, databaseURL string) *SQLStore {
+	t.Helper()
+	db, err := sqldb.Open(context.Background(), databaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store, err := NewSQLStore(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
+// syncBuffer is a bytes.Buffer safe for the service's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
