@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"syndic/shared/servicetest"
 	"syndic/shared/sqldb/sqldbtest"
 )
 
@@ -23,11 +24,6 @@ type testService struct {
 
 func runService(t testing.TB, cfg Config) *testService {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Listener = ln
 	if cfg.DatabaseURL == "" {
 		cfg.DatabaseURL = sqldbtest.SQLiteURL(t)
 	}
@@ -68,30 +64,11 @@ func runService(t testing.TB, cfg Config) *testService {
 	if cfg.UIUser == "" {
 		cfg.UIUser = "admin"
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, t.Output()) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
+	svc := servicetest.Start(t, "", func(ctx context.Context, ln net.Listener) error {
+		cfg.Listener = ln
+		return Run(ctx, cfg, t.Output())
 	})
-	s := &testService{URL: "http://" + ln.Addr().String(), db: cfg.DatabaseURL}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(s.URL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("calendar not ready within 20 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return &testService{URL: svc.URL, db: cfg.DatabaseURL}
 }
 
 // seed puts contacts into the service's local copy, as the feed would.

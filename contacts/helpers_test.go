@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"syndic/shared/servicetest"
 	"syndic/shared/sqldb"
 	"syndic/shared/sqldb/sqldbtest"
 )
@@ -21,11 +22,6 @@ import (
 // the test ends.
 func runService(t testing.TB, cfg Config) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Listener = ln
 	if cfg.DatabaseURL == "" {
 		cfg.DatabaseURL = sqldbtest.SQLiteURL(t)
 	}
@@ -38,44 +34,10 @@ func runService(t testing.TB, cfg Config) string {
 	if cfg.UIUser == "" {
 		cfg.UIUser = "admin"
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, t.Output()) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("Run did not return within 15 s of cancel")
-		}
-	})
-	base := "http://" + ln.Addr().String()
-	waitReady(t, base, done)
-	return base
-}
-
-func waitReady(t testing.TB, base string, done <-chan error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-done:
-			t.Fatalf("Run returned before ready: %v", err)
-		default:
-		}
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s/readyz did not answer 200 within 20 s", base)
+	return servicetest.Start(t, "", func(ctx context.Context, ln net.Listener) error {
+		cfg.Listener = ln
+		return Run(ctx, cfg, t.Output())
+	}).URL
 }
 
 // openStore opens a migrated store on databaseURL.

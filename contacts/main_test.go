@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"syndic/shared/servicetest"
 	"syndic/shared/sqldb/sqldbtest"
 )
 
@@ -70,18 +71,14 @@ func (s *syncBuffer) String() string {
 // TestLogs: every line on stdout is a JSON object, requests are logged
 // with an id, and no secret appears.
 func TestLogs(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out syncBuffer
-	cfg := Config{DatabaseURL: sqldbtest.SQLiteURL(t), FeedPageSize: 50, Listener: ln, Common: configCommon("tok-SECRET-1", "pw-SECRET-2")}
+	cfg := Config{DatabaseURL: sqldbtest.SQLiteURL(t), FeedPageSize: 50, Common: configCommon("tok-SECRET-1", "pw-SECRET-2")}
 	cfg.LogLevel = "debug"
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, &out) }()
-	base := "http://" + ln.Addr().String()
-	waitReady(t, base, done)
+	svc := servicetest.Start(t, "", func(ctx context.Context, ln net.Listener) error {
+		cfg.Listener = ln
+		return Run(ctx, cfg, &out)
+	})
+	base := svc.URL
 	c := newClient(t, base)
 	c.token = "tok-SECRET-1"
 	c.create(Input{Name: "Ada", Email: "ada@example.org"})
@@ -90,10 +87,7 @@ func TestLogs(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err == nil {
 		resp.Body.Close()
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	svc.Stop()
 
 	logs := out.String()
 	if strings.Contains(logs, "SECRET") {

@@ -9,81 +9,24 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"syndic/calendar"
 	"syndic/contacts"
 	"syndic/shared/config"
+	"syndic/shared/servicetest"
 	"syndic/shared/sqldb/sqldbtest"
 )
 
-// service is one running service: its base URL and how to stop it.
-type service struct {
-	URL  string
-	stop func()
-}
-
-// Stop stops the service and waits for Run to return.
-func (s *service) Stop() { s.stop() }
+// service is one running service.
+type service = servicetest.Service
 
 // start runs run on addr ("" for a new loopback port) until stopped or the
 // test ends, and waits for /readyz.
 func start(t testing.TB, addr string, run func(ctx context.Context, ln net.Listener) error) *service {
 	t.Helper()
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	var ln net.Listener
-	var err error
-	for range 50 { // a restarted service takes its old port back
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, ln) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Errorf("Run did not return within 20 s of cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	s := &service{URL: "http://" + ln.Addr().String(), stop: stop}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(s.URL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("Run returned before ready: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready within 20 s", s.URL)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return servicetest.Start(t, addr, run)
 }
 
 func common() config.Common { return config.Common{LogLevel: "warn", UIUser: "admin"} }

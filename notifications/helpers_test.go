@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"syndic/shared/servicetest"
 	"syndic/shared/sqldb"
 	"syndic/shared/sqldb/sqldbtest"
 )
@@ -27,9 +28,7 @@ type testService struct {
 	Out   *syncBuffer // what Run writes to stdout: logs, and mails without SMTP
 
 	client *http.Client // its own connections, closed at Stop
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
+	svc    *servicetest.Service
 }
 
 // runService starts the service with cfg and returns once /readyz answers.
@@ -38,11 +37,6 @@ type testService struct {
 // cfg.SMTPURL empty (and no Sender) mails go to Out. It stops when t ends.
 func runService(t testing.TB, cfg Config) *testService {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Listener = ln
 	if cfg.DatabaseURL == "" {
 		cfg.DatabaseURL = sqldbtest.SQLiteURL(t)
 	}
@@ -73,57 +67,25 @@ func runService(t testing.TB, cfg Config) *testService {
 	if cfg.UIUser == "" {
 		cfg.UIUser = "admin"
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &testService{URL: "http://" + ln.Addr().String(), Token: cfg.APIToken, Out: &syncBuffer{},
-		client: &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second}, cancel: cancel, done: make(chan error, 1)}
-	go func() { s.done <- Run(ctx, cfg, s.Out) }()
+	out := &syncBuffer{}
+	svc := servicetest.Start(t, "", func(ctx context.Context, ln net.Listener) error {
+		cfg.Listener = ln
+		return Run(ctx, cfg, out)
+	})
+	s := &testService{URL: svc.URL, Token: cfg.APIToken, Out: out, client: svc.Client, svc: svc}
 	t.Cleanup(func() {
-		s.Stop(t)
 		if t.Failed() {
 			t.Logf("service output:\n%s", s.Out.String())
 		}
 	})
-
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case err := <-s.done:
-			s.done <- err // for Stop
-			t.Fatalf("Run returned before ready: %v", err)
-		default:
-		}
-		resp, err := s.client.Get(s.URL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s/readyz did not answer 200 within 20 s", s.URL)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return s
 }
 
 // Stop stops the service and waits for Run to return: a send in progress
 // is finished and recorded first. Stopping twice does nothing.
 func (s *testService) Stop(t testing.TB) {
 	t.Helper()
-	s.once.Do(func() {
-		// A connection dialled but never used holds a graceful shutdown for
-		// 5 s (net/http counts it idle only then): close ours first.
-		s.client.CloseIdleConnections()
-		s.cancel()
-		select {
-		case err := <-s.done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("Run did not return within 30 s of cancel")
-		}
-	})
+	s.svc.Stop()
 }
 
 // do sends body (a string or []byte as is, anything else as JSON) with

@@ -1,0 +1,89 @@
+// Package servicetest runs a syndic service's Run inside the test process,
+// on a loopback port, the way main would: it waits for /readyz, and stops
+// the service (waiting for Run to return) when asked or when the test ends.
+package servicetest
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Service is a running service.
+type Service struct {
+	URL    string // http://127.0.0.1:PORT
+	Addr   string // 127.0.0.1:PORT
+	Client *http.Client
+
+	stop func()
+}
+
+// Start runs run on addr ("" for a free loopback port; a restarted service
+// gets its old address back) and returns once GET /readyz answers 200.
+func Start(t testing.TB, addr string, run func(ctx context.Context, ln net.Listener) error) *Service {
+	t.Helper()
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	var ln net.Listener
+	var err error
+	for range 100 { // the port of a service just stopped may take a moment
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, ln) }()
+	s := &Service{URL: "http://" + ln.Addr().String(), Addr: ln.Addr().String(),
+		Client: &http.Client{Transport: &http.Transport{}, Timeout: 60 * time.Second}}
+	var once sync.Once
+	s.stop = func() {
+		once.Do(func() {
+			// A connection dialled but never used holds a graceful shutdown
+			// for 5 s (net/http counts it idle only then): close ours first.
+			s.Client.CloseIdleConnections()
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("Run did not return within 30 s of cancel")
+			}
+		})
+	}
+	t.Cleanup(s.stop)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("Run returned before ready: %v", err)
+		default:
+		}
+		resp, err := s.Client.Get(s.URL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/readyz did not answer 200 within 20 s", s.URL)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Stop stops the service and waits for Run to return. Stopping twice does
+// nothing.
+func (s *Service) Stop() { s.stop() }
