@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"syndic/shared/httpx"
@@ -97,13 +96,13 @@ func (in Input) Validate() error {
 	case n > MaxTitle:
 		p.Add("title", fmt.Sprintf("must be at most %d characters, not %d", MaxTitle, n))
 	}
-	if why := badText(in.Title); why != "" {
+	if why := httpx.BadText(in.Title); why != "" {
 		p.Add("title", why)
 	}
 	if n := utf8.RuneCountInString(in.Location); n > MaxLocation {
 		p.Add("location", fmt.Sprintf("must be at most %d characters", MaxLocation))
 	}
-	if why := badText(in.Location); why != "" {
+	if why := httpx.BadText(in.Location); why != "" {
 		p.Add("location", why)
 	}
 	start, serr := parseTime(in.StartsAt)
@@ -142,21 +141,6 @@ func parseTime(s string) (time.Time, error) {
 	return t, nil
 }
 
-// badText explains why s holds a character we refuse, or returns "".
-func badText(s string) string {
-	if !utf8.ValidString(s) {
-		return "is not valid UTF-8"
-	}
-	for _, r := range s {
-		switch {
-		case unicode.IsControl(r):
-			return fmt.Sprintf("must not contain control characters (found U+%04X)", r)
-		case r == 0xFFFE || r == 0xFFFF || r >= 0xFDD0 && r <= 0xFDEF:
-			return fmt.Sprintf("must not contain the noncharacter U+%04X", r)
-		}
-	}
-	return ""
-}
 
 // Contact is the local copy of a contact, kept from the contacts feed.
 type Contact struct {

@@ -139,7 +139,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		Authorize:    authorize(cfg.Common),
 		Client:       &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second}},
 		DB:           db,
-		Apply:        applyContactEvent,
+		Apply:        ApplyContactEvent,
 		PollInterval: cfg.PollInterval,
 		Wait:         cfg.FeedWait,
 		Log:          log,

@@ -33,7 +33,7 @@ func applyContact(t testing.TB, db *sqldb.DB, seq int64, typ string, c feedConta
 	t.Helper()
 	data, _ := json.Marshal(c)
 	err := db.Tx(context.Background(), func(tx *sql.Tx) error {
-		return applyContactEvent(context.Background(), tx, feed.Event{Seq: seq, Type: typ, Data: data})
+		return ApplyContactEvent(context.Background(), tx, feed.Event{Seq: seq, Type: typ, Data: data})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +141,7 @@ func TestApplyRefusesWhatItCannotUnderstand(t *testing.T) {
 		"not JSON":     {Seq: 1, Type: contactCreated, Data: []byte(`{"id":`)},
 		"no id":        {Seq: 1, Type: contactCreated, Data: []byte(`{"name":"A","version":1}`)},
 	} {
-		err := db.Tx(context.Background(), func(tx *sql.Tx) error { return applyContactEvent(context.Background(), tx, e) })
+		err := db.Tx(context.Background(), func(tx *sql.Tx) error { return ApplyContactEvent(context.Background(), tx, e) })
 		if err == nil {
 			t.Errorf("%s: applied", name)
 		}

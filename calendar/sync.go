@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"syndic/shared/feed"
@@ -29,14 +28,13 @@ type feedContact struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// applyContactEvent applies one contacts feed event to the local copy,
+// ApplyContactEvent applies one contacts feed event to the local copy,
 // inside the follower's transaction. A deletion keeps the row, marked
 // deleted, for the appointments it is on. An event it cannot understand
 // is an error: the follower stops there rather than skip it.
-func applyContactEvent(ctx context.Context, tx *sql.Tx, e feed.Event) error {
+func ApplyContactEvent(ctx context.Context, tx *sql.Tx, e feed.Event) error {
 	var c feedContact
-	dec := json.NewDecoder(strings.NewReader(string(e.Data)))
-	if err := dec.Decode(&c); err != nil {
+	if err := json.Unmarshal(e.Data, &c); err != nil {
 		return fmt.Errorf("contact JSON: %w", err)
 	}
 	if c.ID < 1 || c.Name == "" || c.Version < 1 {

@@ -9,7 +9,6 @@ import (
 	"net/mail"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"syndic/shared/httpx"
@@ -54,7 +53,7 @@ func (in Input) Validate() error {
 	case n > MaxName:
 		p.Add("name", fmt.Sprintf("must be at most %d characters, not %d", MaxName, n))
 	}
-	if why := badText(in.Name); why != "" {
+	if why := httpx.BadText(in.Name); why != "" {
 		p.Add("name", why)
 	}
 	switch {
@@ -62,8 +61,8 @@ func (in Input) Validate() error {
 		p.Add("email", "is required")
 	case len(in.Email) > MaxEmail:
 		p.Add("email", fmt.Sprintf("must be at most %d bytes", MaxEmail))
-	case badText(in.Email) != "":
-		p.Add("email", badText(in.Email))
+	case httpx.BadText(in.Email) != "":
+		p.Add("email", httpx.BadText(in.Email))
 	case !validEmail(in.Email):
 		p.Add("email", "is not a valid email address (like ada@example.org)")
 	}
@@ -89,21 +88,6 @@ func validEmail(s string) bool {
 	return strings.Contains(domain, ".") && !strings.HasPrefix(domain, ".") && !strings.HasSuffix(domain, ".")
 }
 
-// badText explains why s holds a character we refuse, or returns "".
-func badText(s string) string {
-	if !utf8.ValidString(s) {
-		return "is not valid UTF-8"
-	}
-	for _, r := range s {
-		switch {
-		case unicode.IsControl(r):
-			return fmt.Sprintf("must not contain control characters (found U+%04X)", r)
-		case r == 0xFFFE || r == 0xFFFF || r >= 0xFDD0 && r <= 0xFDEF:
-			return fmt.Sprintf("must not contain the noncharacter U+%04X", r)
-		}
-	}
-	return ""
-}
 
 // apply returns c with in's fields.
 func (c Contact) apply(in Input) Contact {

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -429,7 +428,7 @@ func benchApplyPages(ctx context.Context, url string, pages [][]byte) (*sqldb.DB
 		seq := events[len(events)-1].Seq
 		err = db.Tx(ctx, func(tx *sql.Tx) error {
 			for _, e := range events {
-				if err := benchApplyContactEvent(ctx, tx, e); err != nil {
+				if err := calendar.ApplyContactEvent(ctx, tx, e); err != nil {
 					return fmt.Errorf("apply seq %d (%s): %w", e.Seq, e.Type, err)
 				}
 			}
@@ -447,47 +446,6 @@ func benchApplyPages(ctx context.Context, url string, pages [][]byte) (*sqldb.DB
 		cp = seq
 	}
 	return db, nil
-}
-
-// benchFeedContact is calendar's feedContact: the machine part of an entry.
-type benchFeedContact struct {
-	ID        int64     `json:"id"`
-	Name      string    `json:"name"`
-	Email     string    `json:"email"`
-	Phone     string    `json:"phone"`
-	Version   int64     `json:"version"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
-// benchApplyContactEvent does the work of calendar's applyContactEvent
-// (calendar/sync.go), which is not exported: the same decode, checks and
-// upsert. Keep it in step with that function.
-func benchApplyContactEvent(ctx context.Context, tx *sql.Tx, e feed.Event) error {
-	var c benchFeedContact
-	dec := json.NewDecoder(strings.NewReader(string(e.Data)))
-	if err := dec.Decode(&c); err != nil {
-		return fmt.Errorf("contact JSON: %w", err)
-	}
-	if c.ID < 1 || c.Name == "" || c.Version < 1 {
-		return fmt.Errorf("contact JSON lacks id, name or version: %s", e.Data)
-	}
-	var deleted bool
-	switch e.Type {
-	case "contact.created", "contact.updated":
-	case "contact.deleted":
-		deleted = true
-	default:
-		return fmt.Errorf("unknown event type %q", e.Type)
-	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO contacts (id, name, email, phone, version, deleted, updated_at, seq)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-		ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, phone = excluded.phone,
-			version = excluded.version, deleted = excluded.deleted, updated_at = excluded.updated_at, seq = excluded.seq`,
-		c.ID, c.Name, c.Email, c.Phone, c.Version, deleted, sqldb.Micro(c.UpdatedAt), e.Seq)
-	if err != nil {
-		return fmt.Errorf("contact %d: %w", c.ID, err)
-	}
-	return nil
 }
 
 // benchStoredCopy reads the baseline's copy of contacts.
