@@ -141,7 +141,6 @@ func parseTime(s string) (time.Time, error) {
 	return t, nil
 }
 
-
 // Contact is the local copy of a contact, kept from the contacts feed.
 type Contact struct {
 	ID        int64     `json:"id"`

@@ -88,7 +88,6 @@ func validEmail(s string) bool {
 	return strings.Contains(domain, ".") && !strings.HasPrefix(domain, ".") && !strings.HasSuffix(domain, ".")
 }
 
-
 // apply returns c with in's fields.
 func (c Contact) apply(in Input) Contact {
 	c.Name, c.Email, c.Phone = in.Name, in.Email, in.Phone
