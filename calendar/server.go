@@ -9,6 +9,7 @@ import (
 	"syndic/shared/httpx"
 	"syndic/shared/metrics"
 	"syndic/shared/sqldb"
+	"syndic/shared/view"
 )
 
 // NewServer returns the calendar HTTP handler: the routes on one screen.
@@ -25,7 +26,7 @@ func NewServer(log *slog.Logger, store Store, db *sqldb.DB, sync func() feed.Sta
 	mux.Handle("GET /healthz", httpx.Healthz())
 	mux.Handle("GET /readyz", httpx.Readyz(db.Ready))
 	mux.Handle("GET /metrics", machine(m.Handler()))
-	mux.Handle("GET /static/", http.StripPrefix("/static/", httpx.Static(static)))
+	mux.Handle("GET /static/", http.StripPrefix("/static/", view.Static(static)))
 
 	mux.Handle("GET /api/appointments", machine(apiListAppointments(log, store)))
 	mux.Handle("POST /api/appointments", machine(apiCreateAppointment(log, store)))

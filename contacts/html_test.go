@@ -89,7 +89,10 @@ func TestHTMLForms(t *testing.T) {
 	if status, _, _ := form(t, base, "/contacts", big); status != 413 {
 		t.Fatalf("oversized form: status %d, want 413", status)
 	}
-	if status, body := page(t, base, "/static/style.css"); status != 200 || !strings.Contains(body, "body") {
-		t.Fatalf("stylesheet: status %d", status)
+	if status, body := page(t, base, "/static/base.css"); status != 200 || !strings.Contains(body, "body {") {
+		t.Fatalf("shared stylesheet: status %d", status)
+	}
+	if status, _ := page(t, base, "/static/style.css"); status != 200 {
+		t.Fatalf("contacts stylesheet: status %d", status)
 	}
 }

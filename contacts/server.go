@@ -9,6 +9,7 @@ import (
 	"syndic/shared/httpx"
 	"syndic/shared/metrics"
 	"syndic/shared/sqldb"
+	"syndic/shared/view"
 )
 
 // NewServer returns the contacts HTTP handler: the routes on one screen.
@@ -26,7 +27,7 @@ func NewServer(log *slog.Logger, store Store, db *sqldb.DB, pub *feed.Publisher,
 	mux.Handle("GET /healthz", httpx.Healthz())
 	mux.Handle("GET /readyz", httpx.Readyz(db.Ready))
 	mux.Handle("GET /metrics", machine(m.Handler()))
-	mux.Handle("GET /static/", http.StripPrefix("/static/", httpx.Static(static)))
+	mux.Handle("GET /static/", http.StripPrefix("/static/", view.Static(static)))
 
 	pub.Register(mux, machine)
 

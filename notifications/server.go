@@ -26,7 +26,7 @@ func NewServer(log *slog.Logger, store Store, db *sqldb.DB, m *metrics.Set, acce
 	mux.Handle("GET /healthz", httpx.Healthz())
 	mux.Handle("GET /readyz", httpx.Readyz(db.Ready))
 	mux.Handle("GET /metrics", machine(m.Handler()))
-	mux.Handle("GET /static/", http.StripPrefix("/static/", httpx.Static(static)))
+	mux.Handle("GET /static/", http.StripPrefix("/static/", view.Static(static)))
 
 	mux.Handle("POST /api/notifications", machine(apiAccept(log, store, func() { accept.Inc(1); accepted() })))
 	mux.Handle("GET /api/notifications", machine(apiList(log, store)))
