@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -35,74 +34,8 @@ func TestBrowserContactLifecycle(t *testing.T) {
 		phone    = "+44 20 7946 0000"
 	)
 
-	// step bounds one action, so a selector that matches nothing fails
-	// with its own message instead of using up the whole test's time.
-	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 15*time.Second) }
-	// do runs actions that do not navigate.
-	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		ctx, cancel := step()
-		defer cancel()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	// text reads the visible text of the element sel selects.
-	text := func(sel string) string {
-		t.Helper()
-		ctx, cancel := step()
-		defer cancel()
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return strings.TrimSpace(s)
-	}
-	// value reads the value of the input sel selects.
-	value := func(sel string) string {
-		t.Helper()
-		ctx, cancel := step()
-		defer cancel()
-		s, err := chromedp.Run(ctx, chromedp.Value(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("value of %s: %v", sel, err)
-		}
-		return s
-	}
-	// present reports whether sel selects an element now, without waiting.
-	present := func(sel string) bool {
-		t.Helper()
-		ctx, cancel := step()
-		defer cancel()
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("document.querySelector("+jsString(sel)+") !== null"))
-		if err != nil {
-			t.Fatalf("look for %s: %v", sel, err)
-		}
-		return ok
-	}
-	// navigate runs the steps (a click on a link or a submit button, or a
-	// navigation), waits for the page that results and checks that it came
-	// with status want; it returns the page's path.
-	navigate := func(what string, want int, steps ...chromedp.Action[chromedp.Void]) string {
-		t.Helper()
-		ctx, cancel := step()
-		defer cancel()
-		resp, err := chromedp.RunResponse(ctx, steps...)
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if resp == nil {
-			t.Fatalf("%s: no response", what)
-		}
-		u, err := url.Parse(resp.URL)
-		if err != nil {
-			t.Fatalf("%s: page URL %q: %v", what, resp.URL, err)
-		}
-		if resp.Status != int64(want) {
-			t.Fatalf("%s: %s status = %d, want %d", what, u.Path, resp.Status, want)
-		}
-		return u.Path
-	}
+	tab := browsertest.NewTab(t, ctx)
+	do, text, value, present, navigate := tab.Do, tab.Text, tab.Value, tab.Present, tab.Navigate
 	submit := chromedp.Click(chromedp.CSS(`main form button[type="submit"]`))
 
 	// 1. A bad email is refused beside the field, and what was typed stays.
@@ -231,10 +164,4 @@ func feedEvents(t *testing.T, base string) []feed.Event {
 		t.Fatalf("parse /feed: %v", err)
 	}
 	return p.Events
-}
-
-// jsString quotes s as a JavaScript string literal.
-func jsString(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -41,70 +40,8 @@ func TestBrowserStory(t *testing.T) {
 		when    = "Tue 15 Jan 2030, 09:30–10:30 (UTC+01:00)" // Paris is UTC+1 in January
 	)
 
-	// step bounds one action, so a selector that matches nothing fails
-	// with its own message instead of using up the whole test's time.
-	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 15*time.Second) }
-	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		ctx, cancel := step()
-		defer cancel()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		ctx, cancel := step()
-		defer cancel()
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return strings.TrimSpace(s)
-	}
-	value := func(sel string) string {
-		t.Helper()
-		ctx, cancel := step()
-		defer cancel()
-		s, err := chromedp.Run(ctx, chromedp.Value(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("value of %s: %v", sel, err)
-		}
-		return s
-	}
-	// eval runs a JavaScript expression that yields a string.
-	eval := func(what, js string) string {
-		t.Helper()
-		ctx, cancel := step()
-		defer cancel()
-		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		return s
-	}
-	// navigate runs the steps (a click or a navigation), waits for the page
-	// that results, checks its status and returns its path.
-	navigate := func(what string, want int, steps ...chromedp.Action[chromedp.Void]) string {
-		t.Helper()
-		ctx, cancel := step()
-		defer cancel()
-		resp, err := chromedp.RunResponse(ctx, steps...)
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if resp == nil {
-			t.Fatalf("%s: no response", what)
-		}
-		u, err := url.Parse(resp.URL)
-		if err != nil {
-			t.Fatalf("%s: page URL %q: %v", what, resp.URL, err)
-		}
-		if resp.Status != int64(want) {
-			t.Fatalf("%s: %s status = %d, want %d", what, u.Path, resp.Status, want)
-		}
-		return u.Path
-	}
+	tab := browsertest.NewTab(t, ctx)
+	do, text, value, eval, navigate := tab.Do, tab.Text, tab.Value, tab.Eval, tab.Navigate
 	// poll opens base+path again and again until ok holds for the page.
 	poll := func(what, page string, ok func() bool) {
 		t.Helper()

@@ -4,10 +4,14 @@ package browsertest
 
 import (
 	"context"
+	"encoding/json"
+	"net/url"
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -66,4 +70,99 @@ func Start(t testing.TB, parent context.Context) context.Context {
 		t.Fatalf("start %s: %v", path, err)
 	}
 	return ctx
+}
+
+// Tab drives one browser tab for a test. Each action has its own time
+// limit, so a selector that matches nothing fails with its own message
+// instead of using up the whole test's time; failures end the test.
+type Tab struct {
+	t    testing.TB
+	ctx  context.Context
+	Step time.Duration // limit of one action; 15 s
+}
+
+// NewTab wraps the tab context Start returned.
+func NewTab(t testing.TB, ctx context.Context) *Tab {
+	return &Tab{t: t, ctx: ctx, Step: 15 * time.Second}
+}
+
+func (b *Tab) step() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(b.ctx, b.Step)
+}
+
+// Do runs actions that do not navigate.
+func (b *Tab) Do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		b.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// Text reads the visible text of the element sel selects, trimmed.
+func (b *Tab) Text(sel string) string {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatalf("text of %s: %v", sel, err)
+	}
+	return strings.TrimSpace(s)
+}
+
+// Value reads the value of the input sel selects.
+func (b *Tab) Value(sel string) string {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Value(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatalf("value of %s: %v", sel, err)
+	}
+	return s
+}
+
+// Eval runs a JavaScript expression that yields a string.
+func (b *Tab) Eval(what, js string) string {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		b.t.Fatalf("%s: %v", what, err)
+	}
+	return s
+}
+
+// Present reports whether sel selects an element now, without waiting.
+func (b *Tab) Present(sel string) bool {
+	b.t.Helper()
+	q, _ := json.Marshal(sel)
+	return b.Eval("look for "+sel, "document.querySelector("+string(q)+") !== null ? 'yes' : ''") == "yes"
+}
+
+// Navigate runs the steps (a click on a link or a submit button, or a
+// navigation), waits for the page that results, checks that it came with
+// status want, and returns its path.
+func (b *Tab) Navigate(what string, want int, steps ...chromedp.Action[chromedp.Void]) string {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, steps...)
+	if err != nil {
+		b.t.Fatalf("%s: %v", what, err)
+	}
+	if resp == nil {
+		b.t.Fatalf("%s: no response", what)
+	}
+	u, err := url.Parse(resp.URL)
+	if err != nil {
+		b.t.Fatalf("%s: page URL %q: %v", what, resp.URL, err)
+	}
+	if resp.Status != int64(want) {
+		b.t.Fatalf("%s: %s status = %d, want %d", what, u.Path, resp.Status, want)
+	}
+	return u.Path
 }
