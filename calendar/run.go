@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"sync"
 	"time"
 
 	"syndic/shared/breaker"
@@ -160,20 +159,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ln := cfg.Listener
-	if ln == nil {
-		if ln, err = httpx.Listen(cfg.Port, access.Configured()); err != nil {
-			return fmt.Errorf("PORT: %w", err)
-		}
-	}
-	httpx.WarnAccess(log, access)
-
-	bctx, stopBackground := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { follower.Run(bctx) })
-	wg.Go(func() { notifier.Run(bctx) })
-	defer func() { stopBackground(); wg.Wait() }()
-	return httpx.Serve(ctx, log, ln, h, stopBackground)
+	return httpx.Run(ctx, log, cfg.Listener, cfg.Port, access, h, follower.Run, notifier.Run)
 }
 
 // authorize adds the credentials calendar reads the contacts feed with:

@@ -87,12 +87,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ln := cfg.Listener
-	if ln == nil {
-		if ln, err = httpx.Listen(cfg.Port, access.Configured()); err != nil {
-			return fmt.Errorf("PORT: %w", err)
-		}
-	}
-	httpx.WarnAccess(log, access)
-	return httpx.Serve(ctx, log, ln, h, pub.Close)
+	// When shutdown begins, waiting long-polls are answered at once.
+	releaseLongPolls := func(ctx context.Context) { <-ctx.Done(); pub.Close() }
+	return httpx.Run(ctx, log, cfg.Listener, cfg.Port, access, h, releaseLongPolls)
 }

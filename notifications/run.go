@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/mail"
-	"sync"
 	"time"
 
 	"syndic/shared/breaker"
@@ -121,17 +120,5 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ln := cfg.Listener
-	if ln == nil {
-		if ln, err = httpx.Listen(cfg.Port, access.Configured()); err != nil {
-			return fmt.Errorf("PORT: %w", err)
-		}
-	}
-	httpx.WarnAccess(log, access)
-
-	dctx, stopDelivery := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { delivery.Run(dctx) })
-	defer func() { stopDelivery(); wg.Wait() }()
-	return httpx.Serve(ctx, log, ln, h, nil)
+	return httpx.Run(ctx, log, cfg.Listener, cfg.Port, access, h, delivery.Run)
 }

@@ -188,7 +188,7 @@ func (f *Follower) update(fn func(*Status)) {
 
 // Run follows the feed until ctx is done. Errors are reported in Status,
 // logged and retried with exponential backoff and full jitter.
-func (f *Follower) Run(ctx context.Context) error {
+func (f *Follower) Run(ctx context.Context) {
 	backoff := f.cfg.MinBackoff
 	for ctx.Err() == nil {
 		idle, err := f.step(ctx)
@@ -215,7 +215,6 @@ func (f *Follower) Run(ctx context.Context) error {
 			}
 		}
 	}
-	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) {

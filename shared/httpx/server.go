@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -71,4 +72,25 @@ func Listen(port int, open bool) (net.Listener, error) {
 		return nil, fmt.Errorf("listen on port %d: %w", port, err)
 	}
 	return ln, nil
+}
+
+// Run serves h on ln, or when ln is nil on port (loopback only when access
+// has no credentials, with a warning), until ctx is done. The background
+// tasks run beside the server; their context ends when shutdown begins,
+// and Run returns after they have.
+func Run(ctx context.Context, log *slog.Logger, ln net.Listener, port int, access Access, h http.Handler, background ...func(context.Context)) error {
+	if ln == nil {
+		var err error
+		if ln, err = Listen(port, access.Configured()); err != nil {
+			return fmt.Errorf("PORT: %w", err)
+		}
+	}
+	WarnAccess(log, access)
+	bctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, task := range background {
+		wg.Go(func() { task(bctx) })
+	}
+	defer func() { stop(); wg.Wait() }()
+	return Serve(ctx, log, ln, h, stop)
 }
