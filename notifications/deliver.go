@@ -86,6 +86,7 @@ func (d *Delivery) work(ctx context.Context) {
 			d.idle(ctx)
 			continue
 		}
+		d.Wake() // there may be more: let an idle worker look too
 		// The send and its record finish even when ctx ends: a mail sent must
 		// be marked sent, or it would go out again.
 		bg := context.WithoutCancel(ctx)

@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"syndic/calendar"
+	"syndic/contacts"
+	"syndic/notifications"
+	"syndic/shared/smtptest"
+)
+
+// BenchmarkMail measures invitations per second through the whole path —
+// an appointment written to calendar's API, its outbox row handed over the
+// channel, posted to notifications with its Idempotency-Key, stored, and
+// delivered to the SMTP server — beside a baseline that sends the same
+// mails (the bytes the service produced) straight to the same SMTP server
+// with as many senders as notifications has delivery workers. One op is
+// mailsPerOp mails; both report mails/s, service also its ratio to the
+// baseline. Run:
+//
+//	go test -run '^$' -bench Mail -benchtime 3x ./e2e/
+func BenchmarkMail(b *testing.B) {
+	const mailsPerOp, workers = 300, 4
+	smtp := smtptest.Start(b)
+	con := startContacts(b, "", contacts.Config{Common: benchCommon()})
+	notif := startNotifications(b, "", notifications.Config{SMTPURL: smtp.URL, Workers: workers, Common: benchCommon()})
+	cal := startCalendar(b, "", con.URL+"/feed", calendar.Config{NotificationsURL: notif.URL, NotifyWorkers: workers, Common: benchCommon()})
+	capi, kapi := newAPI(b, con.URL), newAPI(b, cal.URL)
+	var ada contact
+	capi.must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &ada)
+	waitSync(b, kapi, 20*time.Second, func(s syncStatus) bool { return s.CheckpointSeq >= 1 })
+
+	// One invitation through the service: its bytes are the baseline's mail.
+	if bad := createAppointments(cal.URL, 1, 1, "Warm-up", []int64{ada.ID}); len(bad) > 0 {
+		b.Fatal(bad)
+	}
+	sample := smtp.WaitFor(b, 1, 20*time.Second)[0]
+	msg := notifications.Message{From: sample.From, To: sample.To[0], Data: sample.Data}
+	sender, err := notifications.ParseSMTPURL(smtp.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	var baseline float64
+	b.Run("baseline", func(b *testing.B) {
+		var elapsed time.Duration
+		for b.Loop() {
+			want := len(smtp.Mails()) + mailsPerOp
+			start := time.Now()
+			jobs := make(chan int)
+			var wg sync.WaitGroup
+			var errs []error
+			var mu sync.Mutex
+			for range workers {
+				wg.Go(func() {
+					for range jobs {
+						if err := sender.Send(context.Background(), msg); err != nil {
+							mu.Lock()
+							errs = append(errs, err)
+							mu.Unlock()
+						}
+					}
+				})
+			}
+			for i := range mailsPerOp {
+				jobs <- i
+			}
+			close(jobs)
+			wg.Wait()
+			smtp.WaitFor(b, want, time.Minute)
+			elapsed += time.Since(start)
+			if len(errs) > 0 {
+				b.Fatalf("%d sends failed, first: %v", len(errs), errs[0])
+			}
+		}
+		baseline = float64(b.N*mailsPerOp) / elapsed.Seconds()
+		b.ReportMetric(baseline, "mails/s")
+	})
+
+	b.Run("service", func(b *testing.B) {
+		var elapsed time.Duration
+		for b.Loop() {
+			want := len(smtp.Mails()) + mailsPerOp
+			start := time.Now()
+			if bad := createAppointments(cal.URL, mailsPerOp, 8, "Bench", []int64{ada.ID}); len(bad) > 0 {
+				b.Fatalf("%d appointments refused, first: %s", len(bad), bad[0])
+			}
+			smtp.WaitFor(b, want, 2*time.Minute)
+			elapsed += time.Since(start)
+		}
+		got := float64(b.N*mailsPerOp) / elapsed.Seconds()
+		b.ReportMetric(got, "mails/s")
+		if baseline > 0 {
+			b.ReportMetric(got/baseline, "ratio")
+		}
+		if mails := smtp.Mails(); len(mails) != 1+b.N*mailsPerOp+countBaseline(mails, msg.Data) {
+			b.Fatalf("%d mails at the SMTP server: some were doubled or lost", len(mails))
+		}
+	})
+}
+
+// countBaseline counts the mails the baseline sent (copies of data).
+func countBaseline(mails []smtptest.Mail, data []byte) int {
+	n := 0
+	for _, m := range mails {
+		if string(m.Data) == string(data) {
+			n++
+		}
+	}
+	return n - 1 // the warm-up invitation itself
+}
