@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -64,12 +66,13 @@ func (rec *Recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
 // status, size, duration. Bodies, query strings and headers are never logged.
 // A panic in h is logged and answered 500.
 func Log(log *slog.Logger) Middleware {
+	ids := newIDs()
 	return func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			id := r.Header.Get("X-Request-Id")
 			if !saneID(id) {
-				id = newID()
+				id = ids.next()
 			}
 			w.Header().Set("X-Request-Id", id)
 			r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
@@ -114,11 +117,20 @@ func saneID(id string) bool {
 	return true
 }
 
-func newID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+// idSource makes request ids: a random prefix per process and a counter,
+// unique without a system call per request.
+type idSource struct {
+	prefix string
+	n      atomic.Uint64
 }
+
+func newIDs() *idSource {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return &idSource{prefix: hex.EncodeToString(b[:]) + "-"}
+}
+
+func (s *idSource) next() string { return s.prefix + strconv.FormatUint(s.n.Add(1), 36) }
 
 // Secure sets security headers, limits request bodies to MaxBodyBytes and
 // refuses cross-origin unsafe requests (CSRF) with http.CrossOriginProtection.
