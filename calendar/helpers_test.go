@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"syndic/shared/config"
 	"syndic/shared/servicetest"
 	"syndic/shared/sqldb/sqldbtest"
 )
@@ -36,15 +37,7 @@ func runService(t testing.TB, cfg Config) *testService {
 	if cfg.NotificationsURL == "" {
 		cfg.NotificationsURL = "http://127.0.0.1:1" // nobody: requests wait in the outbox
 	}
-	if cfg.NotifyBuffer == 0 {
-		cfg.NotifyBuffer = 1000
-	}
-	if cfg.NotifyWorkers == 0 {
-		cfg.NotifyWorkers = 4
-	}
-	if cfg.NotifyMaxAttempts == 0 {
-		cfg.NotifyMaxAttempts = 10
-	}
+	// Fast timings for tests; everything else as the environment's defaults.
 	if cfg.NotifyRetryMin == 0 {
 		cfg.NotifyRetryMin, cfg.NotifyRetryMax = 10*time.Millisecond, 200*time.Millisecond
 	}
@@ -61,8 +54,8 @@ func runService(t testing.TB, cfg Config) *testService {
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "error"
 	}
-	if cfg.UIUser == "" {
-		cfg.UIUser = "admin"
+	if err := config.Defaults(&cfg); err != nil {
+		t.Fatal(err)
 	}
 	svc := servicetest.Start(t, "", func(ctx context.Context, ln net.Listener) error {
 		cfg.Listener = ln

@@ -63,15 +63,7 @@ func startCalendar(t testing.TB, addr, feedURL string, cfg calendar.Config) *ser
 	if cfg.NotificationsURL == "" {
 		cfg.NotificationsURL = "http://127.0.0.1:1" // nobody: requests wait in the outbox
 	}
-	if cfg.NotifyBuffer == 0 {
-		cfg.NotifyBuffer = 1000
-	}
-	if cfg.NotifyWorkers == 0 {
-		cfg.NotifyWorkers = 4
-	}
-	if cfg.NotifyMaxAttempts == 0 {
-		cfg.NotifyMaxAttempts = 10
-	}
+	// Fast timings for tests; everything else as the environment's defaults.
 	if cfg.NotifyRetryMin == 0 {
 		cfg.NotifyRetryMin, cfg.NotifyRetryMax = 10*time.Millisecond, 200*time.Millisecond
 	}
@@ -87,6 +79,9 @@ func startCalendar(t testing.TB, addr, feedURL string, cfg calendar.Config) *ser
 
 	if cfg.LogLevel == "" {
 		cfg.Common = common()
+	}
+	if err := config.Defaults(&cfg); err != nil {
+		t.Fatal(err)
 	}
 	return start(t, addr, func(ctx context.Context, ln net.Listener) error {
 		cfg.Listener = ln

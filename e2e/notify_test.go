@@ -26,6 +26,7 @@ import (
 	"syndic/calendar"
 	"syndic/contacts"
 	"syndic/notifications"
+	"syndic/shared/config"
 	"syndic/shared/smtptest"
 	"syndic/shared/sqldb/sqldbtest"
 )
@@ -45,20 +46,11 @@ func startNotifications(t testing.TB, addr string, cfg notifications.Config) *se
 	if cfg.MailFrom == "" {
 		cfg.MailFrom = "syndic <noreply@syndic.test>"
 	}
-	if cfg.Workers == 0 {
-		cfg.Workers = 4
-	}
-	if cfg.MaxAttempts == 0 {
-		cfg.MaxAttempts = 8
-	}
 	if cfg.RetryMin == 0 {
 		cfg.RetryMin = 10 * time.Millisecond
 	}
 	if cfg.RetryMax == 0 {
 		cfg.RetryMax = 200 * time.Millisecond
-	}
-	if cfg.BreakerFailures == 0 {
-		cfg.BreakerFailures = 5
 	}
 	if cfg.BreakerOpenFor == 0 {
 		cfg.BreakerOpenFor = 200 * time.Millisecond
@@ -66,6 +58,9 @@ func startNotifications(t testing.TB, addr string, cfg notifications.Config) *se
 	if cfg.LogLevel == "" {
 		cfg.Common = common()
 		cfg.LogLevel = "error"
+	}
+	if err := config.Defaults(&cfg); err != nil {
+		t.Fatal(err)
 	}
 	return start(t, addr, func(ctx context.Context, ln net.Listener) error {
 		cfg.Listener = ln

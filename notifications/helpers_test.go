@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"syndic/shared/config"
 	"syndic/shared/servicetest"
 	"syndic/shared/sqldb"
 	"syndic/shared/sqldb/sqldbtest"
@@ -43,20 +44,11 @@ func runService(t testing.TB, cfg Config) *testService {
 	if cfg.MailFrom == "" {
 		cfg.MailFrom = "syndic <noreply@syndic.test>"
 	}
-	if cfg.Workers == 0 {
-		cfg.Workers = 4
-	}
-	if cfg.MaxAttempts == 0 {
-		cfg.MaxAttempts = 8
-	}
 	if cfg.RetryMin == 0 {
 		cfg.RetryMin = 10 * time.Millisecond
 	}
 	if cfg.RetryMax == 0 {
 		cfg.RetryMax = 100 * time.Millisecond
-	}
-	if cfg.BreakerFailures == 0 {
-		cfg.BreakerFailures = 5
 	}
 	if cfg.BreakerOpenFor == 0 {
 		cfg.BreakerOpenFor = 200 * time.Millisecond
@@ -64,8 +56,8 @@ func runService(t testing.TB, cfg Config) *testService {
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "error"
 	}
-	if cfg.UIUser == "" {
-		cfg.UIUser = "admin"
+	if err := config.Defaults(&cfg); err != nil {
+		t.Fatal(err)
 	}
 	out := &syncBuffer{}
 	svc := servicetest.Start(t, "", func(ctx context.Context, ln net.Listener) error {

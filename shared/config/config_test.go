@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 type spec struct {
@@ -67,5 +68,22 @@ func TestCommonValidate(t *testing.T) {
 	}
 	if err := ValidateDatabaseURL("mysql://x"); err == nil || !strings.Contains(err.Error(), "DATABASE_URL") {
 		t.Errorf("mysql URL: %v", err)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	var s struct {
+		Port int           `default:"8081"`
+		Name string        `default:"syndic"`
+		Wait time.Duration `default:"25s"`
+		Set  int           `default:"5"`
+		Common
+	}
+	s.Set = 7
+	if err := Defaults(&s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Port != 8081 || s.Name != "syndic" || s.Wait != 25*time.Second || s.Set != 7 || s.LogLevel != "info" || s.UIUser != "admin" {
+		t.Errorf("got %+v", s)
 	}
 }
