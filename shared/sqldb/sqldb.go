@@ -50,12 +50,14 @@ type DB struct {
 }
 
 // Open opens the database named by url: "sqlite:PATH" (the folder is
-// created) or "postgres://…" / "postgresql://…". It pings before returning.
+// created; "?…" after the path adds driver parameters) or "postgres://…" /
+// "postgresql://…". It pings before returning.
 func Open(ctx context.Context, url string) (*DB, error) {
 	var db *DB
 	switch {
 	case strings.HasPrefix(url, "sqlite:"):
 		p := strings.TrimPrefix(strings.TrimPrefix(url, "sqlite:"), "//")
+		p, extra, _ := strings.Cut(p, "?") // extra: more driver parameters, e.g. _pragma=query_only(1)
 		if p == "" {
 			return nil, errors.New("sqlite: empty path")
 		}
@@ -64,7 +66,11 @@ func Open(ctx context.Context, url string) (*DB, error) {
 				return nil, fmt.Errorf("sqlite: %w", err)
 			}
 		}
-		sdb, err := sql.Open("sqlite", sqliteDSN(p))
+		dsn := sqliteDSN(p)
+		if extra != "" {
+			dsn += "&" + extra
+		}
+		sdb, err := sql.Open("sqlite", dsn)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: %w", err)
 		}
@@ -113,7 +119,9 @@ func redact(s string) string {
 }
 
 // Tx runs fn in a transaction and commits when it returns nil; otherwise,
-// or on panic, it rolls back and nothing fn wrote remains.
+// or on panic, it rolls back and nothing fn wrote remains. An error that
+// says the database can't take writes now (read-only, disk full,
+// unreachable) wraps httpx.ErrUnavailable: a 503 with the reason.
 func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
 	if db.Dialect == SQLite {
 		db.writeMu.Lock()
@@ -121,7 +129,7 @@ func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
 	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return classify(fmt.Errorf("begin: %w", err))
 	}
 	defer func() {
 		if p := recover(); p != nil {
@@ -133,10 +141,10 @@ func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
 		}
 	}()
 	if err := fn(tx); err != nil {
-		return err
+		return classify(err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return classify(fmt.Errorf("commit: %w", err))
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"syndic/shared/httpx"
 	"syndic/shared/sqldb"
 	"syndic/shared/sqldb/sqldbtest"
 )
@@ -72,4 +73,68 @@ func TestOpenRefusesUnknownURLs(t *testing.T) {
 			t.Errorf("Open(%q) error shows the password: %v", url, err)
 		}
 	}
+}
+
+// TestUnwritableIsUnavailable: a read-only or full database answers
+// ErrUnavailable (503 with the reason), not a bare error (500).
+func TestUnwritableIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	path := sqldbtest.SQLiteURL(t)
+	db, err := sqldb.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Migrate(ctx, migrations); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	insert := func(db *sqldb.DB, n int) error {
+		return db.Tx(ctx, func(tx *sql.Tx) error {
+			for i := range n {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO t (v) VALUES ($1)`, i); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for name, tc := range map[string]struct {
+		params string
+		rows   int
+		want   string
+	}{
+		"read-only": {"_pragma=query_only(1)", 1, "read-only"},
+		"full":      {"_pragma=max_page_count(8)", 5000, "full"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			db, err := sqldb.Open(ctx, path+"?"+tc.params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			err = insert(db, tc.rows)
+			if !errors.Is(err, httpx.ErrUnavailable) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want ErrUnavailable saying %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("postgres read-only", func(t *testing.T) {
+		url := sqldbtest.PostgresURL(t)
+		db, err := sqldb.Open(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Migrate(ctx, migrations); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		ro, err := sqldb.Open(ctx, url+"&default_transaction_read_only=on")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ro.Close()
+		if err := insert(ro, 1); !errors.Is(err, httpx.ErrUnavailable) {
+			t.Fatalf("err = %v, want ErrUnavailable", err)
+		}
+	})
 }

@@ -1,0 +1,55 @@
+package sqldb
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"modernc.org/sqlite"
+
+	"syndic/shared/httpx"
+)
+
+// unavailable explains why err means the database cannot take writes now
+// (read-only, full, shutting down, unreachable), or returns "".
+func unavailable(err error) string {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case 8: // SQLITE_READONLY
+			return "the database is read-only"
+		case 13: // SQLITE_FULL
+			return "the disk (or the database's size limit) is full"
+		case 10: // SQLITE_IOERR
+			return "the database cannot be written (I/O error)"
+		case 14: // SQLITE_CANTOPEN
+			return "the database file cannot be opened"
+		}
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "25006":
+			return "the database is read-only"
+		case pe.Code == "53100":
+			return "the database's disk is full"
+		case pe.Code[:2] == "08", pe.Code[:2] == "57", pe.Code[:2] == "53":
+			return "the database is not available (" + pe.Code + ")"
+		}
+	}
+	var ne *net.OpError
+	if errors.As(err, &ne) {
+		return "the database cannot be reached"
+	}
+	return ""
+}
+
+// classify wraps an error that means "not now" with httpx.ErrUnavailable,
+// so it is answered 503 with the reason, not 500.
+func classify(err error) error {
+	if why := unavailable(err); why != "" {
+		return fmt.Errorf("%s: %w: %w", why, httpx.ErrUnavailable, err)
+	}
+	return err
+}
