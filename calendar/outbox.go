@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-ical"
 
@@ -89,9 +90,17 @@ func (m Mailer) entries(before, after Appointment) []OutboxEntry {
 	return out
 }
 
+// maxSubject is what notifications accepts as a subject.
+const maxSubject = 200
+
 func (m Mailer) subject(kind string, a Appointment) string {
-	prefix := map[string]string{KindInvitation: "Invitation", KindChange: "Changed", KindCancellation: "Cancelled"}[kind]
-	return prefix + ": " + a.Title + " — " + a.Start().Format("Mon 2 Jan 2006 15:04") + " (" + zoneName(a.Start()) + ")"
+	prefix := map[string]string{KindInvitation: "Invitation", KindChange: "Changed", KindCancellation: "Cancelled"}[kind] + ": "
+	when := " — " + a.Start().Format("Mon 2 Jan 2006 15:04") + " (" + zoneName(a.Start()) + ")"
+	title := []rune(a.Title)
+	if room := maxSubject - utf8.RuneCountInString(prefix+when); len(title) > room {
+		title = append(title[:room-1], '…')
+	}
+	return prefix + string(title) + when
 }
 
 func (m Mailer) text(kind string, a Appointment, to Attendee) string {
@@ -99,13 +108,13 @@ func (m Mailer) text(kind string, a Appointment, to Attendee) string {
 	fmt.Fprintf(&b, "Hello %s,\n\n", to.Name)
 	switch {
 	case kind == KindInvitation:
-		fmt.Fprintf(&b, "you are invited to %q.\n\n", a.Title)
+		fmt.Fprintf(&b, "you are invited to “%s”.\n\n", a.Title)
 	case kind == KindChange:
-		fmt.Fprintf(&b, "%q has changed. This is how it stands now:\n\n", a.Title)
+		fmt.Fprintf(&b, "“%s” has changed. This is how it stands now:\n\n", a.Title)
 	case a.Status == StatusCancelled:
-		fmt.Fprintf(&b, "%q is cancelled.\n\n", a.Title)
+		fmt.Fprintf(&b, "“%s” is cancelled.\n\n", a.Title)
 	default:
-		fmt.Fprintf(&b, "you are no longer a participant of %q.\n\n", a.Title)
+		fmt.Fprintf(&b, "you are no longer a participant of “%s”.\n\n", a.Title)
 	}
 	fmt.Fprintf(&b, "When:  %s – %s (%s)\n", a.Start().Format("Mon 2 Jan 2006 15:04"), a.End().Format("15:04"), zoneName(a.Start()))
 	if a.Location != "" {

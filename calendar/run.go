@@ -48,7 +48,7 @@ func (c Config) Validate() error {
 	var errs []error
 	errs = append(errs, config.ValidatePort(c.Port), config.ValidateDatabaseURL(c.DatabaseURL), c.Common.Validate())
 	if u, err := url.Parse(c.ContactsFeedURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("CONTACTS_FEED_URL %q: want an absolute http(s) URL such as http://localhost:8081/feed", c.ContactsFeedURL))
+		errs = append(errs, fmt.Errorf("CONTACTS_FEED_URL %q: want an absolute http(s) URL such as http://localhost:8081/feed", config.Redact(c.ContactsFeedURL)))
 	}
 	if c.PollInterval < 10*time.Millisecond || c.PollInterval > time.Hour {
 		errs = append(errs, fmt.Errorf("POLL_INTERVAL %s: want 10ms–1h", c.PollInterval))
@@ -57,7 +57,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("FEED_WAIT %s: want whole seconds from 0 to 60s", c.FeedWait))
 	}
 	if u, err := url.Parse(c.NotificationsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("NOTIFICATIONS_URL %q: want an absolute http(s) URL such as http://localhost:8083", c.NotificationsURL))
+		errs = append(errs, fmt.Errorf("NOTIFICATIONS_URL %q: want an absolute http(s) URL such as http://localhost:8083", config.Redact(c.NotificationsURL)))
 	}
 	for _, v := range []struct {
 		name string

@@ -49,6 +49,15 @@ func (c Common) Validate() error {
 // PublicBase returns BASE_URL without a trailing slash.
 func (c Common) PublicBase() string { return strings.TrimRight(c.BaseURL, "/") }
 
+// Redact returns a URL with the password of its user information shown as
+// "xxxxx", for messages; anything else comes back as it is.
+func Redact(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return s
+}
+
 // ValidatePort checks a PORT value.
 func ValidatePort(port int) error {
 	if port < 0 || port > 65535 {
@@ -68,7 +77,7 @@ func ValidateDatabaseURL(s string) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("DATABASE_URL %q: want sqlite:PATH or postgres://user:pass@host/db", s)
+	return fmt.Errorf("DATABASE_URL %q: want sqlite:PATH or postgres://user:pass@host/db", Redact(s))
 }
 
 // Load fills spec from the environment. A variable set to the empty string

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"syndic/shared/config"
 	"syndic/shared/metrics"
 	"syndic/shared/sqldb"
 )
@@ -237,7 +238,7 @@ func (f *Follower) step(ctx context.Context) (idle bool, err error) {
 	doc, err := f.fetchAhead(ctx, url)
 	var se *StatusError
 	if errors.As(err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusGone) && url != f.cfg.URL {
-		f.log.Warn("page gone; reading the feed from the top", "page", url, "err", err)
+		f.log.Warn("page gone; reading the feed from the top", "page", config.Redact(url), "err", err)
 		doc, err = f.fetch(ctx, f.cfg.URL)
 	}
 	if err != nil {
@@ -287,7 +288,7 @@ func (f *Follower) catchUp(ctx context.Context, page *Page) error {
 	stack := []*Page{page}
 	for p := page; !f.reaches(p); {
 		if p.PrevArchive == "" {
-			return fmt.Errorf("%w: checkpoint %d, oldest page %s starts at %d", ErrGap, f.cp.Seq, p.Self, lowest(p))
+			return fmt.Errorf("%w: checkpoint %d, oldest page %s starts at %d", ErrGap, f.cp.Seq, config.Redact(p.Self), lowest(p))
 		}
 		doc, err := f.fetch(ctx, p.PrevArchive)
 		if err != nil {
@@ -346,7 +347,7 @@ func (f *Follower) applyPage(ctx context.Context, p *Page) error {
 	}
 	for i, e := range events {
 		if e.Seq != f.cp.Seq+1+int64(i) {
-			return fmt.Errorf("%w: page %s jumps from %d to %d", ErrGap, p.Self, f.cp.Seq+int64(i), e.Seq)
+			return fmt.Errorf("%w: page %s jumps from %d to %d", ErrGap, config.Redact(p.Self), f.cp.Seq+int64(i), e.Seq)
 		}
 	}
 	if len(events) == 0 {
@@ -504,7 +505,7 @@ func (f *Follower) fetch(ctx context.Context, url string) (fetched, error) {
 	}
 	req, err := http.NewRequest(http.MethodGet, reqURL, nil)
 	if err != nil {
-		return fetched{}, fmt.Errorf("feed URL %q: %w", url, err)
+		return fetched{}, fmt.Errorf("feed URL %q: %w", config.Redact(url), err)
 	}
 	req.Header.Set("Accept", "application/atom+xml")
 	if subscription {
@@ -527,7 +528,7 @@ func (f *Follower) fetch(ctx context.Context, url string) (fetched, error) {
 	defer cancel()
 	resp, err := f.cfg.Client.Do(req.WithContext(rctx))
 	if err != nil {
-		return fetched{}, fmt.Errorf("GET %s: %w", url, err)
+		return fetched{}, fmt.Errorf("GET %s: %w", config.Redact(url), err)
 	}
 	defer resp.Body.Close()
 	doc := fetched{url: withoutAfter(resp.Request.URL), etag: resp.Header.Get("ETag"), askedWait: polling && f.cfg.Wait > 0, longPolled: resp.Header.Get("Preference-Applied") != ""}
@@ -542,17 +543,17 @@ func (f *Follower) fetch(ctx context.Context, url string) (fetched, error) {
 		return doc, nil
 	default:
 		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-		return fetched{}, &StatusError{URL: url, Code: resp.StatusCode, Body: string(bytes.TrimSpace(snippet))}
+		return fetched{}, &StatusError{URL: config.Redact(url), Code: resp.StatusCode, Body: string(bytes.TrimSpace(snippet))}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxBody+1))
 	if err != nil {
-		return fetched{}, fmt.Errorf("GET %s: read: %w", url, err)
+		return fetched{}, fmt.Errorf("GET %s: read: %w", config.Redact(url), err)
 	}
 	if int64(len(body)) > f.cfg.MaxBody {
-		return fetched{}, fmt.Errorf("GET %s: document over %d bytes", url, f.cfg.MaxBody)
+		return fetched{}, fmt.Errorf("GET %s: document over %d bytes", config.Redact(url), f.cfg.MaxBody)
 	}
 	if doc.page, err = Parse(bytes.NewReader(body)); err != nil {
-		return fetched{}, fmt.Errorf("GET %s: %w", url, err)
+		return fetched{}, fmt.Errorf("GET %s: %w", config.Redact(url), err)
 	}
 	if doc.page.Self == "" {
 		doc.page.Self = doc.url
