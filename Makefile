@@ -2,25 +2,45 @@
 GO ?= go
 TEST_DATABASE_URL ?=
 BENCHTIME ?= 2s
+E2E_BENCHTIME ?= 3x
 
 .PHONY: build run test bench lint clean
 
 build:
 	$(GO) build -o bin/ ./...
 
+# run starts the Procfile's three binaries with goreman, which loads .env. PORT,
+# DATABASE_URL and BASE_URL each name one service's own setting: they are removed from
+# the shell's environment so every binary keeps its default port and database.
 run: build
-	$(GO) tool goreman -rpc-server=false -set-ports=false start
+	@echo 'contacts       http://localhost:8081'
+	@echo 'calendar       http://localhost:8082  (follows http://localhost:8081/feed)'
+	@echo 'notifications  http://localhost:8083  (no SMTP_URL: mails are printed below)'
+	@echo 'Ctrl-C stops all three.'
+	env -u PORT -u DATABASE_URL -u BASE_URL $(GO) tool goreman -rpc-server=false -set-ports=false start
 
 test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 
+# bench runs the contacts benchmarks for BENCHTIME each and the e2e ones for
+# E2E_BENCHTIME ops each (about 2 minutes in all on 2 cores), keeps their output in
+# .bench/raw.txt and prints one table from it with e2e/cmd/benchtable.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 30m ./...
+	@mkdir -p .bench
+	@date +%s > .bench/start
+	@{ echo "date:    $$(date -u '+%Y-%m-%d %H:%M UTC')"; \
+	  echo "machine: $$(uname -m), $$(getconf _NPROCESSORS_ONLN) cores, $$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)"; \
+	} > .bench/raw.txt
+	$(GO) test -run '^$$' -bench '^Benchmark(ArchivePage|Feed304|CreateContact)$$' -benchtime $(BENCHTIME) -timeout 10m ./contacts/ 2>&1 | tee -a .bench/raw.txt
+	$(GO) test -run '^$$' -bench '^Benchmark(Propagation|EndToEnd|CatchUp|Mail|ResidentMemory)$$' -benchtime $(E2E_BENCHTIME) -timeout 20m ./e2e/ 2>&1 | tee -a .bench/raw.txt
+	@echo; head -n 2 .bench/raw.txt; echo
+	@$(GO) run ./e2e/cmd/benchtable .bench/raw.txt
+	@echo "make bench took $$(( $$(date +%s) - $$(cat .bench/start) )) s; raw output in .bench/raw.txt"
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
 clean:
-	rm -rf bin data
+	rm -rf bin data .bench

@@ -47,7 +47,7 @@ func FuzzICal(f *testing.F) {
 	f.Fuzz(func(t *testing.T, title, location, name, email string, start int64, minutes uint16) {
 		in := Input{Title: title, Location: location,
 			StartsAt: time.Unix(start%4e9, 0).UTC().Format(time.RFC3339),
-			EndsAt:   time.Unix(start%4e9, 0).UTC().Add(time.Duration(minutes)*time.Minute).Format(time.RFC3339)}.Normalize()
+			EndsAt:   time.Unix(start%4e9, 0).UTC().Add(time.Duration(minutes) * time.Minute).Format(time.RFC3339)}.Normalize()
 		if in.Validate() != nil || httpx.BadText(name) != "" || strings.TrimSpace(name) == "" || !strings.Contains(email, "@") || httpx.BadText(email) != "" {
 			t.Skip()
 		}

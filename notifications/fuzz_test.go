@@ -56,4 +56,3 @@ func FuzzRequest(f *testing.F) {
 		}
 	})
 }
-
