@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -505,20 +506,23 @@ func BenchmarkPropagation(b *testing.B) {
 		baselineP50 = benchLatencies(b, lat, 0)
 	})
 	b.Run("longpoll", func(b *testing.B) {
-		benchPropagate(b, client, con.URL, create, propagationWrites, nil, baselineP50)
+		benchPropagate(b, client, con.URL, create, propagationWrites, nil, 0, baselineP50)
 	})
 	b.Run("polling", func(b *testing.B) {
 		benchPropagate(b, client, con.URL, create, propagationPollingWrites, func(fc *feed.FollowerConfig) {
 			fc.Wait = -1
 			fc.PollInterval = propagationPollInterval
-		}, baselineP50)
+		}, propagationPollInterval, baselineP50)
 	})
 }
 
 // benchPropagate starts a calendar (tweak, if set, adjusts its follower)
 // and, per op, creates writes contacts one after the other, each once the
-// previous one is in calendar's copy, and reports the latencies.
-func benchPropagate(b *testing.B, client *http.Client, contactsURL string, create func() (contacts.Contact, error), writes int, tweak func(*feed.FollowerConfig), baselineP50 time.Duration) {
+// previous one is in calendar's copy, and reports the latencies. With
+// spread > 0 each write waits a random part of spread first, so writes do
+// not fall into step with a poll (right after an arrival the follower
+// fetches again at once, which a write then would always catch).
+func benchPropagate(b *testing.B, client *http.Client, contactsURL string, create func() (contacts.Contact, error), writes int, tweak func(*feed.FollowerConfig), spread, baselineP50 time.Duration) {
 	arr := newBenchArrivals()
 	cal := startCalendar(b, "", contactsURL+"/feed", calendar.Config{Common: benchCommon(), Follow: arr.follow(tweak)})
 	await := func(c contacts.Contact) time.Time {
@@ -543,6 +547,9 @@ func benchPropagate(b *testing.B, client *http.Client, contactsURL string, creat
 	var lat []time.Duration
 	for b.Loop() {
 		for range writes {
+			if spread > 0 {
+				time.Sleep(rand.N(spread)) // spreads writes over the poll cycle; not synchronisation
+			}
 			t0 := time.Now()
 			c, err := create()
 			if err != nil {
