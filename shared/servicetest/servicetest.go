@@ -41,7 +41,11 @@ func Start(t testing.TB, addr string, run func(ctx context.Context, ln net.Liste
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, ln) }()
+	go func() {
+		err := run(ctx, ln)
+		ln.Close() // a Run that failed before serving leaves it open: /readyz would hang, not fail
+		done <- err
+	}()
 	s := &Service{URL: "http://" + ln.Addr().String(), Addr: ln.Addr().String(),
 		Client: &http.Client{Transport: &http.Transport{}, Timeout: 60 * time.Second}}
 	var once sync.Once

@@ -46,6 +46,7 @@ type Server struct {
 	connections int  // TCP connections accepted
 	hangUp      bool // close new connections before the greeting
 	srv         *smtp.Server
+	ln          net.Listener  // srv's
 	served      chan struct{} // closed when srv's Serve returns
 }
 
@@ -75,7 +76,7 @@ func (s *Server) serve(ln net.Listener) {
 	srv.ErrorLog = log.New(io.Discard, "", 0) // t.Log would panic after the test ends
 	served := make(chan struct{})
 	s.mu.Lock()
-	s.srv, s.served = srv, served
+	s.srv, s.ln, s.served = srv, ln, served
 	s.mu.Unlock()
 	go func() {
 		defer close(served)
@@ -88,13 +89,16 @@ func (s *Server) serve(ln net.Listener) {
 // does nothing.
 func (s *Server) Stop() {
 	s.mu.Lock()
-	srv, served := s.srv, s.served
+	srv, ln, served := s.srv, s.ln, s.served
 	s.srv = nil
 	s.mu.Unlock()
 	if srv == nil {
 		return
 	}
 	_ = srv.Close()
+	// srv.Close closes only the listeners Serve has registered: a Stop right
+	// after Start may come first, and Serve would then accept forever.
+	_ = ln.Close()
 	<-served
 }
 

@@ -24,6 +24,8 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+
+	"syndic/shared/config"
 )
 
 // Dialect names a database family; it is also the migrations folder name.
@@ -88,7 +90,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		sdb.SetConnMaxIdleTime(5 * time.Minute)
 		db = &DB{DB: sdb, Dialect: Postgres}
 	default:
-		return nil, fmt.Errorf("unsupported database URL %q: want sqlite:PATH or postgres://…", redact(url))
+		return nil, fmt.Errorf("unsupported database URL %q: want sqlite:PATH or postgres://…", config.Redact(url))
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -107,15 +109,6 @@ func sqliteDSN(p string) string {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Set("_txlock", "immediate")
 	return "file:" + (&url.URL{Path: p}).EscapedPath() + "?" + q.Encode()
-}
-
-// redact hides a password in a database URL.
-func redact(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	return u.Redacted()
 }
 
 // Tx runs fn in a transaction and commits when it returns nil; otherwise,
@@ -152,7 +145,9 @@ func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
 // Migrate applies, in name order, the *.sql files of fsys's folder named
 // after the dialect that are not yet recorded in schema_migrations, each in
 // its own transaction. Several instances may start at once on PostgreSQL:
-// an advisory lock lets one apply each migration.
+// an advisory lock lets one apply each migration. A database that already
+// has every migration is only read, so a service can start on a read-only
+// one (and answer its writes 503).
 func (db *DB) Migrate(ctx context.Context, fsys fs.FS) error {
 	dir := string(db.Dialect)
 	entries, err := fs.ReadDir(fsys, dir)
@@ -166,10 +161,16 @@ func (db *DB) Migrate(ctx context.Context, fsys fs.FS) error {
 		}
 	}
 	slices.Sort(names)
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
-		return fmt.Errorf("migrations table: %w", err)
+	applied, err := db.applied(ctx)
+	if err != nil { // no table yet
+		if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+			return fmt.Errorf("migrations table: %w", err)
+		}
 	}
 	for _, name := range names {
+		if applied[name] {
+			continue
+		}
 		body, err := fs.ReadFile(fsys, path.Join(dir, name))
 		if err != nil {
 			return fmt.Errorf("migration %s: %w", name, err)
@@ -201,6 +202,24 @@ func (db *DB) Migrate(ctx context.Context, fsys fs.FS) error {
 	db.want = len(names)
 	db.mu.Unlock()
 	return nil
+}
+
+// applied returns the names recorded in schema_migrations.
+func (db *DB) applied(ctx context.Context) (map[string]bool, error) {
+	rows, err := db.QueryContext(ctx, `SELECT name FROM schema_migrations`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	names := map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		names[name] = true
+	}
+	return names, rows.Err()
 }
 
 // Ready reports whether the database answers and every migration is applied.

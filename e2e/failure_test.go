@@ -1,0 +1,875 @@
+package e2e
+
+// Failure is a feature: services killed and restarted mid-traffic, slow and
+// refusing peers, databases that cannot take writes, and a SIGTERM (the
+// context Run gets, cancelled) while requests are in flight.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"net/http/httputil"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"syndic/calendar"
+	"syndic/contacts"
+	"syndic/notifications"
+	"syndic/shared/feed"
+	"syndic/shared/smtptest"
+	"syndic/shared/sqldb"
+	"syndic/shared/sqldb/sqldbtest"
+)
+
+// freshClient opens a connection per request: a restarted service never
+// meets a stale pooled connection of ours, and our idle connections never
+// hold up its graceful shutdown.
+func freshClient() *http.Client {
+	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+}
+
+// freshAPI is newAPI with freshClient.
+func freshAPI(t testing.TB, base string) *api {
+	return &api{t: t, base: base, c: freshClient()}
+}
+
+// send makes one request with a JSON body (nil for none) and returns the
+// status, Content-Type and body; err is a transport failure, including a
+// body cut short.
+func send(c *http.Client, method, url string, body any, header ...string) (status int, ctype string, data []byte, err error) {
+	var r io.Reader
+	if body != nil {
+		js, _ := json.Marshal(body)
+		r = bytes.NewReader(js)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	defer resp.Body.Close()
+	data, err = io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Content-Type"), data, err
+}
+
+// pollUntil polls cond until it holds, failing t after timeout.
+func pollUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// traffic is a client of contacts and calendar that keeps making changes
+// and, like any client, retries what a service that is down did not take.
+type traffic struct {
+	t        *testing.T
+	con, cal string // base URLs; a restarted service keeps its address
+	c        *http.Client
+	abort    chan struct{} // closed when the test fails: stop retrying
+
+	refusedCon, refusedCal atomic.Int64 // connections refused: the service was down
+	rounds                 atomic.Int64
+	next                   atomic.Int64 // numbers people, so every address is unique
+
+	mu      sync.Mutex
+	rng     *rand.Rand
+	people  []int64             // contact ids created
+	invites map[string][]string // appointment title → participants' addresses
+}
+
+// until sends a request until the service answers it. A refused connection
+// never reached the service and is sent again; any other failure may have
+// reached it, so took (when not nil) is asked first whether it took effect,
+// and if it did, until returns status 0.
+func (g *traffic) until(refused *atomic.Int64, method, url string, body any, took func() bool, header ...string) (int, []byte) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, _, data, err := send(g.c, method, url, body, header...)
+		if err == nil {
+			return status, data
+		}
+		if time.Now().After(deadline) {
+			g.t.Errorf("%s %s: still failing after 30 s: %v", method, url, err)
+			return -1, nil
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			refused.Add(1)
+		} else {
+			g.t.Logf("%s %s: %v: may have been taken; checking before retrying", method, url, err)
+			if took != nil && took() {
+				return 0, nil
+			}
+		}
+		select {
+		case <-g.abort:
+			return -1, nil
+		case <-time.After(10 * time.Millisecond): // a client's pause before it retries
+		}
+	}
+}
+
+// createContact creates a new person in contacts; it returns the id, or 0
+// after reporting an error.
+func (g *traffic) createContact() int64 {
+	n := g.next.Add(1)
+	in := map[string]string{"name": fmt.Sprintf("Person %d", n), "email": fmt.Sprintf("p%d@example.org", n), "phone": fmt.Sprint(n)}
+	var id int64
+	status, data := g.until(&g.refusedCon, "POST", g.con+"/api/contacts", in, func() bool {
+		id = g.findContact(in["email"])
+		return id != 0
+	})
+	switch status {
+	case -1:
+		return 0
+	case 0: // taken before the failure
+	case http.StatusCreated:
+		var c contact
+		if err := json.Unmarshal(data, &c); err != nil {
+			g.t.Errorf("POST /api/contacts: %v: %s", err, data)
+			return 0
+		}
+		id = c.ID
+	default:
+		g.t.Errorf("POST /api/contacts: status %d, want 201: %s", status, data)
+		return 0
+	}
+	g.mu.Lock()
+	g.people = append(g.people, id)
+	g.mu.Unlock()
+	return id
+}
+
+func (g *traffic) findContact(email string) int64 {
+	status, data := g.until(&g.refusedCon, "GET", g.con+"/api/contacts?limit=1000", nil, nil)
+	var l list[contact]
+	if status != http.StatusOK || json.Unmarshal(data, &l) != nil {
+		return 0
+	}
+	for _, c := range l.Items {
+		if c.Email == email {
+			return c.ID
+		}
+	}
+	return 0
+}
+
+// updateContact changes the name and phone of a person made earlier, never
+// the address (invitations are counted by address). A lost race (412) or
+// a failure is fine: the change happened or it did not, and calendar must
+// end up with what contacts has either way.
+func (g *traffic) updateContact() {
+	g.mu.Lock()
+	if len(g.people) == 0 {
+		g.mu.Unlock()
+		return
+	}
+	id := g.people[g.rng.IntN(len(g.people))]
+	g.mu.Unlock()
+	status, data := g.until(&g.refusedCon, "GET", g.con+contactPath(id), nil, nil)
+	var c contact
+	if status != http.StatusOK || json.Unmarshal(data, &c) != nil {
+		g.t.Errorf("GET %s: status %d: %s", contactPath(id), status, data)
+		return
+	}
+	in := map[string]string{"name": c.Name + "+", "email": c.Email, "phone": c.Phone + "1"}
+	status, _, data, err := send(g.c, "PUT", g.con+contactPath(id), in, "If-Match", fmt.Sprintf(`"%d"`, c.Version))
+	if err == nil && status != http.StatusOK && status != http.StatusPreconditionFailed {
+		g.t.Errorf("PUT %s: status %d: %s", contactPath(id), status, data)
+	}
+}
+
+// createAppointment creates an appointment titled title in calendar with up
+// to two participants picked from calendar's copy of contacts, and records
+// who must be invited. strict makes every failure an error: for calls to a
+// service that must be up.
+func (g *traffic) createAppointment(title string, strict bool) {
+	var status int
+	var data []byte
+	if strict {
+		var err error
+		if status, _, data, err = send(g.c, "GET", g.cal+"/api/contacts", nil); err != nil {
+			g.t.Errorf("GET calendar /api/contacts: %v", err)
+			return
+		}
+	} else {
+		status, data = g.until(&g.refusedCal, "GET", g.cal+"/api/contacts", nil, nil)
+	}
+	var local list[contact]
+	if status != http.StatusOK || json.Unmarshal(data, &local) != nil {
+		g.t.Errorf("GET calendar /api/contacts: status %d: %s", status, data)
+		return
+	}
+	ids, emails := []int64{}, []string{}
+	g.mu.Lock()
+	for _, i := range g.rng.Perm(len(local.Items)) {
+		if c := local.Items[i]; !c.Deleted && len(ids) < 2 {
+			ids = append(ids, c.ID)
+			emails = append(emails, c.Email)
+		}
+	}
+	g.mu.Unlock()
+	start := time.Date(2027, 6, 1, 9, 0, 0, 0, time.UTC).Add(time.Duration(g.next.Add(1)) * time.Hour)
+	in := map[string]any{"title": title, "starts_at": start.Format(time.RFC3339), "ends_at": start.Add(time.Hour).Format(time.RFC3339), "participants": ids}
+	if strict {
+		var err error
+		if status, _, data, err = send(g.c, "POST", g.cal+"/api/appointments", in); err != nil {
+			g.t.Errorf("POST calendar /api/appointments: %v", err)
+			return
+		}
+	} else {
+		status, data = g.until(&g.refusedCal, "POST", g.cal+"/api/appointments", in, func() bool { return g.findAppointment(title) })
+	}
+	switch status {
+	case -1:
+		return
+	case 0, http.StatusCreated:
+	default:
+		g.t.Errorf("POST calendar /api/appointments %q: status %d, want 201: %s", title, status, data)
+		return
+	}
+	g.mu.Lock()
+	g.invites[title] = emails
+	g.mu.Unlock()
+}
+
+func (g *traffic) findAppointment(title string) bool {
+	status, data := g.until(&g.refusedCal, "GET", g.cal+"/api/appointments", nil, nil)
+	var l list[calendar.Appointment]
+	if status != http.StatusOK || json.Unmarshal(data, &l) != nil {
+		return false
+	}
+	for _, a := range l.Items {
+		if a.Title == title {
+			return true
+		}
+	}
+	return false
+}
+
+// run makes rounds of changes — a new person, now and then a changed one,
+// and an appointment — until stop is closed or max rounds are made.
+// Appointments are titled "Sync <name> <round>".
+func (g *traffic) run(name string, stop <-chan struct{}, max int) {
+	for r := range max {
+		select {
+		case <-stop:
+			return
+		case <-g.abort:
+			return
+		default:
+		}
+		g.createContact()
+		if r%3 == 2 {
+			g.updateContact()
+		}
+		g.createAppointment(fmt.Sprint("Sync ", name, " ", r), false)
+		g.rounds.Add(1)
+	}
+}
+
+// TestKillAndRestartMidTraffic stops and restarts contacts, calendar and
+// notifications in turn, each on its address and database, while two
+// clients keep changing contacts and making appointments. During each outage the
+// other services keep answering; at the end calendar's copy equals contacts
+// and every participant got exactly one invitation per appointment.
+func TestKillAndRestartMidTraffic(t *testing.T) {
+	smtp := smtptest.Start(t)
+	conDB, calDB, notifDB := sqldbtest.SQLiteURL(t), sqldbtest.SQLiteURL(t), sqldbtest.SQLiteURL(t)
+	notifCfg := notifications.Config{SMTPURL: smtp.URL, DatabaseURL: notifDB}
+	notif := startNotifications(t, "", notifCfg)
+	conCfg := contacts.Config{DatabaseURL: conDB}
+	con := startContacts(t, "", conCfg)
+	calCfg := calendar.Config{DatabaseURL: calDB, NotificationsURL: notif.URL, NotifyMaxAttempts: 10000,
+		Follow: func(fc *feed.FollowerConfig) {
+			fc.MinBackoff, fc.MaxBackoff = 10*time.Millisecond, 200*time.Millisecond
+		}}
+	cal := startCalendar(t, "", con.URL+"/feed", calCfg)
+	capi, kapi := freshAPI(t, con.URL), freshAPI(t, cal.URL)
+
+	g := &traffic{t: t, con: con.URL, cal: cal.URL, c: freshClient(), abort: make(chan struct{}),
+		rng: rand.New(rand.NewPCG(5, 5)), invites: map[string][]string{}}
+	for range 3 {
+		g.createContact()
+	}
+	waitContacts(t, kapi, 3)
+
+	const clients, maxRounds = 2, 150 // each
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() { g.run(fmt.Sprint(i), stop, maxRounds) })
+	}
+	defer func() {
+		if t.Failed() {
+			close(g.abort)
+		}
+		wg.Wait()
+	}()
+	// flowing waits until the clients have made n more rounds.
+	flowing := func(n int64) {
+		t.Helper()
+		from := g.rounds.Load()
+		pollUntil(t, 30*time.Second, fmt.Sprintf("%d rounds of traffic after round %d", n, from), func() bool { return g.rounds.Load() >= from+n })
+	}
+	began := time.Now()
+
+	// contacts down: calendar answers reads and writes.
+	flowing(20)
+	refused := g.refusedCon.Load()
+	con.Stop()
+	kapi.must(200, "GET", "/api/appointments", nil, nil)
+	kapi.must(200, "GET", "/api/sync", nil, nil)
+	for i := range 3 {
+		g.createAppointment(fmt.Sprint("While contacts is down ", i), true)
+	}
+	pollUntil(t, 10*time.Second, "the clients to meet contacts down", func() bool { return g.refusedCon.Load() >= refused+10 })
+	con = startContacts(t, con.Addr, conCfg)
+	t.Logf("contacts was down; the clients were refused %d times", g.refusedCon.Load()-refused)
+
+	// calendar down: contacts answers reads and writes.
+	flowing(20)
+	refused = g.refusedCal.Load()
+	cal.Stop()
+	capi.must(200, "GET", "/api/contacts", nil, nil)
+	for range 3 {
+		capi.must(201, "POST", "/api/contacts", map[string]string{"name": "Added while calendar is down", "email": fmt.Sprintf("p%d@example.org", g.next.Add(1))}, nil)
+	}
+	pollUntil(t, 10*time.Second, "the clients to meet calendar down", func() bool { return g.refusedCal.Load() >= refused+10 })
+	cal = startCalendar(t, cal.Addr, con.URL+"/feed", calCfg)
+	t.Logf("calendar was down; the clients were refused %d times", g.refusedCal.Load()-refused)
+
+	// notifications down: calendar still takes appointments, and the
+	// clients keep making them.
+	flowing(20)
+	const opened = `syndic_breaker_opened{peer="notifications"}`
+	before := metrics(t, cal.URL)[opened]
+	notif.Stop()
+	for i := range 3 {
+		g.createAppointment(fmt.Sprint("While notifications is down ", i), true)
+	}
+	kapi.must(200, "GET", "/api/appointments", nil, nil)
+	pollUntil(t, 10*time.Second, "calendar's breaker to open", func() bool { return metrics(t, cal.URL)[opened] > before })
+	flowing(10)
+	t.Logf("notifications was down; %v invitations pending in calendar", metrics(t, cal.URL)["syndic_notify_pending"])
+	notif = startNotifications(t, notif.Addr, notifCfg)
+
+	flowing(10)
+	close(stop)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("%d rounds of traffic by %d clients in %s", g.rounds.Load(), clients, time.Since(began).Round(time.Millisecond))
+
+	// Everything converges.
+	h := head(t, con.URL)
+	waitSync(t, kapi, 30*time.Second, func(s syncStatus) bool { return s.CheckpointSeq == h && s.Lag == 0 })
+	sameState(t, capi, kapi, map[int64]bool{})
+
+	g.mu.Lock()
+	want := map[string]int{} // "title\x00address" → 1
+	for title, emails := range g.invites {
+		for _, e := range emails {
+			want[title+"\x00"+e]++
+		}
+	}
+	g.mu.Unlock()
+	mails := waitDelivered(t, cal, notif, smtp, len(want), 60*time.Second)
+	got := map[string]int{}
+	ids := map[string]int{}
+	for _, m := range mails {
+		inv := parseInvite(t, m)
+		ids[inv.MessageID]++
+		title, ok := strings.CutPrefix(inv.Subject, "Invitation: ")
+		title, _, _ = strings.Cut(title, " — ")
+		if !ok {
+			t.Errorf("subject %q: want an invitation", inv.Subject)
+		}
+		got[title+"\x00"+inv.To]++
+	}
+	for k, n := range got {
+		if want[k] != 1 || n != 1 {
+			title, to, _ := strings.Cut(k, "\x00")
+			t.Errorf("%q to %s: %d invitations, want %d", title, to, n, want[k])
+		}
+	}
+	for k := range want {
+		if got[k] == 0 {
+			title, to, _ := strings.Cut(k, "\x00")
+			t.Errorf("%q to %s: no invitation", title, to)
+		}
+	}
+	if len(ids) != len(mails) {
+		t.Errorf("%d mails with %d distinct Message-IDs", len(mails), len(ids))
+	}
+	var failed list[notification]
+	freshAPI(t, notif.URL).must(200, "GET", "/api/notifications?status=failed&limit=1000", nil, &failed)
+	if len(failed.Items) != 0 {
+		t.Errorf("notifications has %d failed: %+v", len(failed.Items), failed.Items)
+	}
+	t.Logf("%d appointments, %d invitations, each delivered once", len(g.invites), len(mails))
+}
+
+// slowProxy serves a reverse proxy to target that holds every answer for
+// delay, and counts the requests it passed on.
+func slowProxy(t *testing.T, target string, delay time.Duration) (*httptest.Server, *atomic.Int64) {
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(u)
+			r.SetXForwarded() // the feed's links point at the proxy
+		},
+		Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
+			n.Add(1)
+			resp, err := http.DefaultTransport.RoundTrip(r)
+			select { // the slowness injected, not a synchronisation
+			case <-time.After(delay):
+			case <-r.Context().Done():
+			}
+			return resp, err
+		}),
+		FlushInterval: -1,
+		ErrorLog:      log.New(io.Discard, "", 0), // a request cancelled by calendar's stop is no news
+	}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+// TestSlowAndRefusingPeers: calendar follows contacts through a proxy that
+// answers every request 300 ms late, and its notifications peer accepts
+// connections and drops them. calendar still converges, keeps answering,
+// shows the pending invitations with their last errors, and once the real
+// notifications comes up on that address each invitation is mailed once.
+func TestSlowAndRefusingPeers(t *testing.T) {
+	smtp := smtptest.Start(t)
+	con := startContacts(t, "", contacts.Config{})
+	capi := freshAPI(t, con.URL)
+	ids := churn(t, capi, 70, 11) // more than a page: calendar walks back through the proxy
+	proxy, proxied := slowProxy(t, con.URL, 300*time.Millisecond)
+	down := listenDown(t)
+	cal := startCalendar(t, "", proxy.URL+"/feed", calendar.Config{NotificationsURL: "http://" + down.Addr(), NotifyMaxAttempts: 10000})
+	kapi := freshAPI(t, cal.URL)
+
+	for id, alive := range churn(t, capi, 20, 12) { // while calendar follows
+		ids[id] = alive
+	}
+	h := head(t, con.URL)
+	waitSync(t, kapi, 30*time.Second, func(s syncStatus) bool { return s.CheckpointSeq == h && s.Lag == 0 })
+	sameState(t, capi, kapi, ids)
+	t.Logf("calendar reached seq %d through the slow proxy in %d requests", h, proxied.Load())
+
+	var local list[contact]
+	kapi.must(200, "GET", "/api/contacts", nil, &local)
+	var who []int64
+	addr := map[int64]string{}
+	for _, c := range local.Items {
+		if !c.Deleted && len(who) < 2 {
+			who = append(who, c.ID)
+			addr[c.ID] = c.Email
+		}
+	}
+	var apps []calendar.Appointment
+	for i := range 3 {
+		var a calendar.Appointment
+		start := time.Date(2027, 9, 1+i, 9, 0, 0, 0, time.UTC)
+		kapi.must(201, "POST", "/api/appointments", map[string]any{"title": fmt.Sprint("Refused ", i),
+			"starts_at": start.Format(time.RFC3339), "ends_at": start.Add(time.Hour).Format(time.RFC3339), "participants": who}, &a)
+		apps = append(apps, a)
+	}
+	for _, a := range apps {
+		path := fmt.Sprintf("/appointments/%d", a.ID)
+		var page string
+		pollUntil(t, 20*time.Second, path+" to show each pending invitation's last error", func() bool {
+			status, _, body, err := send(kapi.c, "GET", cal.URL+path, nil)
+			if err != nil || status != http.StatusOK {
+				t.Fatalf("GET %s: %d %v", path, status, err)
+			}
+			page = string(body)
+			return strings.Count(page, `class="status-pending"`) == len(who) && strings.Count(page, `class="error">notifications: `) == len(who)
+		})
+		if strings.Contains(page, "status-failed") {
+			t.Errorf("%s shows a failed invitation while notifications is merely down", path)
+		}
+	}
+	kapi.must(200, "GET", "/api/appointments", nil, nil)
+	t.Logf("%d connections reached the refusing notifications", down.calls.Load())
+
+	down.Close()
+	notif := startNotifications(t, down.Addr(), notifications.Config{SMTPURL: smtp.URL})
+	mails := waitDelivered(t, cal, notif, smtp, len(apps)*len(who), 30*time.Second)
+	got := map[string]int{}
+	for _, m := range mails {
+		inv := parseInvite(t, m)
+		title, _, _ := strings.Cut(strings.TrimPrefix(inv.Subject, "Invitation: "), " — ")
+		got[title+" to "+inv.To]++
+	}
+	for _, a := range apps {
+		for _, id := range who {
+			if k := a.Title + " to " + addr[id]; got[k] != 1 {
+				t.Errorf("%s: %d invitations, want 1 (all: %v)", k, got[k], got)
+			}
+		}
+	}
+}
+
+// pageCount reads the size in pages of the SQLite database at databaseURL.
+func pageCount(t *testing.T, databaseURL string) int {
+	t.Helper()
+	db, err := sqldb.Open(context.Background(), databaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`PRAGMA page_count`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// unwritable is a service under test with a database that cannot take
+// writes: how to start it, one write (i makes it unique), and what to read.
+type unwritable struct {
+	name   string
+	start  func(t *testing.T, databaseURL string) *service
+	write  func(c *http.Client, base string, i int) (int, string, []byte, error)
+	reads  []string
+	status int // of a write that succeeds
+}
+
+func unwritables(smtp *smtptest.Server) []unwritable {
+	pad := strings.Repeat("x", 150)
+	return []unwritable{
+		{
+			name: "contacts",
+			start: func(t *testing.T, u string) *service {
+				return startContacts(t, "", contacts.Config{DatabaseURL: u})
+			},
+			write: func(c *http.Client, base string, i int) (int, string, []byte, error) {
+				return send(c, "POST", base+"/api/contacts", map[string]string{"name": fmt.Sprint("Person ", i, " ", pad), "email": fmt.Sprintf("p%d@example.org", i)})
+			},
+			reads:  []string{"/api/contacts", "/feed", "/"},
+			status: http.StatusCreated,
+		},
+		{
+			name: "calendar",
+			start: func(t *testing.T, u string) *service {
+				return startCalendar(t, "", "http://127.0.0.1:1/feed", calendar.Config{DatabaseURL: u})
+			},
+			write: func(c *http.Client, base string, i int) (int, string, []byte, error) {
+				start := time.Date(2027, 1, 1, 9, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Hour)
+				return send(c, "POST", base+"/api/appointments", map[string]any{"title": fmt.Sprint("Meeting ", i, " ", pad), "location": pad,
+					"starts_at": start.Format(time.RFC3339), "ends_at": start.Add(time.Hour).Format(time.RFC3339), "participants": []int64{}})
+			},
+			reads:  []string{"/api/appointments", "/api/contacts", "/api/sync", "/"},
+			status: http.StatusCreated,
+		},
+		{
+			name: "notifications",
+			start: func(t *testing.T, u string) *service {
+				return startNotifications(t, "", notifications.Config{SMTPURL: smtp.URL, DatabaseURL: u})
+			},
+			write: func(c *http.Client, base string, i int) (int, string, []byte, error) {
+				return send(c, "POST", base+"/api/notifications", map[string]string{"to": "ada@example.org", "subject": fmt.Sprint("Note ", i), "text": strings.Repeat(pad, 4)},
+					"Idempotency-Key", fmt.Sprint("unwritable-", i))
+			},
+			reads:  []string{"/api/notifications", "/"},
+			status: http.StatusAccepted,
+		},
+	}
+}
+
+// checkRefused fails unless a write was answered 503 with a JSON error
+// that names the cause.
+func checkRefused(t *testing.T, status int, ctype string, body []byte, err error, cause string) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	var e struct{ Error string }
+	if status != http.StatusServiceUnavailable || !strings.HasPrefix(ctype, "application/json") || json.Unmarshal(body, &e) != nil {
+		t.Fatalf("write: %d %s %s, want 503 with a JSON error", status, ctype, body)
+	}
+	if !strings.Contains(e.Error, cause) {
+		t.Errorf("write: error %q does not say %q", e.Error, cause)
+	}
+}
+
+// checkServing fails unless the service answers its reads and /healthz.
+func checkServing(t *testing.T, c *http.Client, base string, reads []string) {
+	t.Helper()
+	for _, p := range append([]string{"/healthz", "/readyz"}, reads...) {
+		status, _, body, err := send(c, "GET", base+p, nil)
+		if err != nil || status != http.StatusOK {
+			t.Errorf("GET %s: %d %v %.200s, want 200", p, status, err, body)
+		}
+	}
+}
+
+// TestUnwritableDatabase starts each service on a database that takes no
+// writes — read-only, or full — and checks that writes are answered 503
+// with the reason while reads, health and the service itself carry on.
+func TestUnwritableDatabase(t *testing.T) {
+	smtp := smtptest.Start(t)
+	c := freshClient()
+	for _, s := range unwritables(smtp) {
+		t.Run(s.name+"/read-only", func(t *testing.T) {
+			u := "sqlite:" + filepath.Join(t.TempDir(), s.name+".db")
+			svc := s.start(t, u) // creates the schema
+			if status, _, body, err := s.write(c, svc.URL, 0); err != nil || status != s.status {
+				t.Fatalf("write on a writable database: %d %v %s", status, err, body)
+			}
+			svc.Stop()
+
+			svc = s.start(t, u+"?_pragma=query_only(1)")
+			status, ctype, body, err := s.write(c, svc.URL, 1)
+			checkRefused(t, status, ctype, body, err, "read-only")
+			checkServing(t, c, svc.URL, s.reads)
+			if s.name == "contacts" { // the HTML form says so in a page
+				form := url.Values{"name": {"Ada Lovelace"}, "email": {"ada@example.org"}}
+				req, _ := http.NewRequest("POST", svc.URL+"/contacts", strings.NewReader(form.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("Origin", svc.URL)
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				page, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusServiceUnavailable || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
+					!strings.Contains(string(page), "read-only") || !strings.Contains(string(page), "</html>") {
+					t.Errorf("POST /contacts (form): %d %s, want a 503 page saying read-only:\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), page)
+				}
+			}
+			status, ctype, body, err = s.write(c, svc.URL, 2) // still refused, still running
+			checkRefused(t, status, ctype, body, err, "read-only")
+			checkServing(t, c, svc.URL, s.reads[:1])
+			svc.Stop() // Run must return nil
+		})
+		t.Run(s.name+"/full", func(t *testing.T) {
+			u := "sqlite:" + filepath.Join(t.TempDir(), s.name+".db")
+			svc := s.start(t, u)
+			if status, _, body, err := s.write(c, svc.URL, 0); err != nil || status != s.status {
+				t.Fatalf("write on a writable database: %d %v %s", status, err, body)
+			}
+			svc.Stop()
+			pages := pageCount(t, u)
+
+			svc = s.start(t, fmt.Sprintf("%s?_pragma=max_page_count(%d)", u, pages+6))
+			var written int
+			for i := 1; ; i++ {
+				status, ctype, body, err := s.write(c, svc.URL, i)
+				if err == nil && status == s.status {
+					written++
+					if i < 500 { // a few dozen fill the pages left
+						continue
+					}
+				}
+				checkRefused(t, status, ctype, body, err, "full")
+				break
+			}
+			t.Logf("%d pages at start, %d writes before the limit", pages, written)
+			checkServing(t, c, svc.URL, s.reads)
+			status, ctype, body, err := s.write(c, svc.URL, 5000)
+			checkRefused(t, status, ctype, body, err, "full")
+			checkServing(t, c, svc.URL, s.reads[:1])
+			svc.Stop()
+		})
+	}
+	t.Run("contacts/postgres-read-only", func(t *testing.T) {
+		s := unwritables(smtp)[0]
+		u := sqldbtest.PostgresURL(t)
+		svc := s.start(t, u)
+		if status, _, body, err := s.write(c, svc.URL, 0); err != nil || status != s.status {
+			t.Fatalf("write on a writable database: %d %v %s", status, err, body)
+		}
+		svc.Stop()
+		svc = s.start(t, u+"&default_transaction_read_only=on")
+		status, ctype, body, err := s.write(c, svc.URL, 1)
+		checkRefused(t, status, ctype, body, err, "read-only")
+		checkServing(t, c, svc.URL, s.reads)
+		svc.Stop()
+	})
+}
+
+// TestGracefulShutdownCompletesInFlight stops contacts (as SIGTERM does)
+// while 25 long-polls wait on /feed and 25 POSTs are being read: each gets
+// a whole answer, and each contact answered 201 is there after a restart,
+// in the API and in the feed.
+func TestGracefulShutdownCompletesInFlight(t *testing.T) {
+	const polls, posts = 25, 25
+	db := sqldbtest.SQLiteURL(t)
+	cfg := contacts.Config{DatabaseURL: db, FeedPageSize: 1000}
+	con := startContacts(t, "", cfg)
+	capi := freshAPI(t, con.URL)
+	createN(t, capi, 0, 3)
+	resp, err := http.Get(con.URL + "/feed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	etag := resp.Header.Get("ETag")
+	if etag == "" {
+		t.Fatal("/feed has no ETag")
+	}
+
+	type answer struct {
+		what   string
+		status int
+		body   []byte
+		err    error
+	}
+	answers := make(chan answer, polls+posts)
+	for i := range polls {
+		go func() {
+			status, _, body, err := send(freshClient(), "GET", con.URL+"/feed", nil, "If-None-Match", etag, "Prefer", "wait=5")
+			answers <- answer{fmt.Sprint("long-poll ", i), status, body, err}
+		}()
+	}
+	// Each POST says Expect: 100-continue and holds its body back: the
+	// server's "100 Continue" proves its handler is reading the request.
+	var reading sync.WaitGroup
+	reading.Add(posts)
+	release := make(chan struct{}) // closed once shutdown has begun
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free() // on failure too: no request is left hanging
+	for i := range posts {
+		pr, pw := io.Pipe()
+		go func() {
+			js, _ := json.Marshal(map[string]string{"name": fmt.Sprint("In flight ", i), "email": fmt.Sprintf("inflight%d@example.org", i)})
+			trace := &httptrace.ClientTrace{Got100Continue: reading.Done}
+			req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "POST", con.URL+"/api/contacts", pr)
+			req.ContentLength = int64(len(js))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Expect", "100-continue")
+			c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, ExpectContinueTimeout: 30 * time.Second}}
+			go func() {
+				<-release
+				pw.Write(js)
+				pw.Close()
+			}()
+			var a answer
+			a.what = fmt.Sprint("POST ", i)
+			resp, err := c.Do(req)
+			if err == nil {
+				a.status = resp.StatusCode
+				a.body, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			a.err = err
+			answers <- a
+		}()
+	}
+	pollUntil(t, 10*time.Second, "the long-polls to wait", func() bool {
+		return metrics(t, con.URL)["syndic_feed_longpolls_waiting"] == polls
+	})
+	readingDone := make(chan struct{})
+	go func() { reading.Wait(); close(readingDone) }()
+	select {
+	case <-readingDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the POSTs were not all being read within 10 s")
+	}
+
+	stopped := make(chan struct{})
+	go func() { con.Stop(); close(stopped) }()
+	pollUntil(t, 10*time.Second, "shutdown to close the listener", func() bool {
+		c, err := net.Dial("tcp", con.Addr)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	})
+	free()
+
+	created := map[int64]string{}
+	for range polls + posts {
+		a := <-answers
+		switch {
+		case a.err != nil:
+			t.Errorf("%s: %v: an in-flight request without a whole answer", a.what, a.err)
+		case strings.HasPrefix(a.what, "long-poll"):
+			if a.status != http.StatusNotModified && a.status != http.StatusOK {
+				t.Errorf("%s: status %d, want 304 or 200", a.what, a.status)
+			}
+		default:
+			var c contact
+			if a.status != http.StatusCreated || json.Unmarshal(a.body, &c) != nil {
+				t.Errorf("%s: status %d %s, want 201 with the contact", a.what, a.status, a.body)
+				continue
+			}
+			created[c.ID] = c.Name
+		}
+	}
+	<-stopped
+
+	con = startContacts(t, "", cfg)
+	var l list[contact]
+	freshAPI(t, con.URL).must(200, "GET", "/api/contacts?limit=1000", nil, &l)
+	have := map[int64]string{}
+	for _, c := range l.Items {
+		have[c.ID] = c.Name
+	}
+	resp, err = http.Get(con.URL + "/feed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := feed.Parse(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inFeed := map[int64]bool{}
+	for _, e := range p.Events {
+		var c contact
+		if json.Unmarshal(e.Data, &c) == nil && e.Type == "contact.created" {
+			inFeed[c.ID] = true
+		}
+	}
+	for id, name := range created {
+		if have[id] != name {
+			t.Errorf("contact %d %q answered 201 before shutdown, after restart: %q", id, name, have[id])
+		}
+		if !inFeed[id] {
+			t.Errorf("contact %d %q answered 201 before shutdown is not in the feed after restart", id, name)
+		}
+	}
+	t.Logf("%d long-polls and %d POSTs in flight at shutdown; all answered, %d contacts kept", polls, posts, len(created))
+}
