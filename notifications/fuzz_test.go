@@ -29,6 +29,7 @@ func FuzzRequest(f *testing.F) {
 			err = ValidKey(key)
 		}
 		if err == nil {
+			req = req.Normalize()
 			err = req.Validate()
 		}
 		if err != nil {

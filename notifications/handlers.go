@@ -25,6 +25,7 @@ func apiAccept(log *slog.Logger, store Store, accepted func()) http.Handler {
 			err = ValidKey(key)
 		}
 		if err == nil {
+			req = req.Normalize()
 			err = req.Validate()
 		}
 		if err != nil {

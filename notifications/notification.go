@@ -60,6 +60,13 @@ const (
 	MaxKey     = 200
 )
 
+// Normalize trims the space around the address and the subject: a mail
+// header cannot keep it (readers trim it), so it is not stored either.
+func (r Request) Normalize() Request {
+	r.To, r.Subject = strings.TrimSpace(r.To), strings.TrimSpace(r.Subject)
+	return r
+}
+
 // Validate returns httpx.Problems for each wrong field, or nil.
 func (r Request) Validate() error {
 	p := httpx.Problems{}
