@@ -84,14 +84,7 @@ func (c Config) Validate() error {
 // Main reads the configuration from the environment (or prints it for -h)
 // and runs the service until ctx is done.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var cfg Config
-	if err := config.Load("calendar", args, stdout, &cfg); err != nil {
-		if errors.Is(err, config.ErrHelp) {
-			return nil
-		}
-		return err
-	}
-	return Run(ctx, cfg, stdout)
+	return config.Main("calendar", args, stdout, func(cfg Config) error { return Run(ctx, cfg, stdout) })
 }
 
 // Run runs the calendar service with cfg until ctx is done, logging JSON

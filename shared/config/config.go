@@ -138,3 +138,16 @@ func Logger(w io.Writer, service, level string) (*slog.Logger, error) {
 	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})).With("service", service), nil
 }
+
+// Main is the body of every service's Main: it reads C from the
+// environment (printing the usage for -h) and hands it to run.
+func Main[C any](name string, args []string, stdout io.Writer, run func(C) error) error {
+	var cfg C
+	if err := Load(name, args, stdout, &cfg); err != nil {
+		if errors.Is(err, ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	return run(cfg)
+}
