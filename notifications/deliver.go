@@ -23,7 +23,7 @@ type Delivery struct {
 	MaxAttempts int           // temporary failures before giving up; 8
 	MinBackoff  time.Duration // after the first failure; 1 s
 	MaxBackoff  time.Duration // at most; 10 min
-	Lease       time.Duration // a claim lasts; 2 min
+	Lease       time.Duration // a claim lasts (DELIVERY_LEASE); 1 min
 	Log         *slog.Logger
 	Metrics     *metrics.Set
 
@@ -47,7 +47,7 @@ func (d *Delivery) init() {
 			d.MaxBackoff = max(10*time.Minute, d.MinBackoff)
 		}
 		if d.Lease <= 0 {
-			d.Lease = 2 * time.Minute
+			d.Lease = time.Minute
 		}
 	})
 }

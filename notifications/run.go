@@ -28,6 +28,7 @@ type Config struct {
 	RetryMax        time.Duration `envconfig:"RETRY_MAX" default:"10m" desc:"longest retry delay"`
 	BreakerFailures int           `envconfig:"BREAKER_FAILURES" default:"5" desc:"consecutive SMTP failures that open the circuit breaker"`
 	BreakerOpenFor  time.Duration `envconfig:"BREAKER_OPEN_FOR" default:"30s" desc:"how long the breaker stays open before a probe"`
+	Lease           time.Duration `envconfig:"DELIVERY_LEASE" default:"1m" desc:"how long a worker holds a mail it is sending; after a crash the mail waits this long to be tried again (keep it above the 30 s SMTP timeout)"`
 	config.Common
 
 	// Listener, when set (by tests), is used instead of listening on Port.
@@ -58,6 +59,9 @@ func (c Config) Validate() error {
 	}
 	if c.BreakerFailures < 1 {
 		errs = append(errs, fmt.Errorf("BREAKER_FAILURES %d: want 1 or more", c.BreakerFailures))
+	}
+	if c.Lease < time.Second {
+		errs = append(errs, fmt.Errorf("DELIVERY_LEASE %s: want at least 1s (and more than a send takes)", c.Lease))
 	}
 	if c.BreakerOpenFor <= 0 {
 		errs = append(errs, fmt.Errorf("BREAKER_OPEN_FOR %s: want a positive duration", c.BreakerOpenFor))
@@ -107,7 +111,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	})
 	br := breaker.New(breaker.Settings{Name: "smtp", Failures: uint32(cfg.BreakerFailures), OpenFor: cfg.BreakerOpenFor, Counts: Temporary, Log: log, Met: m})
 	delivery := &Delivery{Store: store, Sender: sender, Breaker: br, From: cfg.MailFrom, Workers: cfg.Workers,
-		MaxAttempts: cfg.MaxAttempts, MinBackoff: cfg.RetryMin, MaxBackoff: cfg.RetryMax, Log: log, Metrics: m}
+		MaxAttempts: cfg.MaxAttempts, MinBackoff: cfg.RetryMin, MaxBackoff: cfg.RetryMax, Lease: cfg.Lease, Log: log, Metrics: m}
 	access := httpx.Access{Token: cfg.APIToken, User: cfg.UIUser, Password: cfg.UIPassword}
 	h, err := NewServer(log, store, db, m, access, delivery.Wake, br.State)
 	if err != nil {
