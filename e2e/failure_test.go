@@ -404,33 +404,7 @@ func TestKillAndRestartMidTraffic(t *testing.T) {
 	}
 	g.mu.Unlock()
 	mails := waitDelivered(t, cal, notif, smtp, len(want), 60*time.Second)
-	got := map[string]int{}
-	ids := map[string]int{}
-	for _, m := range mails {
-		inv := parseInvite(t, m)
-		ids[inv.MessageID]++
-		title, ok := strings.CutPrefix(inv.Subject, "Invitation: ")
-		title, _, _ = strings.Cut(title, " — ")
-		if !ok {
-			t.Errorf("subject %q: want an invitation", inv.Subject)
-		}
-		got[title+"\x00"+inv.To]++
-	}
-	for k, n := range got {
-		if want[k] != 1 || n != 1 {
-			title, to, _ := strings.Cut(k, "\x00")
-			t.Errorf("%q to %s: %d invitations, want %d", title, to, n, want[k])
-		}
-	}
-	for k := range want {
-		if got[k] == 0 {
-			title, to, _ := strings.Cut(k, "\x00")
-			t.Errorf("%q to %s: no invitation", title, to)
-		}
-	}
-	if len(ids) != len(mails) {
-		t.Errorf("%d mails with %d distinct Message-IDs", len(mails), len(ids))
-	}
+	checkOneInvitationEach(t, mails, want)
 	var failed list[notification]
 	freshAPI(t, notif.URL).must(200, "GET", "/api/notifications?status=failed&limit=1000", nil, &failed)
 	if len(failed.Items) != 0 {
@@ -872,4 +846,36 @@ func TestGracefulShutdownCompletesInFlight(t *testing.T) {
 		}
 	}
 	t.Logf("%d long-polls and %d POSTs in flight at shutdown; all answered, %d contacts kept", polls, posts, len(created))
+}
+
+// checkOneInvitationEach fails unless mails hold exactly one invitation for
+// each "title\x00address" in want, and none else, with distinct Message-IDs.
+func checkOneInvitationEach(t *testing.T, mails []smtptest.Mail, want map[string]int) {
+	t.Helper()
+	got, ids := map[string]int{}, map[string]int{}
+	for _, m := range mails {
+		inv := parseInvite(t, m)
+		ids[inv.MessageID]++
+		title, ok := strings.CutPrefix(inv.Subject, "Invitation: ")
+		title, _, _ = strings.Cut(title, " — ")
+		if !ok {
+			t.Errorf("subject %q: want an invitation", inv.Subject)
+		}
+		got[title+"\x00"+inv.To]++
+	}
+	for k, n := range got {
+		if want[k] != 1 || n != 1 {
+			title, to, _ := strings.Cut(k, "\x00")
+			t.Errorf("%q to %s: %d invitations, want %d", title, to, n, want[k])
+		}
+	}
+	for k := range want {
+		if got[k] == 0 {
+			title, to, _ := strings.Cut(k, "\x00")
+			t.Errorf("%q to %s: no invitation", title, to)
+		}
+	}
+	if len(ids) != len(mails) {
+		t.Errorf("%d mails with %d distinct Message-IDs", len(mails), len(ids))
+	}
 }

@@ -284,32 +284,7 @@ func TestProcessesKilledMidTraffic(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	mails := smtp.Mails()
-	got, msgIDs := map[string]int{}, map[string]int{}
-	for _, m := range mails {
-		inv := parseInvite(t, m)
-		msgIDs[inv.MessageID]++
-		title, ok := strings.CutPrefix(inv.Subject, "Invitation: ")
-		title, _, _ = strings.Cut(title, " — ")
-		if !ok {
-			t.Errorf("subject %q: want an invitation", inv.Subject)
-		}
-		got[title+"\x00"+inv.To]++
-	}
-	for k, n := range got {
-		if want[k] != 1 || n != 1 {
-			title, to, _ := strings.Cut(k, "\x00")
-			t.Errorf("%q to %s: %d invitations, want %d", title, to, n, want[k])
-		}
-	}
-	for k := range want {
-		if got[k] == 0 {
-			title, to, _ := strings.Cut(k, "\x00")
-			t.Errorf("%q to %s: no invitation", title, to)
-		}
-	}
-	if len(msgIDs) != len(mails) {
-		t.Errorf("%d mails with %d distinct Message-IDs", len(mails), len(msgIDs))
-	}
+	checkOneInvitationEach(t, mails, want)
 	var failed list[notification]
 	napi.must(200, "GET", "/api/notifications?status=failed&limit=1000", nil, &failed)
 	if len(failed.Items) != 0 {
