@@ -106,6 +106,36 @@ type traffic struct {
 	invites map[string][]string // appointment title → participants' addresses
 }
 
+// start runs clients traffic clients, each for at most maxRounds rounds,
+// until the returned stop is called; stop waits for them. When the test
+// has failed they give up retrying at once.
+func (g *traffic) start(clients, maxRounds int) (stop func()) {
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() { g.run(fmt.Sprint(i), quit, maxRounds) })
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			if g.t.Failed() {
+				close(g.abort)
+			}
+			close(quit)
+			wg.Wait()
+		})
+	}
+	g.t.Cleanup(stop)
+	return stop
+}
+
+// flowing waits until the clients have made n more rounds.
+func (g *traffic) flowing(n int64) {
+	g.t.Helper()
+	from := g.rounds.Load()
+	pollUntil(g.t, 30*time.Second, fmt.Sprintf("%d rounds of traffic after round %d", n, from), func() bool { return g.rounds.Load() >= from+n })
+}
+
 // until sends a request until the service answers it. A refused connection
 // never reached the service and is sent again; any other failure may have
 // reached it, so took (when not nil) is asked first whether it took effect,
@@ -323,23 +353,8 @@ func TestKillAndRestartMidTraffic(t *testing.T) {
 	waitContacts(t, kapi, 3)
 
 	const clients, maxRounds = 2, 150 // each
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Go(func() { g.run(fmt.Sprint(i), stop, maxRounds) })
-	}
-	defer func() {
-		if t.Failed() {
-			close(g.abort)
-		}
-		wg.Wait()
-	}()
-	// flowing waits until the clients have made n more rounds.
-	flowing := func(n int64) {
-		t.Helper()
-		from := g.rounds.Load()
-		pollUntil(t, 30*time.Second, fmt.Sprintf("%d rounds of traffic after round %d", n, from), func() bool { return g.rounds.Load() >= from+n })
-	}
+	stop := g.start(clients, maxRounds)
+	flowing := g.flowing
 	began := time.Now()
 
 	// contacts down: calendar answers reads and writes.
@@ -383,8 +398,7 @@ func TestKillAndRestartMidTraffic(t *testing.T) {
 	notif = startNotifications(t, notif.Addr, notifCfg)
 
 	flowing(10)
-	close(stop)
-	wg.Wait()
+	stop()
 	if t.Failed() {
 		t.FailNow()
 	}

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -164,22 +163,8 @@ func TestProcessesKilledMidTraffic(t *testing.T) {
 	pollUntil(t, 20*time.Second, "calendar to have the first contacts", func() bool { return pkSameCopy(capi, kapi, gone) == "" })
 
 	const clients, maxRounds = 2, 400 // each; the test stops them well before
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Go(func() { g.run(fmt.Sprint(i), stop, maxRounds) })
-	}
-	defer func() {
-		if t.Failed() {
-			close(g.abort)
-		}
-		wg.Wait()
-	}()
-	flowing := func(n int64) {
-		t.Helper()
-		from := g.rounds.Load()
-		pollUntil(t, 30*time.Second, fmt.Sprintf("%d rounds of traffic after round %d", n, from), func() bool { return g.rounds.Load() >= from+n })
-	}
+	stop := g.start(clients, maxRounds)
+	flowing := g.flowing
 	began := time.Now()
 
 	// contacts crashes; the outage lasts until the clients have been
@@ -236,8 +221,7 @@ func TestProcessesKilledMidTraffic(t *testing.T) {
 	t.Logf("notifications was killed with %d mails sent", accepted)
 
 	flowing(10)
-	close(stop)
-	wg.Wait()
+	stop()
 	if t.Failed() {
 		t.FailNow()
 	}
