@@ -9,7 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"syndic/shared/httpx"
+	"syndic/shared/derrors"
 )
 
 // Appointment is a meeting with participants from the local contacts copy.
@@ -87,22 +87,22 @@ func (in Input) Normalize() Input {
 }
 
 // Validate checks the fields on their own (participants' existence is the
-// store's to check) and returns httpx.Problems, or nil.
+// store's to check) and returns derrors.Problems, or nil.
 func (in Input) Validate() error {
-	p := httpx.Problems{}
+	p := derrors.Problems{}
 	switch n := utf8.RuneCountInString(in.Title); {
 	case n == 0:
 		p.Add("title", "is required")
 	case n > MaxTitle:
 		p.Add("title", fmt.Sprintf("must be at most %d characters, not %d", MaxTitle, n))
 	}
-	if why := httpx.BadText(in.Title); why != "" {
+	if why := derrors.BadText(in.Title); why != "" {
 		p.Add("title", why)
 	}
 	if n := utf8.RuneCountInString(in.Location); n > MaxLocation {
 		p.Add("location", fmt.Sprintf("must be at most %d characters", MaxLocation))
 	}
-	if why := httpx.BadText(in.Location); why != "" {
+	if why := derrors.BadText(in.Location); why != "" {
 		p.Add("location", why)
 	}
 	start, serr := parseTime(in.StartsAt)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/emersion/go-ical"
 
+	"syndic/shared/derrors"
 	"syndic/shared/httpx"
 )
 
@@ -25,14 +26,14 @@ func FuzzDecodeInput(f *testing.F) {
 		var in Input
 		err := decodeInput(r, &in, &in)
 		if err != nil {
-			var p httpx.Problems
+			var p derrors.Problems
 			if s := httpx.Status(err); s != 413 && (s != 400 || !errors.As(err, &p)) {
 				t.Fatalf("error %v answers %d", err, s)
 			}
 			return
 		}
 		a := Appointment{StartsAt: in.StartsAt, EndsAt: in.EndsAt}
-		if !a.End().After(a.Start()) || httpx.BadText(in.Title) != "" || in.Title == "" {
+		if !a.End().After(a.Start()) || derrors.BadText(in.Title) != "" || in.Title == "" {
 			t.Fatalf("accepted %+v", in)
 		}
 	})
@@ -48,7 +49,7 @@ func FuzzICal(f *testing.F) {
 		in := Input{Title: title, Location: location,
 			StartsAt: time.Unix(start%4e9, 0).UTC().Format(time.RFC3339),
 			EndsAt:   time.Unix(start%4e9, 0).UTC().Add(time.Duration(minutes) * time.Minute).Format(time.RFC3339)}.Normalize()
-		if in.Validate() != nil || httpx.BadText(name) != "" || strings.TrimSpace(name) == "" || !strings.Contains(email, "@") || httpx.BadText(email) != "" {
+		if in.Validate() != nil || derrors.BadText(name) != "" || strings.TrimSpace(name) == "" || !strings.Contains(email, "@") || derrors.BadText(email) != "" {
 			t.Skip()
 		}
 		a := Appointment{ID: 42, Title: in.Title, Location: in.Location, StartsAt: in.StartsAt, EndsAt: in.EndsAt, Status: StatusConfirmed, Version: 3,

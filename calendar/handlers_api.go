@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"syndic/shared/derrors"
 	"syndic/shared/feed"
 	"syndic/shared/httpx"
 )
@@ -16,7 +17,7 @@ func apiListAppointments(log *slog.Logger, store Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v := r.URL.Query()
 		q := AppointmentQuery{WithCancelled: v.Get("cancelled") == "true"}
-		p := httpx.Problems{}
+		p := derrors.Problems{}
 		if s := v.Get("from"); s != "" {
 			t, err := time.Parse(time.RFC3339, s)
 			if err != nil {
@@ -111,10 +112,10 @@ func apiUpdateAppointment(log *slog.Logger, store Store) http.Handler {
 			return
 		}
 		var body updateBody
-		p := httpx.Problems{}
+		p := derrors.Problems{}
 		if err := decodeInput(r, &body, &body.Input); err != nil {
 			var ok bool
-			if p, ok = err.(httpx.Problems); !ok {
+			if p, ok = err.(derrors.Problems); !ok {
 				httpx.WriteError(w, r, log, err)
 				return
 			}
@@ -154,7 +155,7 @@ func apiCancelAppointment(log *slog.Logger, store Store) http.Handler {
 		var version int64
 		if r.Header.Get("If-Match") != "" {
 			if version, _, err = httpx.BasedOn(r, nil); err != nil {
-				httpx.WriteError(w, r, log, httpx.Problems{"If-Match": err.Error()})
+				httpx.WriteError(w, r, log, derrors.Problems{"If-Match": err.Error()})
 				return
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"syndic/shared/derrors"
 	"syndic/shared/feed"
 	"syndic/shared/httpx"
 	"syndic/shared/view"
@@ -115,7 +116,7 @@ type htmlForm struct {
 	Appointment Appointment
 	Fields      htmlFields
 	Options     []htmlOption
-	Problems    httpx.Problems
+	Problems    derrors.Problems
 	Notice      string
 }
 
@@ -222,7 +223,7 @@ func htmlFieldsOf(a Appointment) htmlFields {
 
 // htmlReadForm reads the posted fields; a body over the limit is
 // ErrTooLarge. Participant values that are not ids are problems.
-func htmlReadForm(r *http.Request) (htmlFields, httpx.Problems, error) {
+func htmlReadForm(r *http.Request) (htmlFields, derrors.Problems, error) {
 	if err := r.ParseForm(); err != nil {
 		return htmlFields{}, nil, htmlFormError(err)
 	}
@@ -233,7 +234,7 @@ func htmlReadForm(r *http.Request) (htmlFields, httpx.Problems, error) {
 		Timezone: strings.TrimSpace(r.PostFormValue("timezone")),
 		Location: r.PostFormValue("location"),
 	}
-	p := httpx.Problems{}
+	p := derrors.Problems{}
 	for _, v := range r.PostForm["participants"] {
 		id, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || id < 1 {
@@ -248,14 +249,14 @@ func htmlReadForm(r *http.Request) (htmlFields, httpx.Problems, error) {
 func htmlFormError(err error) error {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		return fmt.Errorf("form over %d bytes: %w", tooLarge.Limit, httpx.ErrTooLarge)
+		return fmt.Errorf("form over %d bytes: %w", tooLarge.Limit, derrors.ErrTooLarge)
 	}
-	return fmt.Errorf("form: %v: %w", err, httpx.ErrInvalid)
+	return fmt.Errorf("form: %v: %w", err, derrors.ErrInvalid)
 }
 
 // htmlInput converts the fields into a normalized Input, adding to p the
 // problems of the time zone, the local times and Input.Validate.
-func htmlInput(f htmlFields, p httpx.Problems) Input {
+func htmlInput(f htmlFields, p derrors.Problems) Input {
 	in := Input{Title: f.Title, Location: f.Location, Participants: f.Participants}
 	loc, err := htmlLocation(f.Timezone)
 	if err != nil {
@@ -269,7 +270,7 @@ func htmlInput(f htmlFields, p httpx.Problems) Input {
 		p.Add("ends_at", err.Error())
 	}
 	in = in.Normalize()
-	var more httpx.Problems
+	var more derrors.Problems
 	if errors.As(in.Validate(), &more) {
 		for k, why := range more {
 			p.Add(k, why)
@@ -416,7 +417,7 @@ func htmlDescribe(a Appointment) string {
 func htmlVersion(r *http.Request) (int64, error) {
 	version, err := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
 	if err != nil || version < 1 {
-		return 0, fmt.Errorf("the form lacks the version it was based on: reload the page: %w", httpx.ErrInvalid)
+		return 0, fmt.Errorf("the form lacks the version it was based on: reload the page: %w", derrors.ErrInvalid)
 	}
 	return version, nil
 }

@@ -26,11 +26,12 @@ type outbox interface {
 	MarkOutbox(ctx context.Context, id int64, status string, attempts int, lastErr string, next time.Time) error
 }
 
-// Notifier hands outbox entries to the notifications service. Entries
-// arrive through a buffered channel right after their transaction commits;
-// when it is full they wait in the outbox, where a periodic sweep (and the
-// start-up load) finds them. Calls go through a circuit breaker: while it
-// is open the workers wait, without calling and without spinning.
+// Notifier hands outbox entries to the notifications service. Each commit
+// wakes it to sweep the due entries into a buffered channel, which the
+// workers take them from; what does not fit waits in the outbox for the
+// next sweep (after a commit, every Sweep, and at start). Calls go through
+// a circuit breaker: while it is open the workers wait, without calling and
+// without spinning.
 type Notifier struct {
 	Store       outbox
 	URL         string // notifications base URL
@@ -43,6 +44,9 @@ type Notifier struct {
 	MinBackoff  time.Duration // first retry; 1 s
 	MaxBackoff  time.Duration // longest retry; 5 min
 	Sweep       time.Duration // how often the outbox is swept; 5 s
+	// Committed returns a channel closed at the store's next commit
+	// (sqldb.DB.Committed): entries written are swept at once.
+	Committed func() <-chan struct{}
 	Log         *slog.Logger
 	Metrics     *metrics.Set
 
@@ -85,10 +89,9 @@ func (n *Notifier) init() {
 	})
 }
 
-// Enqueue offers ids to the workers without ever blocking: an id that
-// does not fit stays in the outbox for the sweep.
-func (n *Notifier) Enqueue(ids []int64) {
-	n.init()
+// enqueue offers ids to the workers without ever blocking: an id that
+// does not fit stays in the outbox for the next sweep.
+func (n *Notifier) enqueue(ids []int64) {
 	overflow := n.Metrics.Counter("notify_queue_full")
 	for _, id := range ids {
 		n.mu.Lock()
@@ -131,13 +134,17 @@ func (n *Notifier) Run(ctx context.Context) {
 			}
 		})
 	}
-	n.sweep(ctx) // at start: what a previous run left pending
 	t := time.NewTicker(n.Sweep)
 	defer t.Stop()
 	for {
+		var committed <-chan struct{}
+		if n.Committed != nil {
+			committed = n.Committed() // before the sweep: a commit during it sweeps again
+		}
+		n.sweep(ctx) // the first: what a previous run left pending
 		select {
+		case <-committed:
 		case <-t.C:
-			n.sweep(ctx)
 		case <-ctx.Done():
 			wg.Wait()
 			return
@@ -158,7 +165,7 @@ func (n *Notifier) sweep(ctx context.Context) {
 		}
 		return
 	}
-	n.Enqueue(ids)
+	n.enqueue(ids)
 }
 
 // deliver posts one entry until it is sent, fails for good, or is put off.

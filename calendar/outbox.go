@@ -169,21 +169,18 @@ func zoneName(t time.Time) string {
 	return t.Format("UTC-07:00")
 }
 
-// writeOutbox inserts entries in tx and returns their ids.
-func writeOutbox(ctx context.Context, tx *sql.Tx, entries []OutboxEntry, now time.Time) ([]int64, error) {
-	ids := make([]int64, 0, len(entries))
+// writeOutbox inserts entries in tx.
+func writeOutbox(ctx context.Context, tx *sqldb.Tx, entries []OutboxEntry, now time.Time) error {
 	t := sqldb.Micro(now)
 	for _, e := range entries {
-		var id int64
-		err := tx.QueryRowContext(ctx, `INSERT INTO outbox (appointment_id, contact_id, kind, to_address, subject, body, calendar, idempotency_key, next_attempt_at, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9) RETURNING id`,
-			e.AppointmentID, e.ContactID, e.Kind, e.To, e.Subject, e.Text, e.Calendar, e.Key, t).Scan(&id)
+		_, err := tx.Exec(ctx, `INSERT INTO outbox (appointment_id, contact_id, kind, to_address, subject, body, calendar, idempotency_key, next_attempt_at, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)`,
+			e.AppointmentID, e.ContactID, e.Kind, e.To, e.Subject, e.Text, e.Calendar, e.Key, t)
 		if err != nil {
-			return nil, fmt.Errorf("outbox: %w", err)
+			return fmt.Errorf("outbox: %w", err)
 		}
-		ids = append(ids, id)
 	}
-	return ids, nil
+	return nil
 }
 
 const outboxColumns = `id, appointment_id, contact_id, kind, to_address, subject, body, calendar, idempotency_key, status, attempts, last_error, next_attempt_at`
@@ -197,7 +194,7 @@ func scanOutbox(row scanner) (OutboxEntry, error) {
 }
 
 func (s *SQLStore) queryOutbox(ctx context.Context, where string, args ...any) ([]OutboxEntry, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+outboxColumns+` FROM outbox WHERE `+where, args...)
+	rows, err := s.db.Query(ctx, `SELECT `+outboxColumns+` FROM outbox WHERE `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
@@ -232,7 +229,7 @@ func (s *SQLStore) OutboxEntry(ctx context.Context, id int64) (OutboxEntry, erro
 
 // DueOutbox returns the ids of pending entries due at now, oldest first.
 func (s *SQLStore) DueOutbox(ctx context.Context, now time.Time, limit int) ([]int64, error) {
-	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT %d`, limit), sqldb.Micro(now))
+	rows, err := s.db.Query(ctx, fmt.Sprintf(`SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT %d`, limit), sqldb.Micro(now))
 	if err != nil {
 		return nil, fmt.Errorf("due outbox: %w", err)
 	}
@@ -251,15 +248,18 @@ func (s *SQLStore) DueOutbox(ctx context.Context, now time.Time, limit int) ([]i
 // PendingOutbox counts the entries not yet delivered or failed.
 func (s *SQLStore) PendingOutbox(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE status = 'pending'`).Scan(&n)
+	err := s.db.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE status = 'pending'`).Scan(&n)
 	return n, err
 }
 
 // MarkOutbox records an attempt: status (sent, failed or pending again),
 // attempts so far, the last error and, when pending, the next attempt.
 func (s *SQLStore) MarkOutbox(ctx context.Context, id int64, status string, attempts int, lastErr string, next time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET status = $1, attempts = $2, last_error = $3, next_attempt_at = $4, updated_at = $5 WHERE id = $6 AND status = 'pending'`,
-		status, attempts, lastErr, sqldb.Micro(next), sqldb.Micro(time.Now()), id)
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE outbox SET status = $1, attempts = $2, last_error = $3, next_attempt_at = $4, updated_at = $5 WHERE id = $6 AND status = 'pending'`,
+			status, attempts, lastErr, sqldb.Micro(next), sqldb.Micro(time.Now()), id)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("outbox %d: %w", id, err)
 	}

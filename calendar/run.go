@@ -102,17 +102,16 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	defer db.Close()
-	store, err := NewSQLStore(ctx, db)
-	if err != nil {
-		return err
-	}
-	m := metrics.New()
 	mailBase := cfg.PublicBase()
 	if mailBase == "" {
 		mailBase = fmt.Sprintf("http://localhost:%d", cfg.Port)
 		log.Warn("BASE_URL not set: links in mails point at " + mailBase)
 	}
-	store.SetMailer(Mailer{ICal: ICalOptions{BaseURL: mailBase, Host: uidHost(cfg.PublicBase())}})
+	store, err := NewSQLStore(ctx, db, Mailer{ICal: ICalOptions{BaseURL: mailBase, Host: uidHost(cfg.PublicBase())}})
+	if err != nil {
+		return err
+	}
+	m := metrics.New()
 	notifier := &Notifier{
 		Store:     store,
 		URL:       cfg.NotificationsURL,
@@ -122,9 +121,8 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 			Counts: IsPeerFailure, Log: log, Met: m}),
 		Buffer: cfg.NotifyBuffer, Workers: cfg.NotifyWorkers, MaxAttempts: cfg.NotifyMaxAttempts,
 		MinBackoff: cfg.NotifyRetryMin, MaxBackoff: cfg.NotifyRetryMax, Sweep: cfg.NotifySweep,
-		Log: log, Metrics: m,
+		Committed: db.Committed, Log: log, Metrics: m,
 	}
-	store.Outboxed = notifier.Enqueue
 	fc := feed.FollowerConfig{
 		Name:         "contacts",
 		URL:          cfg.ContactsFeedURL,

@@ -5,16 +5,16 @@ import (
 	"fmt"
 	"time"
 
-	"syndic/shared/httpx"
+	"syndic/shared/derrors"
 )
 
 // Store keeps appointments and the local copy of contacts.
 //
-// Appointment, Update and Cancel wrap httpx.ErrNotFound for an unknown id;
-// Update and Cancel return a *StaleError (wrapping httpx.ErrConflict) when
+// Appointment, Update and Cancel wrap derrors.ErrNotFound for an unknown id;
+// Update and Cancel return a *StaleError (wrapping derrors.ErrConflict) when
 // the appointment is no longer at the version the change was based on;
-// Update of a cancelled appointment wraps httpx.ErrConflict.
-// Create and Update answer httpx.Problems when a participant is unknown or
+// Update of a cancelled appointment wraps derrors.ErrConflict.
+// Create and Update answer derrors.Problems when a participant is unknown or
 // was deleted upstream (one already on the appointment may stay).
 type Store interface {
 	// Appointments lists appointments ending after from (zero: all), in
@@ -52,5 +52,5 @@ func (e *StaleError) Error() string {
 	return fmt.Sprintf("appointment %d was changed meanwhile: it is at version %d, the change was based on version %d", e.Current.ID, e.Current.Version, e.Based)
 }
 
-// Is makes a StaleError match httpx.ErrConflict.
-func (e *StaleError) Is(target error) bool { return target == httpx.ErrConflict }
+// Is makes a StaleError match derrors.ErrConflict.
+func (e *StaleError) Is(target error) bool { return target == derrors.ErrConflict }

@@ -11,7 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"syndic/shared/httpx"
+	"syndic/shared/derrors"
+	"syndic/shared/feed"
 	"syndic/shared/sqldb"
 )
 
@@ -19,48 +20,35 @@ import (
 var migrations embed.FS
 
 // SQLStore is the Store on SQLite or PostgreSQL. Every change of an
-// appointment writes its notification requests into the outbox in the
-// same transaction, then hands their ids to Outboxed.
+// appointment writes its notification requests, worded by mailer, into the
+// outbox in the same transaction; the commit wakes the Notifier.
 type SQLStore struct {
 	db     *sqldb.DB
 	now    func() time.Time
 	mailer Mailer
-	// Outboxed, when set, receives the ids of outbox entries after the
-	// transaction that wrote them commits.
-	Outboxed func(ids []int64)
 }
 
-// NewSQLStore migrates db and returns a Store on it.
-func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
+// NewSQLStore migrates db (with the feed follower's schema) and returns a
+// Store on it whose notifications mailer words.
+func NewSQLStore(ctx context.Context, db *sqldb.DB, mailer Mailer) (*SQLStore, error) {
 	dirs, _ := fs.Sub(migrations, "migrations")
-	if err := db.Migrate(ctx, dirs); err != nil {
+	if err := db.Migrate(ctx, dirs, feed.Migrations()); err != nil {
 		return nil, err
 	}
-	return &SQLStore{db: db, now: time.Now}, nil
+	return &SQLStore{db: db, now: time.Now, mailer: mailer}, nil
 }
-
-// SetMailer sets how notifications are worded (links and UIDs).
-func (s *SQLStore) SetMailer(m Mailer) { s.mailer = m }
 
 // announce writes the outbox entries for the change before → after of
 // appointment id, inside tx, and returns after as committed.
-func (s *SQLStore) announce(ctx context.Context, tx *sql.Tx, before Appointment, id int64, now time.Time, ids *[]int64) (Appointment, error) {
+func (s *SQLStore) announce(ctx context.Context, tx *sqldb.Tx, before Appointment, id int64, now time.Time) (Appointment, error) {
 	after, err := s.appointment(ctx, tx, id)
 	if err != nil {
 		return Appointment{}, err
 	}
-	written, err := writeOutbox(ctx, tx, s.mailer.entries(before, after), now)
-	if err != nil {
+	if err := writeOutbox(ctx, tx, s.mailer.entries(before, after), now); err != nil {
 		return Appointment{}, err
 	}
-	*ids = written
 	return after, nil
-}
-
-func (s *SQLStore) outboxed(ids []int64) {
-	if s.Outboxed != nil && len(ids) > 0 {
-		s.Outboxed(ids)
-	}
 }
 
 const appointmentColumns = `id, title, starts_at, ends_at, location, status, version, created_at, updated_at`
@@ -76,11 +64,6 @@ func scanAppointment(row scanner) (Appointment, error) {
 	a.CreatedAt, a.UpdatedAt = sqldb.Time(created), sqldb.Time(updated)
 	a.Participants, a.Attendees = []int64{}, []Attendee{}
 	return a, nil
-}
-
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 // Appointments lists the appointments q selects, in start order.
@@ -106,7 +89,7 @@ func (s *SQLStore) Appointments(ctx context.Context, q AppointmentQuery) ([]Appo
 		limit = 1000
 	}
 	query += fmt.Sprintf(" ORDER BY start_utc, id LIMIT %d", limit)
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := s.db.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list appointments: %w", err)
 	}
@@ -133,7 +116,7 @@ func (s *SQLStore) Appointments(ctx context.Context, q AppointmentQuery) ([]Appo
 }
 
 // attendees fills in the participants of apps.
-func (s *SQLStore) attendees(ctx context.Context, q querier, apps []Appointment) error {
+func (s *SQLStore) attendees(ctx context.Context, q sqldb.Querier, apps []Appointment) error {
 	if len(apps) == 0 {
 		return nil
 	}
@@ -143,7 +126,7 @@ func (s *SQLStore) attendees(ctx context.Context, q querier, apps []Appointment)
 		byID[apps[i].ID] = &apps[i]
 		ids[i] = fmt.Sprint(apps[i].ID)
 	}
-	rows, err := q.QueryContext(ctx, `SELECT p.appointment_id, c.id, c.name, c.email, c.deleted
+	rows, err := q.Query(ctx, `SELECT p.appointment_id, c.id, c.name, c.email, c.deleted
 		FROM participants p JOIN contacts c ON c.id = p.contact_id
 		WHERE p.appointment_id IN (`+strings.Join(ids, ",")+`) ORDER BY c.name, c.id`)
 	if err != nil {
@@ -168,10 +151,10 @@ func (s *SQLStore) Appointment(ctx context.Context, id int64) (Appointment, erro
 	return s.appointment(ctx, s.db, id)
 }
 
-func (s *SQLStore) appointment(ctx context.Context, q querier, id int64) (Appointment, error) {
-	a, err := scanAppointment(q.QueryRowContext(ctx, `SELECT `+appointmentColumns+` FROM appointments WHERE id = $1`, id))
+func (s *SQLStore) appointment(ctx context.Context, q sqldb.Querier, id int64) (Appointment, error) {
+	a, err := scanAppointment(q.QueryRow(ctx, `SELECT `+appointmentColumns+` FROM appointments WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Appointment{}, fmt.Errorf("appointment %d: %w", id, httpx.ErrNotFound)
+		return Appointment{}, fmt.Errorf("appointment %d: %w", id, derrors.ErrNotFound)
 	}
 	if err != nil {
 		return Appointment{}, fmt.Errorf("appointment %d: %w", id, err)
@@ -188,13 +171,12 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Appointment, error) {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	var id int64
 	var out Appointment
-	var ids []int64
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
 		if err := checkParticipants(ctx, tx, in.Participants, nil); err != nil {
 			return err
 		}
 		a := Appointment{StartsAt: in.StartsAt, EndsAt: in.EndsAt}
-		err := tx.QueryRowContext(ctx, `INSERT INTO appointments (title, starts_at, ends_at, start_utc, end_utc, location, status, version, created_at, updated_at)
+		err := tx.QueryRow(ctx, `INSERT INTO appointments (title, starts_at, ends_at, start_utc, end_utc, location, status, version, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8) RETURNING id`,
 			in.Title, in.StartsAt, in.EndsAt, sqldb.Micro(a.Start()), sqldb.Micro(a.End()), in.Location, StatusConfirmed, sqldb.Micro(now)).Scan(&id)
 		if err != nil {
@@ -203,13 +185,12 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Appointment, error) {
 		if err := setParticipants(ctx, tx, id, in.Participants); err != nil {
 			return err
 		}
-		out, err = s.announce(ctx, tx, Appointment{}, id, now, &ids)
+		out, err = s.announce(ctx, tx, Appointment{}, id, now)
 		return err
 	})
 	if err != nil {
 		return Appointment{}, fmt.Errorf("create appointment: %w", err)
 	}
-	s.outboxed(ids)
 	return out, nil
 }
 
@@ -218,15 +199,14 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Appointment, error) {
 func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (Appointment, error) {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	var out Appointment
-	var ids []int64
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
 		before, err := s.at(ctx, tx, id, version)
 		if err != nil {
 			return err
 		}
 		out = before
 		if before.Status == StatusCancelled {
-			return fmt.Errorf("appointment %d is cancelled: %w", id, httpx.ErrConflict)
+			return fmt.Errorf("appointment %d is cancelled: %w", id, derrors.ErrConflict)
 		}
 		if err := checkParticipants(ctx, tx, in.Participants, before.Participants); err != nil {
 			return err
@@ -235,7 +215,7 @@ func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (App
 			return nil
 		}
 		a := Appointment{StartsAt: in.StartsAt, EndsAt: in.EndsAt}
-		res, err := tx.ExecContext(ctx, `UPDATE appointments SET title = $1, starts_at = $2, ends_at = $3, start_utc = $4, end_utc = $5,
+		res, err := tx.Exec(ctx, `UPDATE appointments SET title = $1, starts_at = $2, ends_at = $3, start_utc = $4, end_utc = $5,
 			location = $6, version = version + 1, updated_at = $7 WHERE id = $8 AND version = $9`,
 			in.Title, in.StartsAt, in.EndsAt, sqldb.Micro(a.Start()), sqldb.Micro(a.End()), in.Location, sqldb.Micro(now), id, before.Version)
 		if err != nil {
@@ -244,19 +224,18 @@ func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (App
 		if n, _ := res.RowsAffected(); n != 1 {
 			return s.stale(ctx, tx, id, version)
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM participants WHERE appointment_id = $1`, id); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM participants WHERE appointment_id = $1`, id); err != nil {
 			return fmt.Errorf("update participants: %w", err)
 		}
 		if err := setParticipants(ctx, tx, id, in.Participants); err != nil {
 			return err
 		}
-		out, err = s.announce(ctx, tx, before, id, now, &ids)
+		out, err = s.announce(ctx, tx, before, id, now)
 		return err
 	})
 	if err != nil {
 		return Appointment{}, fmt.Errorf("update appointment %d: %w", id, err)
 	}
-	s.outboxed(ids)
 	return out, nil
 }
 
@@ -270,8 +249,7 @@ func unchanged(a Appointment, in Input) bool {
 func (s *SQLStore) Cancel(ctx context.Context, id, version int64) (Appointment, error) {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	var out Appointment
-	var ids []int64
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
 		before, err := s.at(ctx, tx, id, version)
 		if err != nil {
 			return err
@@ -280,7 +258,7 @@ func (s *SQLStore) Cancel(ctx context.Context, id, version int64) (Appointment, 
 		if before.Status == StatusCancelled {
 			return nil
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE appointments SET status = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND version = $4`,
+		res, err := tx.Exec(ctx, `UPDATE appointments SET status = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND version = $4`,
 			StatusCancelled, sqldb.Micro(now), id, before.Version)
 		if err != nil {
 			return fmt.Errorf("cancel appointment: %w", err)
@@ -288,18 +266,17 @@ func (s *SQLStore) Cancel(ctx context.Context, id, version int64) (Appointment, 
 		if n, _ := res.RowsAffected(); n != 1 {
 			return s.stale(ctx, tx, id, version)
 		}
-		out, err = s.announce(ctx, tx, before, id, now, &ids)
+		out, err = s.announce(ctx, tx, before, id, now)
 		return err
 	})
 	if err != nil {
 		return Appointment{}, fmt.Errorf("cancel appointment %d: %w", id, err)
 	}
-	s.outboxed(ids)
 	return out, nil
 }
 
 // at reads appointment id in tx and checks it is at version (0: any).
-func (s *SQLStore) at(ctx context.Context, tx *sql.Tx, id, version int64) (Appointment, error) {
+func (s *SQLStore) at(ctx context.Context, tx *sqldb.Tx, id, version int64) (Appointment, error) {
 	a, err := s.appointment(ctx, tx, id)
 	if err != nil {
 		return Appointment{}, err
@@ -310,7 +287,7 @@ func (s *SQLStore) at(ctx context.Context, tx *sql.Tx, id, version int64) (Appoi
 	return a, nil
 }
 
-func (s *SQLStore) stale(ctx context.Context, tx *sql.Tx, id, version int64) error {
+func (s *SQLStore) stale(ctx context.Context, tx *sqldb.Tx, id, version int64) error {
 	a, err := s.appointment(ctx, tx, id)
 	if err != nil {
 		return err
@@ -320,11 +297,11 @@ func (s *SQLStore) stale(ctx context.Context, tx *sql.Tx, id, version int64) err
 
 // checkParticipants refuses ids missing from the local copy, and ids
 // deleted upstream unless they are already on the appointment (kept).
-func checkParticipants(ctx context.Context, tx *sql.Tx, ids, kept []int64) error {
-	p := httpx.Problems{}
+func checkParticipants(ctx context.Context, tx *sqldb.Tx, ids, kept []int64) error {
+	p := derrors.Problems{}
 	for _, id := range ids {
 		var deleted bool
-		err := tx.QueryRowContext(ctx, `SELECT deleted FROM contacts WHERE id = $1`, id).Scan(&deleted)
+		err := tx.QueryRow(ctx, `SELECT deleted FROM contacts WHERE id = $1`, id).Scan(&deleted)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			p.Add("participants", fmt.Sprintf("contact %d is not known here (yet): pick someone from the contacts list", id))
@@ -337,9 +314,9 @@ func checkParticipants(ctx context.Context, tx *sql.Tx, ids, kept []int64) error
 	return p.Err()
 }
 
-func setParticipants(ctx context.Context, tx *sql.Tx, id int64, contacts []int64) error {
+func setParticipants(ctx context.Context, tx *sqldb.Tx, id int64, contacts []int64) error {
 	for _, c := range contacts {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO participants (appointment_id, contact_id) VALUES ($1, $2)`, id, c); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO participants (appointment_id, contact_id) VALUES ($1, $2)`, id, c); err != nil {
 			return fmt.Errorf("participant %d: %w", c, err)
 		}
 	}
@@ -360,7 +337,7 @@ func scanContact(row scanner) (Contact, error) {
 
 // Contacts lists the local copy in name order.
 func (s *SQLStore) Contacts(ctx context.Context) ([]Contact, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts ORDER BY name, id`)
+	rows, err := s.db.Query(ctx, `SELECT `+contactColumns+` FROM contacts ORDER BY name, id`)
 	if err != nil {
 		return nil, fmt.Errorf("contacts: %w", err)
 	}
@@ -378,9 +355,9 @@ func (s *SQLStore) Contacts(ctx context.Context) ([]Contact, error) {
 
 // Contact returns contact id from the local copy.
 func (s *SQLStore) Contact(ctx context.Context, id int64) (Contact, error) {
-	c, err := scanContact(s.db.QueryRowContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE id = $1`, id))
+	c, err := scanContact(s.db.QueryRow(ctx, `SELECT `+contactColumns+` FROM contacts WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Contact{}, fmt.Errorf("contact %d: %w", id, httpx.ErrNotFound)
+		return Contact{}, fmt.Errorf("contact %d: %w", id, derrors.ErrNotFound)
 	}
 	if err != nil {
 		return Contact{}, fmt.Errorf("contact %d: %w", id, err)

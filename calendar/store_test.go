@@ -2,14 +2,13 @@ package calendar
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"testing"
 	"time"
 
+	"syndic/shared/derrors"
 	"syndic/shared/feed"
-	"syndic/shared/httpx"
 	"syndic/shared/sqldb"
 	"syndic/shared/sqldb/sqldbtest"
 )
@@ -21,7 +20,7 @@ func openStore(t testing.TB, url string) (*SQLStore, *sqldb.DB) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s, err := NewSQLStore(context.Background(), db)
+	s, err := NewSQLStore(context.Background(), db, Mailer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +31,7 @@ func openStore(t testing.TB, url string) (*SQLStore, *sqldb.DB) {
 func applyContact(t testing.TB, db *sqldb.DB, seq int64, typ string, c feedContact) {
 	t.Helper()
 	data, _ := json.Marshal(c)
-	err := db.Tx(context.Background(), func(tx *sql.Tx) error {
+	err := db.Write(context.Background(), func(tx *sqldb.Tx) error {
 		return ApplyContactEvent(context.Background(), tx, feed.Event{Seq: seq, Type: typ, Data: data})
 	})
 	if err != nil {
@@ -59,7 +58,7 @@ func TestStore(t *testing.T) {
 		t.Run("unknown and deleted participants", func(t *testing.T) {
 			bad := in
 			bad.Participants = []int64{7, 12345}
-			if _, err := s.Create(ctx, bad); !errors.Is(err, httpx.ErrInvalid) {
+			if _, err := s.Create(ctx, bad); !errors.Is(err, derrors.ErrInvalid) {
 				t.Fatalf("unknown participant: %v, want invalid", err)
 			}
 		})
@@ -73,7 +72,7 @@ func TestStore(t *testing.T) {
 			}
 			fresh := in
 			fresh.Participants = []int64{9}
-			if _, err := s.Create(ctx, fresh); !errors.Is(err, httpx.ErrInvalid) {
+			if _, err := s.Create(ctx, fresh); !errors.Is(err, derrors.ErrInvalid) {
 				t.Fatalf("new appointment with a deleted contact: %v, want invalid", err)
 			}
 			// Saving the appointment that already has her keeps her.
@@ -91,14 +90,14 @@ func TestStore(t *testing.T) {
 			if !errors.As(err, &stale) || stale.Current.Version != 2 {
 				t.Fatalf("stale update: %v", err)
 			}
-			if _, err := s.Cancel(ctx, a.ID, 1); !errors.Is(err, httpx.ErrConflict) {
+			if _, err := s.Cancel(ctx, a.ID, 1); !errors.Is(err, derrors.ErrConflict) {
 				t.Fatalf("stale cancel: %v", err)
 			}
 			c, err := s.Cancel(ctx, a.ID, 2)
 			if err != nil || c.Status != StatusCancelled || c.Version != 3 {
 				t.Fatalf("cancel: %+v %v", c, err)
 			}
-			if _, err := s.Appointment(ctx, 999); !errors.Is(err, httpx.ErrNotFound) {
+			if _, err := s.Appointment(ctx, 999); !errors.Is(err, derrors.ErrNotFound) {
 				t.Fatalf("unknown: %v", err)
 			}
 		})
@@ -141,13 +140,13 @@ func TestApplyRefusesWhatItCannotUnderstand(t *testing.T) {
 		"not JSON":     {Seq: 1, Type: contactCreated, Data: []byte(`{"id":`)},
 		"no id":        {Seq: 1, Type: contactCreated, Data: []byte(`{"name":"A","version":1}`)},
 	} {
-		err := db.Tx(context.Background(), func(tx *sql.Tx) error { return ApplyContactEvent(context.Background(), tx, e) })
+		err := db.Write(context.Background(), func(tx *sqldb.Tx) error { return ApplyContactEvent(context.Background(), tx, e) })
 		if err == nil {
 			t.Errorf("%s: applied", name)
 		}
 	}
 	var n int
-	db.QueryRow(`SELECT count(*) FROM contacts`).Scan(&n)
+	db.QueryRow(context.Background(), `SELECT count(*) FROM contacts`).Scan(&n)
 	if n != 0 {
 		t.Errorf("%d contacts written by refused events", n)
 	}

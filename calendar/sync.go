@@ -2,7 +2,6 @@ package calendar
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -32,7 +31,7 @@ type feedContact struct {
 // inside the follower's transaction. A deletion keeps the row, marked
 // deleted, for the appointments it is on. An event it cannot understand
 // is an error: the follower stops there rather than skip it.
-func ApplyContactEvent(ctx context.Context, tx *sql.Tx, e feed.Event) error {
+func ApplyContactEvent(ctx context.Context, tx *sqldb.Tx, e feed.Event) error {
 	var c feedContact
 	if err := json.Unmarshal(e.Data, &c); err != nil {
 		return fmt.Errorf("contact JSON: %w", err)
@@ -48,7 +47,7 @@ func ApplyContactEvent(ctx context.Context, tx *sql.Tx, e feed.Event) error {
 	default:
 		return fmt.Errorf("unknown event type %q", e.Type)
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO contacts (id, name, email, phone, version, deleted, updated_at, seq)
+	_, err := tx.Exec(ctx, `INSERT INTO contacts (id, name, email, phone, version, deleted, updated_at, seq)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, phone = excluded.phone,
 			version = excluded.version, deleted = excluded.deleted, updated_at = excluded.updated_at, seq = excluded.seq`,

@@ -11,7 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"syndic/shared/httpx"
+	"syndic/shared/derrors"
 )
 
 // Contact is a person.
@@ -44,16 +44,16 @@ func (in Input) Normalize() Input {
 	return Input{Name: strings.TrimSpace(in.Name), Email: strings.TrimSpace(in.Email), Phone: strings.TrimSpace(in.Phone)}
 }
 
-// Validate returns httpx.Problems naming each field that is wrong, or nil.
+// Validate returns derrors.Problems naming each field that is wrong, or nil.
 func (in Input) Validate() error {
-	p := httpx.Problems{}
+	p := derrors.Problems{}
 	switch n := utf8.RuneCountInString(in.Name); {
 	case n == 0:
 		p.Add("name", "is required")
 	case n > MaxName:
 		p.Add("name", fmt.Sprintf("must be at most %d characters, not %d", MaxName, n))
 	}
-	if why := httpx.BadText(in.Name); why != "" {
+	if why := derrors.BadText(in.Name); why != "" {
 		p.Add("name", why)
 	}
 	switch {
@@ -61,8 +61,8 @@ func (in Input) Validate() error {
 		p.Add("email", "is required")
 	case len(in.Email) > MaxEmail:
 		p.Add("email", fmt.Sprintf("must be at most %d bytes", MaxEmail))
-	case httpx.BadText(in.Email) != "":
-		p.Add("email", httpx.BadText(in.Email))
+	case derrors.BadText(in.Email) != "":
+		p.Add("email", derrors.BadText(in.Email))
 	case !validEmail(in.Email):
 		p.Add("email", "is not a valid email address (like ada@example.org)")
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"syndic/shared/derrors"
 	"syndic/shared/httpx"
 )
 
@@ -32,7 +33,7 @@ func FuzzDecodeInput(f *testing.F) {
 		in = in.Normalize()
 		err := in.Validate()
 		if err != nil {
-			var p httpx.Problems
+			var p derrors.Problems
 			if !errors.As(err, &p) || len(p) == 0 || httpx.Status(err) != 400 {
 				t.Fatalf("validation error %v is not a 400 with problems", err)
 			}
@@ -43,7 +44,7 @@ func FuzzDecodeInput(f *testing.F) {
 		if err := json.Unmarshal(js, &again); err != nil || again.Normalize() != in || again.Validate() != nil {
 			t.Fatalf("valid input %+v does not round-trip: %+v, %v", in, again, err)
 		}
-		if httpx.BadText(in.Name) != "" || strings.TrimSpace(in.Name) != in.Name {
+		if derrors.BadText(in.Name) != "" || strings.TrimSpace(in.Name) != in.Name {
 			t.Fatalf("validation let %q through", in.Name)
 		}
 	})

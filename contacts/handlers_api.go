@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"syndic/shared/derrors"
 	"syndic/shared/httpx"
 )
 
@@ -30,7 +31,7 @@ func apiListContacts(log *slog.Logger, store Store) http.Handler {
 func parseQuery(r *http.Request) (Query, error) {
 	v := r.URL.Query()
 	q := Query{Search: strings.TrimSpace(v.Get("q")), Limit: 100}
-	p := httpx.Problems{}
+	p := derrors.Problems{}
 	if s := v.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 1000 {
@@ -70,7 +71,7 @@ func apiGetContact(log *slog.Logger, store Store) http.Handler {
 }
 
 // apiCreateContact answers POST /api/contacts: 201 with Location.
-func apiCreateContact(log *slog.Logger, store Store, changed func()) http.Handler {
+func apiCreateContact(log *slog.Logger, store Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var in Input
 		if err := httpx.DecodeJSON(r, &in); err != nil {
@@ -87,7 +88,6 @@ func apiCreateContact(log *slog.Logger, store Store, changed func()) http.Handle
 			httpx.WriteError(w, r, log, err)
 			return
 		}
-		changed()
 		w.Header().Set("Location", "/api/contacts/"+strconv.FormatInt(c.ID, 10))
 		w.Header().Set("ETag", httpx.VersionETag(c.Version))
 		httpx.WriteJSON(w, http.StatusCreated, c)
@@ -108,7 +108,7 @@ type updateBody struct {
 // apiUpdateContact answers PUT /api/contacts/{id}. The change must name the
 // version it is based on, in If-Match or "version"; a stale one changes
 // nothing and answers 412 (If-Match) or 409 (version).
-func apiUpdateContact(log *slog.Logger, store Store, changed func()) http.Handler {
+func apiUpdateContact(log *slog.Logger, store Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := httpx.PathID(r, "contact")
 		if err != nil {
@@ -121,9 +121,9 @@ func apiUpdateContact(log *slog.Logger, store Store, changed func()) http.Handle
 			return
 		}
 		in := body.Input.Normalize()
-		p := httpx.Problems{}
+		p := derrors.Problems{}
 		if err := in.Validate(); err != nil {
-			p = err.(httpx.Problems)
+			p = err.(derrors.Problems)
 		}
 		if body.ID != nil && *body.ID != id {
 			p.Add("id", fmt.Sprintf("is %d in the body but %d in the URL", *body.ID, id))
@@ -141,7 +141,6 @@ func apiUpdateContact(log *slog.Logger, store Store, changed func()) http.Handle
 			httpx.WriteError(w, r, log, httpx.StaleAs(err, ifMatch))
 			return
 		}
-		changed()
 		w.Header().Set("ETag", httpx.VersionETag(c.Version))
 		httpx.WriteJSON(w, http.StatusOK, c)
 	})
@@ -149,7 +148,7 @@ func apiUpdateContact(log *slog.Logger, store Store, changed func()) http.Handle
 
 // apiDeleteContact answers DELETE /api/contacts/{id} with 204; an If-Match
 // makes it conditional (412 when stale).
-func apiDeleteContact(log *slog.Logger, store Store, changed func()) http.Handler {
+func apiDeleteContact(log *slog.Logger, store Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := httpx.PathID(r, "contact")
 		if err != nil {
@@ -159,7 +158,7 @@ func apiDeleteContact(log *slog.Logger, store Store, changed func()) http.Handle
 		var version int64
 		if r.Header.Get("If-Match") != "" {
 			if version, _, err = httpx.BasedOn(r, nil); err != nil {
-				httpx.WriteError(w, r, log, httpx.Problems{"If-Match": err.Error()})
+				httpx.WriteError(w, r, log, derrors.Problems{"If-Match": err.Error()})
 				return
 			}
 		}
@@ -167,7 +166,6 @@ func apiDeleteContact(log *slog.Logger, store Store, changed func()) http.Handle
 			httpx.WriteError(w, r, log, httpx.StaleAs(err, true))
 			return
 		}
-		changed()
 		w.WriteHeader(http.StatusNoContent)
 	})
 }

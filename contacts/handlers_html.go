@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 
+	"syndic/shared/derrors"
 	"syndic/shared/httpx"
 	"syndic/shared/view"
 )
@@ -29,7 +30,7 @@ const notFoundMessage = "There is no such contact: it may have been deleted."
 type formPage struct {
 	Contact  Contact
 	Input    Input
-	Problems httpx.Problems
+	Problems derrors.Problems
 	Notice   string
 }
 
@@ -114,15 +115,15 @@ func formInput(r *http.Request) (Input, error) {
 	if err := r.ParseForm(); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return Input{}, fmt.Errorf("form over %d bytes: %w", tooLarge.Limit, httpx.ErrTooLarge)
+			return Input{}, fmt.Errorf("form over %d bytes: %w", tooLarge.Limit, derrors.ErrTooLarge)
 		}
-		return Input{}, fmt.Errorf("form: %v: %w", err, httpx.ErrInvalid)
+		return Input{}, fmt.Errorf("form: %v: %w", err, derrors.ErrInvalid)
 	}
 	in := Input{Name: r.PostFormValue("name"), Email: r.PostFormValue("email"), Phone: r.PostFormValue("phone")}
 	return in.Normalize(), nil
 }
 
-func (ps pages) handleCreate(store Store, changed func()) http.Handler {
+func (ps pages) handleCreate(store Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in, err := formInput(r)
 		if err != nil {
@@ -130,7 +131,7 @@ func (ps pages) handleCreate(store Store, changed func()) http.Handler {
 			return
 		}
 		if err := in.Validate(); err != nil {
-			ps.Render(w, r, http.StatusBadRequest, "form", formPage{Input: in, Problems: err.(httpx.Problems)})
+			ps.Render(w, r, http.StatusBadRequest, "form", formPage{Input: in, Problems: err.(derrors.Problems)})
 			return
 		}
 		c, err := store.Create(r.Context(), in)
@@ -138,12 +139,11 @@ func (ps pages) handleCreate(store Store, changed func()) http.Handler {
 			ps.Error(w, r, err, notFoundMessage)
 			return
 		}
-		changed()
 		http.Redirect(w, r, "/contacts/"+strconv.FormatInt(c.ID, 10), http.StatusSeeOther)
 	})
 }
 
-func (ps pages) handleUpdate(store Store, changed func()) http.Handler {
+func (ps pages) handleUpdate(store Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		current, err := ps.contact(r, store)
 		if err != nil {
@@ -157,13 +157,13 @@ func (ps pages) handleUpdate(store Store, changed func()) http.Handler {
 		}
 		version, verr := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
 		if verr != nil || version < 1 {
-			ps.Render(w, r, http.StatusBadRequest, "form", formPage{Contact: current, Input: in, Problems: httpx.Problems{"version": "The form lacks the version it was based on: reload the page."}})
+			ps.Render(w, r, http.StatusBadRequest, "form", formPage{Contact: current, Input: in, Problems: derrors.Problems{"version": "The form lacks the version it was based on: reload the page."}})
 			return
 		}
 		form := formPage{Contact: current, Input: in}
 		form.Contact.Version = version
 		if err := in.Validate(); err != nil {
-			form.Problems = err.(httpx.Problems)
+			form.Problems = err.(derrors.Problems)
 			ps.Render(w, r, http.StatusBadRequest, "form", form)
 			return
 		}
@@ -179,12 +179,11 @@ func (ps pages) handleUpdate(store Store, changed func()) http.Handler {
 			ps.Error(w, r, err, notFoundMessage)
 			return
 		}
-		changed()
 		http.Redirect(w, r, "/contacts/"+strconv.FormatInt(c.ID, 10), http.StatusSeeOther)
 	})
 }
 
-func (ps pages) handleDelete(store Store, changed func()) http.Handler {
+func (ps pages) handleDelete(store Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := httpx.PathID(r, "contact")
 		if err != nil {
@@ -192,12 +191,12 @@ func (ps pages) handleDelete(store Store, changed func()) http.Handler {
 			return
 		}
 		if err := r.ParseForm(); err != nil {
-			ps.Error(w, r, fmt.Errorf("form: %v: %w", err, httpx.ErrInvalid), notFoundMessage)
+			ps.Error(w, r, fmt.Errorf("form: %v: %w", err, derrors.ErrInvalid), notFoundMessage)
 			return
 		}
 		version, err := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
 		if err != nil || version < 1 {
-			ps.Error(w, r, fmt.Errorf("the form lacks the version it was based on: %w", httpx.ErrInvalid), notFoundMessage)
+			ps.Error(w, r, fmt.Errorf("the form lacks the version it was based on: %w", derrors.ErrInvalid), notFoundMessage)
 			return
 		}
 		if err := store.Delete(r.Context(), id, version); err != nil {
@@ -212,7 +211,6 @@ func (ps pages) handleDelete(store Store, changed func()) http.Handler {
 			ps.Error(w, r, err, notFoundMessage)
 			return
 		}
-		changed()
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	})
 }

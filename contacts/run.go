@@ -74,6 +74,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		Path:     "/feed",
 		PageSize: cfg.FeedPageSize,
 		BaseURL:  cfg.PublicBase(),
+		Changed:  db.Committed,
 	}, log, m)
 	access := httpx.Access{Token: cfg.APIToken, User: cfg.UIUser, Password: cfg.UIPassword}
 	h, err := NewServer(log, store, db, pub, m, access)

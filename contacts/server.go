@@ -13,13 +13,11 @@ import (
 )
 
 // NewServer returns the contacts HTTP handler: the routes on one screen.
-// changed is called after every committed change (it wakes feed long-polls).
 func NewServer(log *slog.Logger, store Store, db *sqldb.DB, pub *feed.Publisher, m *metrics.Set, access httpx.Access) (http.Handler, error) {
 	ps, err := parsePages(log)
 	if err != nil {
 		return nil, err
 	}
-	changed := pub.Notify
 	machine, people := access.Machine, access.People
 	static, _ := fs.Sub(assets, "static")
 
@@ -32,19 +30,19 @@ func NewServer(log *slog.Logger, store Store, db *sqldb.DB, pub *feed.Publisher,
 	pub.Register(mux, machine)
 
 	mux.Handle("GET /api/contacts", machine(apiListContacts(log, store)))
-	mux.Handle("POST /api/contacts", machine(apiCreateContact(log, store, changed)))
+	mux.Handle("POST /api/contacts", machine(apiCreateContact(log, store)))
 	mux.Handle("GET /api/contacts/{id}", machine(apiGetContact(log, store)))
-	mux.Handle("PUT /api/contacts/{id}", machine(apiUpdateContact(log, store, changed)))
-	mux.Handle("DELETE /api/contacts/{id}", machine(apiDeleteContact(log, store, changed)))
+	mux.Handle("PUT /api/contacts/{id}", machine(apiUpdateContact(log, store)))
+	mux.Handle("DELETE /api/contacts/{id}", machine(apiDeleteContact(log, store)))
 	mux.Handle("/api/", machine(httpx.NotFoundJSON(log)))
 
 	mux.Handle("GET /{$}", people(ps.handleList(store)))
 	mux.Handle("GET /contacts/new", people(ps.handleNew()))
-	mux.Handle("POST /contacts", people(ps.handleCreate(store, changed)))
+	mux.Handle("POST /contacts", people(ps.handleCreate(store)))
 	mux.Handle("GET /contacts/{id}", people(ps.handleShow(store)))
 	mux.Handle("GET /contacts/{id}/edit", people(ps.handleEdit(store)))
-	mux.Handle("POST /contacts/{id}", people(ps.handleUpdate(store, changed)))
-	mux.Handle("POST /contacts/{id}/delete", people(ps.handleDelete(store, changed)))
+	mux.Handle("POST /contacts/{id}", people(ps.handleUpdate(store)))
+	mux.Handle("POST /contacts/{id}/delete", people(ps.handleDelete(store)))
 
 	return httpx.Chain(mux, httpx.Log(log), m.Middleware, httpx.Secure()), nil
 }

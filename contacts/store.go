@@ -4,15 +4,15 @@ import (
 	"context"
 	"fmt"
 
+	"syndic/shared/derrors"
 	"syndic/shared/feed"
-	"syndic/shared/httpx"
 )
 
 // Store keeps contacts and their event log. Every method that changes a
 // contact appends its event in the same transaction.
 //
-// Get, Update and Delete wrap httpx.ErrNotFound for an unknown id; Update
-// and Delete return a *StaleError (which wraps httpx.ErrConflict) when the
+// Get, Update and Delete wrap derrors.ErrNotFound for an unknown id; Update
+// and Delete return a *StaleError (which wraps derrors.ErrConflict) when the
 // contact is no longer at the version the change was based on.
 type Store interface {
 	List(ctx context.Context, q Query) ([]Contact, error)
@@ -43,5 +43,5 @@ func (e *StaleError) Error() string {
 	return fmt.Sprintf("contact %d was changed meanwhile: it is at version %d, the change was based on version %d", e.Current.ID, e.Current.Version, e.Based)
 }
 
-// Is makes a StaleError match httpx.ErrConflict.
-func (e *StaleError) Is(target error) bool { return target == httpx.ErrConflict }
+// Is makes a StaleError match derrors.ErrConflict.
+func (e *StaleError) Is(target error) bool { return target == derrors.ErrConflict }

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"syndic/shared/derrors"
 	"syndic/shared/feed"
-	"syndic/shared/httpx"
 	"syndic/shared/sqldb"
 )
 
@@ -63,7 +63,7 @@ func (s *SQLStore) List(ctx context.Context, q Query) ([]Contact, error) {
 		args = append(args, "%"+escapeLike(strings.ToLower(q.Search))+"%")
 	}
 	query += fmt.Sprintf(` ORDER BY name, id LIMIT %d OFFSET %d`, q.Limit, max(q.Offset, 0))
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := s.db.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list contacts: %w", err)
 	}
@@ -91,14 +91,10 @@ func (s *SQLStore) Get(ctx context.Context, id int64) (Contact, error) {
 	return getContact(ctx, s.db, id)
 }
 
-type querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-func getContact(ctx context.Context, q querier, id int64) (Contact, error) {
-	c, err := scanContact(q.QueryRowContext(ctx, `SELECT `+contactColumns+` FROM contacts WHERE id = $1`, id))
+func getContact(ctx context.Context, q sqldb.Querier, id int64) (Contact, error) {
+	c, err := scanContact(q.QueryRow(ctx, `SELECT `+contactColumns+` FROM contacts WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Contact{}, fmt.Errorf("contact %d: %w", id, httpx.ErrNotFound)
+		return Contact{}, fmt.Errorf("contact %d: %w", id, derrors.ErrNotFound)
 	}
 	if err != nil {
 		return Contact{}, fmt.Errorf("contact %d: %w", id, err)
@@ -110,8 +106,8 @@ func getContact(ctx context.Context, q querier, id int64) (Contact, error) {
 func (s *SQLStore) Create(ctx context.Context, in Input) (Contact, error) {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	c := Contact{Version: 1, CreatedAt: now, UpdatedAt: now}.apply(in)
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx,
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+		err := tx.QueryRow(ctx,
 			`INSERT INTO contacts (name, email, phone, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
 			c.Name, c.Email, c.Phone, c.Version, sqldb.Micro(now), sqldb.Micro(now)).Scan(&c.ID)
 		if err != nil {
@@ -130,7 +126,7 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Contact, error) {
 func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (Contact, error) {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	var after Contact
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
 		before, err := s.lockedAt(ctx, tx, id, version)
 		if err != nil {
 			return err
@@ -140,7 +136,7 @@ func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (Con
 			return nil
 		}
 		after.Version, after.UpdatedAt = before.Version+1, now
-		res, err := tx.ExecContext(ctx,
+		res, err := tx.Exec(ctx,
 			`UPDATE contacts SET name = $1, email = $2, phone = $3, version = $4, updated_at = $5 WHERE id = $6 AND version = $7`,
 			after.Name, after.Email, after.Phone, after.Version, sqldb.Micro(now), id, before.Version)
 		if err != nil {
@@ -161,12 +157,12 @@ func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (Con
 // appends its tombstone: the contact as it was, one version on.
 func (s *SQLStore) Delete(ctx context.Context, id, version int64) error {
 	now := s.now().UTC().Truncate(time.Microsecond)
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
 		before, err := s.lockedAt(ctx, tx, id, version)
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM contacts WHERE id = $1 AND version = $2`, id, before.Version)
+		res, err := tx.Exec(ctx, `DELETE FROM contacts WHERE id = $1 AND version = $2`, id, before.Version)
 		if err != nil {
 			return fmt.Errorf("delete contact: %w", err)
 		}
@@ -184,7 +180,7 @@ func (s *SQLStore) Delete(ctx context.Context, id, version int64) error {
 }
 
 // lockedAt reads contact id inside tx and checks it is at version (0: any).
-func (s *SQLStore) lockedAt(ctx context.Context, tx *sql.Tx, id, version int64) (Contact, error) {
+func (s *SQLStore) lockedAt(ctx context.Context, tx *sqldb.Tx, id, version int64) (Contact, error) {
 	c, err := getContact(ctx, tx, id)
 	if err != nil {
 		return Contact{}, err
@@ -195,7 +191,7 @@ func (s *SQLStore) lockedAt(ctx context.Context, tx *sql.Tx, id, version int64) 
 	return c, nil
 }
 
-func (s *SQLStore) stale(ctx context.Context, tx *sql.Tx, id, version int64) error {
+func (s *SQLStore) stale(ctx context.Context, tx *sqldb.Tx, id, version int64) error {
 	c, err := getContact(ctx, tx, id)
 	if err != nil {
 		return err
@@ -204,15 +200,15 @@ func (s *SQLStore) stale(ctx context.Context, tx *sql.Tx, id, version int64) err
 }
 
 // appendEvent takes the next seq and writes e, inside the change's tx.
-func (s *SQLStore) appendEvent(ctx context.Context, tx *sql.Tx, e event, at time.Time) error {
+func (s *SQLStore) appendEvent(ctx context.Context, tx *sqldb.Tx, e event, at time.Time) error {
 	if err := s.fail("after-change"); err != nil {
 		return err
 	}
 	var seq int64
-	if err := tx.QueryRowContext(ctx, `UPDATE event_head SET seq = seq + 1 WHERE id = 1 RETURNING seq`).Scan(&seq); err != nil {
+	if err := tx.QueryRow(ctx, `UPDATE event_head SET seq = seq + 1 WHERE id = 1 RETURNING seq`).Scan(&seq); err != nil {
 		return fmt.Errorf("next seq: %w", err)
 	}
-	_, err := tx.ExecContext(ctx,
+	_, err := tx.Exec(ctx,
 		`INSERT INTO events (seq, type, contact_id, title, summary, data, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 		seq, e.Type, e.ContactID, e.Title, e.Summary, string(e.Data), sqldb.Micro(at))
 	if err != nil {
@@ -231,7 +227,7 @@ func (s *SQLStore) fail(step string) error {
 // Head returns the last committed seq.
 func (s *SQLStore) Head(ctx context.Context) (int64, error) {
 	var seq int64
-	if err := s.db.QueryRowContext(ctx, `SELECT seq FROM event_head WHERE id = 1`).Scan(&seq); err != nil {
+	if err := s.db.QueryRow(ctx, `SELECT seq FROM event_head WHERE id = 1`).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("event head: %w", err)
 	}
 	return seq, nil
@@ -239,7 +235,7 @@ func (s *SQLStore) Head(ctx context.Context) (int64, error) {
 
 // Events returns the events first…last in seq order.
 func (s *SQLStore) Events(ctx context.Context, first, last int64) ([]feed.Event, error) {
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := s.db.Query(ctx,
 		`SELECT seq, type, contact_id, title, summary, data, created_at FROM events WHERE seq >= $1 AND seq <= $2 ORDER BY seq`, first, last)
 	if err != nil {
 		return nil, fmt.Errorf("events %d-%d: %w", first, last, err)

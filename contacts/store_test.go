@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"syndic/shared/httpx"
+	"syndic/shared/derrors"
 	"syndic/shared/sqldb/sqldbtest"
 )
 
@@ -50,29 +50,29 @@ func TestStore(t *testing.T) {
 			}
 			_, err = s.Update(ctx, ada.ID, 1, Input{Name: "Stale", Email: "stale@example.org"})
 			var stale *StaleError
-			if !errors.As(err, &stale) || !errors.Is(err, httpx.ErrConflict) || stale.Current.Version != 2 {
+			if !errors.As(err, &stale) || !errors.Is(err, derrors.ErrConflict) || stale.Current.Version != 2 {
 				t.Fatalf("stale update: %v, want a StaleError at version 2", err)
 			}
 			same, err := s.Update(ctx, ada.ID, 2, Input{Name: "Ada Lovelace", Email: "ada@lovelace.org", Phone: "+44 20"})
 			if err != nil || same.Version != 2 {
 				t.Fatalf("no-op update = %+v, %v; want version 2 unchanged", same, err)
 			}
-			if _, err := s.Update(ctx, 999, 1, Input{Name: "X", Email: "x@example.org"}); !errors.Is(err, httpx.ErrNotFound) {
+			if _, err := s.Update(ctx, 999, 1, Input{Name: "X", Email: "x@example.org"}); !errors.Is(err, derrors.ErrNotFound) {
 				t.Fatalf("update unknown: %v, want not found", err)
 			}
 		})
 
 		t.Run("delete", func(t *testing.T) {
-			if err := s.Delete(ctx, grace.ID, 7); !errors.Is(err, httpx.ErrConflict) {
+			if err := s.Delete(ctx, grace.ID, 7); !errors.Is(err, derrors.ErrConflict) {
 				t.Fatalf("stale delete: %v, want conflict", err)
 			}
 			if err := s.Delete(ctx, grace.ID, 1); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := s.Get(ctx, grace.ID); !errors.Is(err, httpx.ErrNotFound) {
+			if _, err := s.Get(ctx, grace.ID); !errors.Is(err, derrors.ErrNotFound) {
 				t.Fatalf("Get deleted: %v, want not found", err)
 			}
-			if err := s.Delete(ctx, grace.ID, 0); !errors.Is(err, httpx.ErrNotFound) {
+			if err := s.Delete(ctx, grace.ID, 0); !errors.Is(err, derrors.ErrNotFound) {
 				t.Fatalf("delete twice: %v, want not found", err)
 			}
 			again, _ := s.Create(ctx, Input{Name: "New", Email: "new@example.org"})

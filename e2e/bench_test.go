@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -398,13 +397,8 @@ func benchApplyPages(ctx context.Context, url string, pages [][]byte) (*sqldb.DB
 		db.Close()
 		return nil, err
 	}
-	if _, err := calendar.NewSQLStore(ctx, db); err != nil {
+	if _, err := calendar.NewSQLStore(ctx, db, calendar.Mailer{}); err != nil {
 		return fail(err)
-	}
-	// As feed.NewFollower creates it.
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS feed_checkpoints (
-		name TEXT PRIMARY KEY, seq BIGINT NOT NULL, page TEXT NOT NULL, updated_at BIGINT NOT NULL)`); err != nil {
-		return fail(fmt.Errorf("feed checkpoints: %w", err))
 	}
 	var cp int64
 	for _, body := range pages {
@@ -427,13 +421,13 @@ func benchApplyPages(ctx context.Context, url string, pages [][]byte) (*sqldb.DB
 			continue
 		}
 		seq := events[len(events)-1].Seq
-		err = db.Tx(ctx, func(tx *sql.Tx) error {
+		err = db.Write(ctx, func(tx *sqldb.Tx) error {
 			for _, e := range events {
 				if err := calendar.ApplyContactEvent(ctx, tx, e); err != nil {
 					return fmt.Errorf("apply seq %d (%s): %w", e.Seq, e.Type, err)
 				}
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO feed_checkpoints (name, seq, page, updated_at) VALUES ($1, $2, $3, $4)
+			_, err := tx.Exec(ctx, `INSERT INTO feed_checkpoints (name, seq, page, updated_at) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, page = excluded.page, updated_at = excluded.updated_at`,
 				"contacts", seq, p.Self, time.Now().UnixMicro())
 			if err != nil {
@@ -451,7 +445,7 @@ func benchApplyPages(ctx context.Context, url string, pages [][]byte) (*sqldb.DB
 
 // benchStoredCopy reads the baseline's copy of contacts.
 func benchStoredCopy(db *sqldb.DB) ([]calendar.Contact, error) {
-	rows, err := db.Query(`SELECT id, name, email, phone, version, deleted, seq FROM contacts`)
+	rows, err := db.Query(context.Background(), `SELECT id, name, email, phone, version, deleted, seq FROM contacts`)
 	if err != nil {
 		return nil, err
 	}
@@ -470,7 +464,7 @@ func benchStoredCopy(db *sqldb.DB) ([]calendar.Contact, error) {
 // benchStoredCheckpoint checks the baseline's checkpoint.
 func benchStoredCheckpoint(db *sqldb.DB, want int64) error {
 	var seq int64
-	if err := db.QueryRow(`SELECT seq FROM feed_checkpoints WHERE name = 'contacts'`).Scan(&seq); err != nil {
+	if err := db.QueryRow(context.Background(), `SELECT seq FROM feed_checkpoints WHERE name = 'contacts'`).Scan(&seq); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	if seq != want {
@@ -591,7 +585,7 @@ func benchLatencies(b *testing.B, lat []time.Duration, baselineP50 time.Duration
 // written, and OnApplied, called after the commit, stamps them.
 type benchArrivals struct {
 	mu      sync.Mutex
-	tx      *sql.Tx // the transaction pending belongs to
+	tx      *sqldb.Tx // the transaction pending belongs to
 	pending []int64
 	at      map[int64]time.Time // contact id → commit time, until waited for
 	signal  chan struct{}       // poked after each commit
@@ -609,7 +603,7 @@ func (a *benchArrivals) follow(tweak func(*feed.FollowerConfig)) func(*feed.Foll
 			tweak(fc)
 		}
 		apply, applied := fc.Apply, fc.OnApplied
-		fc.Apply = func(ctx context.Context, tx *sql.Tx, e feed.Event) error {
+		fc.Apply = func(ctx context.Context, tx *sqldb.Tx, e feed.Event) error {
 			if err := apply(ctx, tx, e); err != nil {
 				return err
 			}

@@ -543,7 +543,7 @@ func pageCount(t *testing.T, databaseURL string) int {
 	}
 	defer db.Close()
 	var n int
-	if err := db.QueryRow(`PRAGMA page_count`).Scan(&n); err != nil {
+	if err := db.QueryRow(context.Background(), `PRAGMA page_count`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n

@@ -207,7 +207,7 @@ func TestProcessesKilledMidTraffic(t *testing.T) {
 			return false
 		}
 		var leased int
-		if err := ndb.QueryRow(`SELECT count(*) FROM notifications WHERE status = 'pending' AND lease_until > ?`,
+		if err := ndb.QueryRow(context.Background(), `SELECT count(*) FROM notifications WHERE status = 'pending' AND lease_until > ?`,
 			sqldb.Micro(time.Now())).Scan(&leased); err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -40,16 +39,16 @@ func (p *probe) follow(fc *feed.FollowerConfig) {
 		return http.DefaultTransport.RoundTrip(r)
 	})}
 	apply := fc.Apply
-	fc.Apply = func(ctx context.Context, tx *sql.Tx, e feed.Event) error {
+	fc.Apply = func(ctx context.Context, tx *sqldb.Tx, e feed.Event) error {
 		if f := p.fail.Load(); f != nil {
 			if err := (*f)(e); err != nil {
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS test_applied (seq BIGINT PRIMARY KEY, n BIGINT NOT NULL)`); err != nil {
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS test_applied (seq BIGINT PRIMARY KEY, n BIGINT NOT NULL)`); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO test_applied (seq, n) VALUES ($1, 1) ON CONFLICT (seq) DO UPDATE SET n = test_applied.n + 1`, e.Seq); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO test_applied (seq, n) VALUES ($1, 1) ON CONFLICT (seq) DO UPDATE SET n = test_applied.n + 1`, e.Seq); err != nil {
 			return err
 		}
 		if err := apply(ctx, tx, e); err != nil {
@@ -90,7 +89,7 @@ func checkOnce(t *testing.T, databaseURL string, n int64) {
 	}
 	defer db.Close()
 	var count, total, highest int64
-	if err := db.QueryRow(`SELECT count(*), sum(n), max(seq) FROM test_applied`).Scan(&count, &total, &highest); err != nil {
+	if err := db.QueryRow(context.Background(), `SELECT count(*), sum(n), max(seq) FROM test_applied`).Scan(&count, &total, &highest); err != nil {
 		t.Fatal(err)
 	}
 	if count != n || total != n || highest != n {

@@ -24,16 +24,19 @@ type Delivery struct {
 	MinBackoff  time.Duration // after the first failure; 1 s
 	MaxBackoff  time.Duration // at most; 10 min
 	Lease       time.Duration // a claim lasts (DELIVERY_LEASE); 1 min
+	// Committed returns a channel closed at the store's next commit
+	// (sqldb.DB.Committed): a notification accepted wakes an idle worker.
+	Committed func() <-chan struct{}
 	Log         *slog.Logger
 	Metrics     *metrics.Set
 
-	wake chan struct{}
+	poke chan struct{}
 	once sync.Once
 }
 
 func (d *Delivery) init() {
 	d.once.Do(func() {
-		d.wake = make(chan struct{}, 1)
+		d.poke = make(chan struct{}, 1)
 		if d.Workers <= 0 {
 			d.Workers = 4
 		}
@@ -52,11 +55,11 @@ func (d *Delivery) init() {
 	})
 }
 
-// Wake tells the workers a notification was accepted.
-func (d *Delivery) Wake() {
+// wake lets an idle worker look for work at once.
+func (d *Delivery) wake() {
 	d.init()
 	select {
-	case d.wake <- struct{}{}:
+	case d.poke <- struct{}{}:
 	default:
 	}
 }
@@ -86,7 +89,7 @@ func (d *Delivery) work(ctx context.Context) {
 			d.idle(ctx)
 			continue
 		}
-		d.Wake() // there may be more: let an idle worker look too
+		d.wake() // there may be more: let an idle worker look too
 		// The send and its record finish even when ctx ends: a mail sent must
 		// be marked sent, or it would go out again.
 		bg := context.WithoutCancel(ctx)
@@ -140,9 +143,14 @@ func (d *Delivery) backoff(attempt int) time.Duration {
 	return b/2 + rand.N(b/2+1)
 }
 
-// idle waits until woken, the next notification falls due, or a second
-// passes (to see work accepted by other instances).
+// idle waits until a commit or another worker wakes it, the next
+// notification falls due, or a second passes (to see work accepted by other
+// instances).
 func (d *Delivery) idle(ctx context.Context) {
+	var committed <-chan struct{}
+	if d.Committed != nil {
+		committed = d.Committed() // before NextDue: a commit after it wakes us
+	}
 	wait := time.Second
 	if at, ok, err := d.Store.NextDue(ctx); err == nil && ok {
 		wait = min(wait, max(time.Until(at), time.Millisecond))
@@ -150,7 +158,8 @@ func (d *Delivery) idle(ctx context.Context) {
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
-	case <-d.wake:
+	case <-d.poke:
+	case <-committed:
 	case <-t.C:
 	case <-ctx.Done():
 	}

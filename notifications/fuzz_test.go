@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"syndic/shared/derrors"
 	"syndic/shared/httpx"
 )
 
@@ -33,7 +34,7 @@ func FuzzRequest(f *testing.F) {
 			err = req.Validate()
 		}
 		if err != nil {
-			var p httpx.Problems
+			var p derrors.Problems
 			if s := httpx.Status(err); s != 413 && (s != 400 || !errors.As(err, &p)) {
 				t.Fatalf("error %v answers %d", err, s)
 			}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"syndic/shared/derrors"
 	"syndic/shared/httpx"
 	"syndic/shared/view"
 )
@@ -15,7 +16,7 @@ var assets embed.FS
 
 // apiAccept answers POST /api/notifications: 202 once stored (200 with the
 // same notification when the Idempotency-Key was seen with the same body;
-// 422 when it was seen with another).
+// 422 when it was seen with another). accepted is called for each new one.
 func apiAccept(log *slog.Logger, store Store, accepted func()) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get("Idempotency-Key")
@@ -51,14 +52,14 @@ func apiList(log *slog.Logger, store Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		status := r.URL.Query().Get("status")
 		if status != "" && status != StatusPending && status != StatusSent && status != StatusFailed {
-			httpx.WriteError(w, r, log, httpx.Problems{"status": "must be pending, sent or failed"})
+			httpx.WriteError(w, r, log, derrors.Problems{"status": "must be pending, sent or failed"})
 			return
 		}
 		limit := 100
 		if s := r.URL.Query().Get("limit"); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 1 || n > 1000 {
-				httpx.WriteError(w, r, log, httpx.Problems{"limit": "must be a number from 1 to 1000"})
+				httpx.WriteError(w, r, log, derrors.Problems{"limit": "must be a number from 1 to 1000"})
 				return
 			}
 			limit = n

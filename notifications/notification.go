@@ -16,9 +16,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/emersion/go-ical"
+	"syndic/shared/derrors"
 
-	"syndic/shared/httpx"
+	"github.com/emersion/go-ical"
 )
 
 // Notification is one mail to send.
@@ -67,9 +67,9 @@ func (r Request) Normalize() Request {
 	return r
 }
 
-// Validate returns httpx.Problems for each wrong field, or nil.
+// Validate returns derrors.Problems for each wrong field, or nil.
 func (r Request) Validate() error {
-	p := httpx.Problems{}
+	p := derrors.Problems{}
 	if a, err := mail.ParseAddress(r.To); r.To == "" {
 		p.Add("to", "is required")
 	} else if err != nil || a.Address != r.To || strings.ContainsAny(r.To, "\r\n") {
@@ -117,14 +117,14 @@ func (r Request) Hash() string {
 // ValidKey checks an Idempotency-Key header value.
 func ValidKey(key string) error {
 	if key == "" {
-		return httpx.Problems{"Idempotency-Key": "header is required: a unique key per notification, reused on retries"}
+		return derrors.Problems{"Idempotency-Key": "header is required: a unique key per notification, reused on retries"}
 	}
 	if len(key) > MaxKey {
-		return httpx.Problems{"Idempotency-Key": fmt.Sprintf("must be at most %d bytes", MaxKey)}
+		return derrors.Problems{"Idempotency-Key": fmt.Sprintf("must be at most %d bytes", MaxKey)}
 	}
 	for _, c := range key {
 		if c < 0x21 || c > 0x7e {
-			return httpx.Problems{"Idempotency-Key": "must be printable ASCII without spaces"}
+			return derrors.Problems{"Idempotency-Key": "must be printable ASCII without spaces"}
 		}
 	}
 	return nil

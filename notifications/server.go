@@ -11,9 +11,9 @@ import (
 	"syndic/shared/view"
 )
 
-// NewServer returns the notifications HTTP handler. accepted is called
-// after a new notification is stored (it wakes the delivery workers).
-func NewServer(log *slog.Logger, store Store, db *sqldb.DB, m *metrics.Set, access httpx.Access, accepted func(), breakerState func() string) (http.Handler, error) {
+// NewServer returns the notifications HTTP handler. A notification stored
+// wakes the delivery workers through the database's commit signal.
+func NewServer(log *slog.Logger, store Store, db *sqldb.DB, m *metrics.Set, access httpx.Access, breakerState func() string) (http.Handler, error) {
 	pages, err := view.Parse(log, assets, "templates", nil, "list")
 	if err != nil {
 		return nil, err
@@ -28,7 +28,7 @@ func NewServer(log *slog.Logger, store Store, db *sqldb.DB, m *metrics.Set, acce
 	mux.Handle("GET /metrics", machine(m.Handler()))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", view.Static(static)))
 
-	mux.Handle("POST /api/notifications", machine(apiAccept(log, store, func() { accept.Inc(1); accepted() })))
+	mux.Handle("POST /api/notifications", machine(apiAccept(log, store, func() { accept.Inc(1) })))
 	mux.Handle("GET /api/notifications", machine(apiList(log, store)))
 	mux.Handle("GET /api/notifications/{id}", machine(apiGet(log, store)))
 	mux.Handle("/api/", machine(httpx.NotFoundJSON(log)))

@@ -7,8 +7,8 @@ import (
 
 // Store keeps notifications and hands them to delivery workers.
 //
-// Accept wraps httpx.ErrUnprocessable when the key was used with another
-// request; Get wraps httpx.ErrNotFound for an unknown id.
+// Accept wraps derrors.ErrUnprocessable when the key was used with another
+// request; Get wraps derrors.ErrNotFound for an unknown id.
 type Store interface {
 	// Accept stores req under key, or returns the notification already
 	// stored under it (created false).

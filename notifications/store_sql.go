@@ -9,7 +9,7 @@ import (
 	"io/fs"
 	"time"
 
-	"syndic/shared/httpx"
+	"syndic/shared/derrors"
 	"syndic/shared/sqldb"
 )
 
@@ -60,9 +60,9 @@ func (s *SQLStore) Accept(ctx context.Context, key string, req Request) (Notific
 	hash := req.Hash()
 	var n Notification
 	created := false
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
 		var id int64
-		err := tx.QueryRowContext(ctx, `INSERT INTO notifications (idempotency_key, request_hash, to_address, subject, body, calendar, next_attempt_at, created_at, updated_at)
+		err := tx.QueryRow(ctx, `INSERT INTO notifications (idempotency_key, request_hash, to_address, subject, body, calendar, next_attempt_at, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`,
 			key, hash, req.To, req.Subject, req.Text, req.Calendar, now).Scan(&id)
 		switch {
@@ -72,13 +72,13 @@ func (s *SQLStore) Accept(ctx context.Context, key string, req Request) (Notific
 			return fmt.Errorf("insert notification: %w", err)
 		}
 		var storedHash string
-		if err := tx.QueryRowContext(ctx, `SELECT request_hash FROM notifications WHERE idempotency_key = $1`, key).Scan(&storedHash); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT request_hash FROM notifications WHERE idempotency_key = $1`, key).Scan(&storedHash); err != nil {
 			return fmt.Errorf("notification %q: %w", key, err)
 		}
 		if storedHash != hash {
-			return fmt.Errorf("Idempotency-Key %q was used for a different request: %w", key, httpx.ErrUnprocessable)
+			return fmt.Errorf("Idempotency-Key %q was used for a different request: %w", key, derrors.ErrUnprocessable)
 		}
-		n, err = scan(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM notifications WHERE idempotency_key = $1`, key))
+		n, err = scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM notifications WHERE idempotency_key = $1`, key))
 		return err
 	})
 	return n, created, err
@@ -86,9 +86,9 @@ func (s *SQLStore) Accept(ctx context.Context, key string, req Request) (Notific
 
 // Get returns notification id.
 func (s *SQLStore) Get(ctx context.Context, id int64) (Notification, error) {
-	n, err := scan(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM notifications WHERE id = $1`, id))
+	n, err := scan(s.db.QueryRow(ctx, `SELECT `+columns+` FROM notifications WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Notification{}, fmt.Errorf("notification %d: %w", id, httpx.ErrNotFound)
+		return Notification{}, fmt.Errorf("notification %d: %w", id, derrors.ErrNotFound)
 	}
 	if err != nil {
 		return Notification{}, fmt.Errorf("notification %d: %w", id, err)
@@ -108,7 +108,7 @@ func (s *SQLStore) List(ctx context.Context, status string, limit int) ([]Notifi
 		args = append(args, status)
 	}
 	q += fmt.Sprintf(` ORDER BY id DESC LIMIT %d`, limit)
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.db.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list notifications: %w", err)
 	}
@@ -132,15 +132,15 @@ func (s *SQLStore) List(ctx context.Context, status string, limit int) ([]Notifi
 func (s *SQLStore) Claim(ctx context.Context, now time.Time, lease time.Duration) (Notification, bool, error) {
 	t := sqldb.Micro(now)
 	var n Notification
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
 		var id int64
-		err := tx.QueryRowContext(ctx, `UPDATE notifications SET lease_until = $1
+		err := tx.QueryRow(ctx, `UPDATE notifications SET lease_until = $1
 			WHERE id = (SELECT id FROM notifications WHERE status = 'pending' AND next_attempt_at <= $2 AND lease_until <= $2 ORDER BY next_attempt_at, id LIMIT 1)
 			AND status = 'pending' AND next_attempt_at <= $2 AND lease_until <= $2 RETURNING id`, sqldb.Micro(now.Add(lease)), t).Scan(&id)
 		if err != nil {
 			return err
 		}
-		n, err = scan(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM notifications WHERE id = $1`, id))
+		n, err = scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM notifications WHERE id = $1`, id))
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -159,7 +159,7 @@ func (s *SQLStore) NextDue(ctx context.Context) (time.Time, bool, error) {
 		later = "greatest"
 	}
 	var at sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT min(`+later+`(next_attempt_at, lease_until)) FROM notifications WHERE status = 'pending'`).Scan(&at)
+	err := s.db.QueryRow(ctx, `SELECT min(`+later+`(next_attempt_at, lease_until)) FROM notifications WHERE status = 'pending'`).Scan(&at)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next due: %w", err)
 	}
@@ -170,7 +170,11 @@ func (s *SQLStore) NextDue(ctx context.Context) (time.Time, bool, error) {
 }
 
 func (s *SQLStore) exec(ctx context.Context, what, q string, args ...any) error {
-	if _, err := s.db.ExecContext(ctx, q, args...); err != nil {
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, q, args...)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
@@ -202,6 +206,6 @@ func (s *SQLStore) Release(ctx context.Context, id int64) error {
 // Pending counts the notifications not yet sent or failed.
 func (s *SQLStore) Pending(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM notifications WHERE status = 'pending'`).Scan(&n)
+	err := s.db.QueryRow(ctx, `SELECT count(*) FROM notifications WHERE status = 'pending'`).Scan(&n)
 	return n, err
 }

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"syndic/shared/httpx"
+	"syndic/shared/derrors"
 	"syndic/shared/sqldb/sqldbtest"
 )
 
@@ -74,7 +74,7 @@ func testStoreAccept(t *testing.T, s *SQLStore) {
 	}
 	other := req
 	other.Text = "something else"
-	if _, _, err := s.Accept(ctx, "k1", other); !errors.Is(err, httpx.ErrUnprocessable) {
+	if _, _, err := s.Accept(ctx, "k1", other); !errors.Is(err, derrors.ErrUnprocessable) {
 		t.Errorf("Accept with the key and another request: err = %v, want ErrUnprocessable", err)
 	}
 	second := mustAccept(t, s, "k2", ada)
@@ -86,7 +86,7 @@ func testStoreAccept(t *testing.T, s *SQLStore) {
 	if err != nil || got.ID != n.ID || got.Text != req.Text || got.Calendar != req.Calendar {
 		t.Errorf("Get = %+v, %v", got, err)
 	}
-	if _, err := s.Get(ctx, 9999); !errors.Is(err, httpx.ErrNotFound) {
+	if _, err := s.Get(ctx, 9999); !errors.Is(err, derrors.ErrNotFound) {
 		t.Errorf("Get unknown: err = %v, want ErrNotFound", err)
 	}
 	list, err := s.List(ctx, "", 0)

@@ -5,9 +5,11 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"embed"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -21,10 +23,20 @@ import (
 	"syndic/shared/sqldb"
 )
 
+//go:embed migrations
+var migrations embed.FS
+
+// Migrations returns the schema a follower needs (feed_checkpoints), for
+// the service's sqldb.DB.Migrate beside its own.
+func Migrations() fs.FS {
+	sub, _ := fs.Sub(migrations, "migrations")
+	return sub
+}
+
 // ApplyFunc applies one event inside the caller's transaction. An error
 // rolls the transaction back and stops the follower at that event, which
 // is retried with backoff: events are never skipped.
-type ApplyFunc func(ctx context.Context, tx *sql.Tx, e Event) error
+type ApplyFunc func(ctx context.Context, tx *sqldb.Tx, e Event) error
 
 // FollowerConfig configures a Follower.
 type FollowerConfig struct {
@@ -98,8 +110,8 @@ var (
 	ErrStatus = errors.New("feed: unexpected HTTP status")
 )
 
-// NewFollower prepares a follower: it creates the checkpoint table if
-// needed and loads the checkpoint.
+// NewFollower prepares a follower and loads its checkpoint from the
+// feed_checkpoints table, which Migrations creates.
 func NewFollower(ctx context.Context, cfg FollowerConfig) (*Follower, error) {
 	if cfg.Name == "" || cfg.URL == "" || cfg.DB == nil || cfg.Apply == nil {
 		return nil, errors.New("feed: follower needs Name, URL, DB and Apply")
@@ -131,10 +143,6 @@ func NewFollower(ctx context.Context, cfg FollowerConfig) (*Follower, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New()
 	}
-	if _, err := cfg.DB.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS feed_checkpoints (
-		name TEXT PRIMARY KEY, seq BIGINT NOT NULL, page TEXT NOT NULL, updated_at BIGINT NOT NULL)`); err != nil {
-		return nil, fmt.Errorf("feed checkpoints: %w", err)
-	}
 	f := &Follower{cfg: cfg, log: cfg.Log.With("feed", cfg.Name)}
 	cp, err := f.Checkpoint(ctx)
 	if err != nil {
@@ -162,7 +170,7 @@ func NewFollower(ctx context.Context, cfg FollowerConfig) (*Follower, error) {
 // Checkpoint reads the stored checkpoint; zero when there is none.
 func (f *Follower) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	var cp Checkpoint
-	err := f.cfg.DB.QueryRowContext(ctx, `SELECT seq, page FROM feed_checkpoints WHERE name = $1`, f.cfg.Name).Scan(&cp.Seq, &cp.Page)
+	err := f.cfg.DB.QueryRow(ctx, `SELECT seq, page FROM feed_checkpoints WHERE name = $1`, f.cfg.Name).Scan(&cp.Seq, &cp.Page)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Checkpoint{}, nil
 	}
@@ -384,7 +392,7 @@ func (f *Follower) commit(ctx context.Context, events []Event, page string) (int
 	start := time.Now()
 	cp := Checkpoint{Seq: events[len(events)-1].Seq, Page: page}
 	failed := 0
-	err := f.cfg.DB.Tx(ctx, func(tx *sql.Tx) error {
+	err := f.cfg.DB.Write(ctx, func(tx *sqldb.Tx) error {
 		for i, e := range events {
 			if err := f.cfg.Apply(ctx, tx, e); err != nil {
 				failed = i
@@ -392,7 +400,7 @@ func (f *Follower) commit(ctx context.Context, events []Event, page string) (int
 				return fmt.Errorf("apply seq %d (%s): %w", e.Seq, e.Type, err)
 			}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO feed_checkpoints (name, seq, page, updated_at) VALUES ($1, $2, $3, $4)
+		_, err := tx.Exec(ctx, `INSERT INTO feed_checkpoints (name, seq, page, updated_at) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, page = excluded.page, updated_at = excluded.updated_at`,
 			f.cfg.Name, cp.Seq, cp.Page, time.Now().UnixMicro())
 		if err != nil {

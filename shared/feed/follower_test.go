@@ -2,7 +2,6 @@ package feed
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"syndic/shared/sqldb"
@@ -34,19 +34,20 @@ func newSink(t *testing.T) *sink {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if _, err := db.Exec(`CREATE TABLE applied (seq INTEGER PRIMARY KEY, n INTEGER NOT NULL)`); err != nil {
+	schema := fstest.MapFS{"sqlite/test_001_applied.sql": {Data: []byte(`CREATE TABLE applied (seq INTEGER PRIMARY KEY, n INTEGER NOT NULL)`)}}
+	if err := db.Migrate(context.Background(), schema, Migrations()); err != nil {
 		t.Fatal(err)
 	}
 	return &sink{db: db}
 }
 
-func (s *sink) apply(ctx context.Context, tx *sql.Tx, e Event) error {
+func (s *sink) apply(ctx context.Context, tx *sqldb.Tx, e Event) error {
 	if s.fail != nil {
 		if err := s.fail(e); err != nil {
 			return err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO applied (seq, n) VALUES ($1, 1) ON CONFLICT (seq) DO UPDATE SET n = n + 1`, e.Seq); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO applied (seq, n) VALUES ($1, 1) ON CONFLICT (seq) DO UPDATE SET n = n + 1`, e.Seq); err != nil {
 		return err
 	}
 	if s.after != nil {
@@ -59,7 +60,7 @@ func (s *sink) apply(ctx context.Context, tx *sql.Tx, e Event) error {
 func (s *sink) check(t *testing.T, n int64) {
 	t.Helper()
 	var count, total, maxN, maxSeq int64
-	err := s.db.QueryRow(`SELECT count(*), coalesce(sum(n), 0), coalesce(max(n), 0), coalesce(max(seq), 0) FROM applied`).Scan(&count, &total, &maxN, &maxSeq)
+	err := s.db.QueryRow(context.Background(), `SELECT count(*), coalesce(sum(n), 0), coalesce(max(n), 0), coalesce(max(seq), 0) FROM applied`).Scan(&count, &total, &maxN, &maxSeq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func newFollowTest(t *testing.T, pageSize int) *followTest {
 
 func (ft *followTest) add(n int) {
 	ft.log.add(n)
-	ft.pub.Notify()
+	ft.log.commits.Notify()
 }
 
 func (ft *followTest) setMode(m func(w http.ResponseWriter, r *http.Request) bool) {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"syndic/shared/httpx"
+	"syndic/shared/derrors"
 )
 
 // FuzzParse: any bytes either fail to parse or give events in seq order,
@@ -57,7 +57,7 @@ func FuzzRoundTrip(f *testing.F) {
 	f.Fuzz(func(t *testing.T, title, summary, name string) {
 		for _, s := range []string{title, summary} {
 			// What the services' validation refuses or trims never reaches a feed.
-			if httpx.BadText(s) != "" || strings.TrimSpace(s) != s {
+			if derrors.BadText(s) != "" || strings.TrimSpace(s) != s {
 				t.Skip()
 			}
 		}

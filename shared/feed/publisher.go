@@ -24,6 +24,7 @@ import (
 
 	"github.com/gorilla/feeds"
 
+	"syndic/shared/derrors"
 	"syndic/shared/httpx"
 	"syndic/shared/metrics"
 )
@@ -53,10 +54,14 @@ type Options struct {
 	// committed by another process; 1 s when zero.
 	Recheck time.Duration
 	// HeadMaxAge is how long /feed may answer from the head it last read:
-	// Notify clears it at once, so only events committed by another process
-	// (several instances on one PostgreSQL) wait up to this long to show.
-	// 250 ms when zero; negative reads the source on every request.
+	// a commit clears it at once, so only events committed by another
+	// process (several instances on one PostgreSQL) wait up to this long to
+	// show. 250 ms when zero; negative reads the source on every request.
 	HeadMaxAge time.Duration
+	// Changed returns a channel that is closed when the source next commits
+	// events (sqldb.DB.Committed): it wakes long-polls and clears the head
+	// kept in memory. Nil: only Recheck and HeadMaxAge notice new events.
+	Changed func() <-chan struct{}
 }
 
 // Version is part of every ETag: bump it when the rendering changes.
@@ -70,14 +75,12 @@ type Publisher struct {
 	etag string // constant part of ETags: version and page size
 
 	mu      sync.Mutex
-	changed chan struct{} // closed and replaced by Notify
 	closing chan struct{}
 	closed  bool
-	current *rendered // the last /feed rendered
-	headSeq int64     // the head last read from src…
-	headAt  time.Time // …at this time…
-	headGen uint64    // …valid while Notify has not moved gen past it
-	gen     uint64
+	current *rendered       // the last /feed rendered
+	headSeq int64           // the head last read from src…
+	headAt  time.Time       // …at this time…
+	headCh  <-chan struct{} // …valid until this commit signal closes
 	lru     *list.List
 	byKey   map[pageKey]*list.Element
 	cached  int // bytes in lru
@@ -131,7 +134,6 @@ func NewPublisher(src Source, opt Options, log *slog.Logger, m *metrics.Set) *Pu
 	p := &Publisher{
 		src: src, opt: opt, log: log,
 		etag:         Version + "-" + strconv.Itoa(opt.PageSize),
-		changed:      make(chan struct{}),
 		closing:      make(chan struct{}),
 		lru:          list.New(),
 		byKey:        map[pageKey]*list.Element{},
@@ -151,24 +153,21 @@ func NewPublisher(src Source, opt Options, log *slog.Logger, m *metrics.Set) *Pu
 	return p
 }
 
-// Notify wakes the long-polls: call it after committing new events.
-func (p *Publisher) Notify() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.gen++
-	if !p.closed {
-		close(p.changed)
-		p.changed = make(chan struct{})
+// changed returns the channel the source's next commit closes.
+func (p *Publisher) changed() <-chan struct{} {
+	if p.opt.Changed == nil {
+		return nil // never ready: Recheck and HeadMaxAge notice new events
 	}
+	return p.opt.Changed()
 }
 
 // head returns the source's head, from memory when cached is true and it
-// was read less than HeadMaxAge ago with no Notify since. Every read from
+// was read less than HeadMaxAge ago with no commit since. Every read from
 // the source refreshes the memory.
 func (p *Publisher) head(ctx context.Context, cached bool) (int64, error) {
+	ch := p.changed() // before the read: a commit during it makes it stale
 	p.mu.Lock()
-	gen := p.gen
-	if cached && p.headGen == gen && !p.headAt.IsZero() && time.Since(p.headAt) < p.opt.HeadMaxAge {
+	if cached && !closed(p.headCh) && !p.headAt.IsZero() && time.Since(p.headAt) < p.opt.HeadMaxAge {
 		h := p.headSeq
 		p.mu.Unlock()
 		return h, nil
@@ -179,11 +178,21 @@ func (p *Publisher) head(ctx context.Context, cached bool) (int64, error) {
 		return 0, err
 	}
 	p.mu.Lock()
-	if p.gen == gen { // no commit announced while we read: h is current
-		p.headSeq, p.headAt, p.headGen = h, time.Now(), gen
+	if !closed(ch) { // no commit while we read: h is current
+		p.headSeq, p.headAt, p.headCh = h, time.Now(), ch
 	}
 	p.mu.Unlock()
 	return h, nil
+}
+
+// closed reports whether ch is closed; a nil ch never is.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // Close answers waiting long-polls at once (with 304); call it when the
@@ -195,12 +204,6 @@ func (p *Publisher) Close() {
 		p.closed = true
 		close(p.closing)
 	}
-}
-
-func (p *Publisher) changedCh() chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.changed
 }
 
 // Register mounts the subscription document at Path and the archive pages
@@ -221,7 +224,7 @@ func (p *Publisher) serveArchive(w http.ResponseWriter, r *http.Request) {
 	p.mArchive.Inc(1)
 	k, err := strconv.ParseInt(r.PathValue("k"), 10, 64)
 	if err != nil || k < 1 || r.PathValue("k") != strconv.FormatInt(k, 10) {
-		httpx.WriteError(w, r, p.log, fmt.Errorf("archive page %q: want a page number from 1: %w", r.PathValue("k"), httpx.ErrNotFound))
+		httpx.WriteError(w, r, p.log, fmt.Errorf("archive page %q: want a page number from 1: %w", r.PathValue("k"), derrors.ErrNotFound))
 		return
 	}
 	key := pageKey{k, p.base(r)}
@@ -244,7 +247,7 @@ func (p *Publisher) serveArchive(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, key.base+p.opt.Path, http.StatusFound)
 		return
 	default:
-		httpx.WriteError(w, r, p.log, fmt.Errorf("archive page %d: the feed has %d events: %w", k, head, httpx.ErrNotFound))
+		httpx.WriteError(w, r, p.log, fmt.Errorf("archive page %d: the feed has %d events: %w", k, head, derrors.ErrNotFound))
 		return
 	}
 	doc, err := p.renderArchive(r.Context(), key)
@@ -368,7 +371,7 @@ func afterParam(r *http.Request) (int64, error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 {
-		return 0, httpx.Problems{"after": "must be a seq: a whole number from 0"}
+		return 0, derrors.Problems{"after": "must be a seq: a whole number from 0"}
 	}
 	return n, nil
 }
@@ -383,7 +386,7 @@ func (p *Publisher) wait(ctx context.Context, head int64, d time.Duration) (int6
 	recheck := time.NewTicker(p.opt.Recheck)
 	defer recheck.Stop()
 	for {
-		ch := p.changedCh()
+		ch := p.changed()
 		now, err := p.head(ctx, false)
 		if err != nil || now != head {
 			return now, err

@@ -19,14 +19,17 @@ import (
 	"time"
 
 	"syndic/shared/metrics"
+	"syndic/shared/sqldb"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // memLog is an in-memory event log: a real Source, held in a slice.
+// commits.Notify is what a writer's commit does.
 type memLog struct {
-	mu     sync.Mutex
-	events []Event
+	commits sqldb.Broadcast
+	mu      sync.Mutex
+	events  []Event
 }
 
 func (l *memLog) Head(context.Context) (int64, error) {
@@ -77,11 +80,12 @@ func (l *memLog) add(n int) {
 	}
 }
 
-func newTestPublisher(t *testing.T, src Source, base string, pageSize int) (*Publisher, *httptest.Server) {
+func newTestPublisher(t *testing.T, src *memLog, base string, pageSize int) (*Publisher, *httptest.Server) {
 	t.Helper()
 	p := NewPublisher(src, Options{
 		Title: "syndic contacts", ID: "urn:syndic:contacts:feed", EntryID: "urn:syndic:contacts:event:",
 		Author: "contacts", Path: "/feed", PageSize: pageSize, BaseURL: base, Recheck: 50 * time.Millisecond,
+		Changed: src.commits.Wait,
 	}, slog.New(slog.DiscardHandler), metrics.New())
 	mux := http.NewServeMux()
 	p.Register(mux, func(h http.Handler) http.Handler { return h })
@@ -264,7 +268,7 @@ func TestArchiveCachingHeaders(t *testing.T) {
 
 func TestCurrentETagChangesExactlyWithContent(t *testing.T) {
 	log := &memLog{}
-	pub, srv := newTestPublisher(t, log, "", 3)
+	_, srv := newTestPublisher(t, log, "", 3)
 	resp, empty := get(t, srv.URL+"/feed")
 	if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "no-cache" {
 		t.Fatalf("empty feed: status %d Cache-Control %q", resp.StatusCode, resp.Header.Get("Cache-Control"))
@@ -293,7 +297,7 @@ func TestCurrentETagChangesExactlyWithContent(t *testing.T) {
 			t.Fatalf("If-None-Match current: status %d, want 304", r.StatusCode)
 		}
 		log.add(1)
-		pub.Notify() // as a writer does after commit
+		log.commits.Notify() // as a writer does after commit
 	}
 }
 
@@ -314,7 +318,7 @@ func TestLongPoll(t *testing.T) {
 		}()
 		waitFor(t, func() bool { return pub.waiting.Load() == 1 })
 		log.add(1)
-		pub.Notify()
+		log.commits.Notify()
 		resp := <-got
 		if resp.StatusCode != 200 || resp.Header.Get("ETag") == etag {
 			t.Fatalf("status %d ETag %q, want 200 with a new ETag", resp.StatusCode, resp.Header.Get("ETag"))
@@ -327,7 +331,7 @@ func TestLongPoll(t *testing.T) {
 		}
 	})
 
-	t.Run("sees events committed elsewhere without Notify", func(t *testing.T) {
+	t.Run("sees events committed elsewhere without a commit signal", func(t *testing.T) {
 		resp, _ := get(t, srv.URL+"/feed")
 		etag := resp.Header.Get("ETag")
 		got := make(chan int, 1)
@@ -336,7 +340,7 @@ func TestLongPoll(t *testing.T) {
 			got <- resp.StatusCode
 		}()
 		waitFor(t, func() bool { return pub.waiting.Load() == 1 })
-		log.add(1) // no Notify: the recheck finds it
+		log.add(1) // no commit signal: the recheck finds it
 		if status := <-got; status != 200 {
 			t.Fatalf("status %d, want 200", status)
 		}
@@ -364,7 +368,7 @@ func TestLongPoll(t *testing.T) {
 
 	t.Run("events from another process show within HeadMaxAge", func(t *testing.T) {
 		resp, _ := get(t, srv.URL+"/feed")
-		log.add(1) // no Notify: another process wrote it
+		log.add(1) // no commit signal: another process wrote it
 		waitFor(t, func() bool {
 			r, _ := get(t, srv.URL+"/feed")
 			return r.Header.Get("ETag") != resp.Header.Get("ETag")

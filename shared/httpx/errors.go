@@ -1,30 +1,15 @@
 // Package httpx holds the HTTP plumbing every syndic service shares: serving
 // with timeouts and graceful shutdown, JSON in and out, the one table from
-// errors to status codes, request logging, security headers and access control.
+// errors (package derrors) to status codes, request logging, security
+// headers and access control.
 package httpx
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
-	"maps"
 	"net/http"
-	"slices"
-	"strings"
-)
 
-// Sentinel errors. Wrap them with fmt.Errorf("...: %w", ErrX) and WriteError
-// turns them into the matching status; anything else is a 500.
-var (
-	ErrInvalid            = errors.New("invalid")
-	ErrNotFound           = errors.New("not found")
-	ErrConflict           = errors.New("conflict")
-	ErrPreconditionFailed = errors.New("precondition failed")
-	ErrTooLarge           = errors.New("request body too large")
-	ErrUnsupportedMedia   = errors.New("unsupported media type")
-	ErrUnprocessable      = errors.New("unprocessable")
-	ErrUnauthorized       = errors.New("unauthorized")
-	ErrUnavailable        = errors.New("unavailable")
+	"syndic/shared/derrors"
 )
 
 // statusOf is the one table from errors to HTTP status codes.
@@ -32,15 +17,15 @@ var statusOf = []struct {
 	err    error
 	status int
 }{
-	{ErrInvalid, http.StatusBadRequest},
-	{ErrNotFound, http.StatusNotFound},
-	{ErrPreconditionFailed, http.StatusPreconditionFailed}, // before ErrConflict: a stale If-Match wraps both
-	{ErrConflict, http.StatusConflict},
-	{ErrTooLarge, http.StatusRequestEntityTooLarge},
-	{ErrUnsupportedMedia, http.StatusUnsupportedMediaType},
-	{ErrUnprocessable, http.StatusUnprocessableEntity},
-	{ErrUnauthorized, http.StatusUnauthorized},
-	{ErrUnavailable, http.StatusServiceUnavailable},
+	{derrors.ErrInvalid, http.StatusBadRequest},
+	{derrors.ErrNotFound, http.StatusNotFound},
+	{derrors.ErrPreconditionFailed, http.StatusPreconditionFailed}, // before ErrConflict: a stale If-Match wraps both
+	{derrors.ErrConflict, http.StatusConflict},
+	{derrors.ErrTooLarge, http.StatusRequestEntityTooLarge},
+	{derrors.ErrUnsupportedMedia, http.StatusUnsupportedMediaType},
+	{derrors.ErrUnprocessable, http.StatusUnprocessableEntity},
+	{derrors.ErrUnauthorized, http.StatusUnauthorized},
+	{derrors.ErrUnavailable, http.StatusServiceUnavailable},
 }
 
 // Status returns the HTTP status code for err: the first sentinel in the
@@ -52,41 +37,6 @@ func Status(err error) int {
 		}
 	}
 	return http.StatusInternalServerError
-}
-
-// Problems maps a field name to what is wrong with it. As an error it wraps
-// ErrInvalid, so it answers 400 and its fields are shown beside the inputs.
-type Problems map[string]string
-
-// Error lists the problems in field order.
-func (p Problems) Error() string {
-	var b strings.Builder
-	b.WriteString("invalid ")
-	for i, k := range slices.Sorted(maps.Keys(p)) {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%s: %s", k, p[k])
-	}
-	return b.String()
-}
-
-// Is makes errors.Is(p, ErrInvalid) true.
-func (p Problems) Is(target error) bool { return target == ErrInvalid }
-
-// Add records a problem with field, keeping the first one reported.
-func (p Problems) Add(field, why string) {
-	if _, ok := p[field]; !ok {
-		p[field] = why
-	}
-}
-
-// Err returns p as an error, or nil when there are no problems.
-func (p Problems) Err() error {
-	if len(p) == 0 {
-		return nil
-	}
-	return p
 }
 
 // ErrorBody is the JSON shape of every error answer.
@@ -117,7 +67,7 @@ func ErrorResponse(r *http.Request, log *slog.Logger, err error) (int, ErrorBody
 		return status, ErrorBody{Error: "internal error"}
 	}
 	body := ErrorBody{Error: err.Error()}
-	var p Problems
+	var p derrors.Problems
 	if errors.As(err, &p) {
 		body.Problems = p
 	}

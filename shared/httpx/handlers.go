@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"syndic/shared/derrors"
 )
 
 // Healthz answers 200 while the process is alive.
@@ -35,7 +37,7 @@ func Readyz(ready func(context.Context) error) http.Handler {
 // NotFoundJSON answers any request it gets with a JSON 404.
 func NotFoundJSON(log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, r, log, fmt.Errorf("%s %s: %w", r.Method, r.URL.Path, ErrNotFound))
+		WriteError(w, r, log, fmt.Errorf("%s %s: %w", r.Method, r.URL.Path, derrors.ErrNotFound))
 	})
 }
 

@@ -10,6 +10,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"syndic/shared/derrors"
 )
 
 func TestStatus(t *testing.T) {
@@ -17,13 +19,13 @@ func TestStatus(t *testing.T) {
 		err  error
 		want int
 	}{
-		{fmt.Errorf("x: %w", ErrNotFound), 404},
-		{Problems{"name": "is required"}, 400},
-		{fmt.Errorf("x: %w: %w", ErrConflict, ErrPreconditionFailed), 412},
-		{fmt.Errorf("x: %w", ErrConflict), 409},
-		{fmt.Errorf("x: %w", ErrTooLarge), 413},
-		{fmt.Errorf("x: %w", ErrUnsupportedMedia), 415},
-		{fmt.Errorf("x: %w", ErrUnavailable), 503},
+		{fmt.Errorf("x: %w", derrors.ErrNotFound), 404},
+		{derrors.Problems{"name": "is required"}, 400},
+		{fmt.Errorf("x: %w: %w", derrors.ErrConflict, derrors.ErrPreconditionFailed), 412},
+		{fmt.Errorf("x: %w", derrors.ErrConflict), 409},
+		{fmt.Errorf("x: %w", derrors.ErrTooLarge), 413},
+		{fmt.Errorf("x: %w", derrors.ErrUnsupportedMedia), 415},
+		{fmt.Errorf("x: %w", derrors.ErrUnavailable), 503},
 		{errors.New("disk on fire"), 500},
 	} {
 		if got := Status(tc.err); got != tc.want {
@@ -39,7 +41,7 @@ func TestWriteErrorHidesInternals(t *testing.T) {
 		t.Fatalf("500 answer: %d %s", rec.Code, rec.Body)
 	}
 	rec = httptest.NewRecorder()
-	WriteError(rec, httptest.NewRequest("GET", "/", nil), slog.New(slog.DiscardHandler), Problems{"email": "is required"})
+	WriteError(rec, httptest.NewRequest("GET", "/", nil), slog.New(slog.DiscardHandler), derrors.Problems{"email": "is required"})
 	var body ErrorBody
 	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != 400 || body.Problems["email"] != "is required" {
 		t.Fatalf("400 answer: %d %s", rec.Code, rec.Body)
@@ -57,14 +59,14 @@ func TestDecodeJSON(t *testing.T) {
 	}{
 		{"application/json", `{"name":"a","age":3}`, nil},
 		{"application/json; charset=utf-8", `{"name":"a"}`, nil},
-		{"text/plain", `{}`, ErrUnsupportedMedia},
-		{"", `{}`, ErrUnsupportedMedia},
-		{"application/json", `{"name":`, ErrInvalid},
-		{"application/json", `{"age":"x"}`, ErrInvalid},
-		{"application/json", `{"nick":"x"}`, ErrInvalid},
-		{"application/json", `{} {}`, ErrInvalid},
-		{"application/json", ``, ErrInvalid},
-		{"application/json", `{"name":"` + strings.Repeat("x", MaxBodyBytes) + `"}`, ErrTooLarge},
+		{"text/plain", `{}`, derrors.ErrUnsupportedMedia},
+		{"", `{}`, derrors.ErrUnsupportedMedia},
+		{"application/json", `{"name":`, derrors.ErrInvalid},
+		{"application/json", `{"age":"x"}`, derrors.ErrInvalid},
+		{"application/json", `{"nick":"x"}`, derrors.ErrInvalid},
+		{"application/json", `{} {}`, derrors.ErrInvalid},
+		{"application/json", ``, derrors.ErrInvalid},
+		{"application/json", `{"name":"` + strings.Repeat("x", MaxBodyBytes) + `"}`, derrors.ErrTooLarge},
 	} {
 		r := httptest.NewRequest("POST", "/", strings.NewReader(tc.body))
 		r.Header.Set("Content-Type", tc.ct)

@@ -7,6 +7,8 @@ import (
 	"io"
 	"mime"
 	"net/http"
+
+	"syndic/shared/derrors"
 )
 
 // MaxBodyBytes is the largest request body any service accepts.
@@ -27,13 +29,13 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // DecodeJSON reads one JSON value from r's body into v. It answers
-// ErrUnsupportedMedia for a content type other than application/json,
-// ErrTooLarge for a body over MaxBodyBytes and Problems (ErrInvalid) for
+// derrors.ErrUnsupportedMedia for a content type other than application/json,
+// derrors.ErrTooLarge for a body over MaxBodyBytes and derrors.Problems (derrors.ErrInvalid) for
 // malformed JSON, unknown fields, wrong types or trailing data.
 func DecodeJSON(r *http.Request, v any) error {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		return fmt.Errorf("content type %q: want application/json: %w", r.Header.Get("Content-Type"), ErrUnsupportedMedia)
+		return fmt.Errorf("content type %q: want application/json: %w", r.Header.Get("Content-Type"), derrors.ErrUnsupportedMedia)
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
 	dec.DisallowUnknownFields()
@@ -44,7 +46,7 @@ func DecodeJSON(r *http.Request, v any) error {
 		if err != nil {
 			return decodeError(err)
 		}
-		return Problems{"body": "unexpected data after the JSON value"}
+		return derrors.Problems{"body": "unexpected data after the JSON value"}
 	}
 	return nil
 }
@@ -55,19 +57,19 @@ func decodeError(err error) error {
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &tooLarge):
-		return fmt.Errorf("body over %d bytes: %w", tooLarge.Limit, ErrTooLarge)
+		return fmt.Errorf("body over %d bytes: %w", tooLarge.Limit, derrors.ErrTooLarge)
 	case errors.As(err, &syntax):
-		return Problems{"body": fmt.Sprintf("malformed JSON at byte %d: %v", syntax.Offset, syntax)}
+		return derrors.Problems{"body": fmt.Sprintf("malformed JSON at byte %d: %v", syntax.Offset, syntax)}
 	case errors.As(err, &typ):
 		field := typ.Field
 		if field == "" {
 			field = "body"
 		}
-		return Problems{field: fmt.Sprintf("must be a %s, not a JSON %s", typ.Type, typ.Value)}
+		return derrors.Problems{field: fmt.Sprintf("must be a %s, not a JSON %s", typ.Type, typ.Value)}
 	case errors.Is(err, io.EOF):
-		return Problems{"body": "empty body: want a JSON object"}
+		return derrors.Problems{"body": "empty body: want a JSON object"}
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return Problems{"body": "malformed JSON: unexpected end of input"}
+		return derrors.Problems{"body": "malformed JSON: unexpected end of input"}
 	}
-	return Problems{"body": err.Error()}
+	return derrors.Problems{"body": err.Error()}
 }

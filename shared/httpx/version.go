@@ -6,15 +6,17 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"syndic/shared/derrors"
 )
 
 // PathID parses the {id} path value as a positive integer; anything else is
-// ErrNotFound for what (e.g. "contact").
+// derrors.ErrNotFound for what (e.g. "contact").
 func PathID(r *http.Request, what string) (int64, error) {
 	s := r.PathValue("id")
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id < 1 {
-		return 0, fmt.Errorf("%s %q: ids are positive numbers: %w", what, s, ErrNotFound)
+		return 0, fmt.Errorf("%s %q: ids are positive numbers: %w", what, s, derrors.ErrNotFound)
 	}
 	return id, nil
 }
@@ -46,8 +48,8 @@ func BasedOn(r *http.Request, bodyVersion *int64) (version int64, ifMatch bool, 
 // StaleAs turns a stale-version conflict into 412 Precondition Failed when
 // the version came from If-Match; otherwise it stays a 409.
 func StaleAs(err error, ifMatch bool) error {
-	if ifMatch && errors.Is(err, ErrConflict) {
-		return fmt.Errorf("%w: %w", err, ErrPreconditionFailed)
+	if ifMatch && errors.Is(err, derrors.ErrConflict) {
+		return fmt.Errorf("%w: %w", err, derrors.ErrPreconditionFailed)
 	}
 	return err
 }

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"net"
 
+	"syndic/shared/derrors"
+
 	"github.com/jackc/pgx/v5/pgconn"
 	"modernc.org/sqlite"
-
-	"syndic/shared/httpx"
 )
 
 // unavailable explains why err means the database cannot take writes now
@@ -45,11 +45,11 @@ func unavailable(err error) string {
 	return ""
 }
 
-// classify wraps an error that means "not now" with httpx.ErrUnavailable,
+// classify wraps an error that means "not now" with derrors.ErrUnavailable,
 // so it is answered 503 with the reason, not 500.
 func classify(err error) error {
 	if why := unavailable(err); why != "" {
-		return fmt.Errorf("%s: %w: %w", why, httpx.ErrUnavailable, err)
+		return fmt.Errorf("%s: %w: %w", why, derrors.ErrUnavailable, err)
 	}
 	return err
 }

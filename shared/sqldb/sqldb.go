@@ -1,6 +1,7 @@
 // Package sqldb opens the database a service keeps its state in — SQLite
 // (modernc, WAL, no cgo) by default, PostgreSQL (pgx) when DATABASE_URL names
-// one — applies embedded migrations, and runs write transactions.
+// one — applies embedded migrations, runs write transactions and tells
+// waiters when one commits.
 //
 // The SQL the services write is shared by both dialects: numbered
 // placeholders ($1, $2 …), RETURNING, integer times (Unix microseconds).
@@ -12,12 +13,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,15 +35,22 @@ const (
 	Postgres Dialect = "postgres"
 )
 
-// DB is a database handle that knows its dialect and serialises write
-// transactions where the database needs it.
+// DB is a service's database, behind one door: writes go through Write,
+// which runs a function in one transaction (serialised in the process on
+// SQLite, where there is one writer at a time) and then tells Committed's
+// waiters; reads go through Query and QueryRow. Statements are prepared
+// once and reused. Nothing outside this package holds the *sql.DB.
 type DB struct {
-	*sql.DB
+	sql *sql.DB
+	// Dialect is the database family; stores read it for the rare SQL that
+	// differs between the two.
 	Dialect Dialect
 
 	// writeMu serialises SQLite write transactions in the process, so
 	// writers queue on a mutex instead of sleeping in SQLite's busy handler.
 	writeMu sync.Mutex
+	commits Broadcast
+	stmts   statements
 
 	mu   sync.Mutex
 	want int
@@ -79,7 +84,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		sdb.SetMaxOpenConns(8)
 		sdb.SetMaxIdleConns(4)
 		sdb.SetConnMaxIdleTime(5 * time.Minute)
-		db = &DB{DB: sdb, Dialect: SQLite}
+		db = &DB{sql: sdb, Dialect: SQLite}
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
 		sdb, err := sql.Open("pgx", url)
 		if err != nil {
@@ -88,13 +93,13 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		sdb.SetMaxOpenConns(16)
 		sdb.SetMaxIdleConns(4)
 		sdb.SetConnMaxIdleTime(5 * time.Minute)
-		db = &DB{DB: sdb, Dialect: Postgres}
+		db = &DB{sql: sdb, Dialect: Postgres}
 	default:
 		return nil, fmt.Errorf("unsupported database URL %q: want sqlite:PATH or postgres://…", config.Redact(url))
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := db.PingContext(pctx); err != nil {
+	if err := db.sql.PingContext(pctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("%s: %w", db.Dialect, err)
 	}
@@ -111,116 +116,8 @@ func sqliteDSN(p string) string {
 	return "file:" + (&url.URL{Path: p}).EscapedPath() + "?" + q.Encode()
 }
 
-// Tx runs fn in a transaction and commits when it returns nil; otherwise,
-// or on panic, it rolls back and nothing fn wrote remains. An error that
-// says the database can't take writes now (read-only, disk full,
-// unreachable) wraps httpx.ErrUnavailable: a 503 with the reason.
-func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
-	if db.Dialect == SQLite {
-		db.writeMu.Lock()
-		defer db.writeMu.Unlock()
-	}
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return classify(fmt.Errorf("begin: %w", err))
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			tx.Rollback()
-			panic(p)
-		}
-		if err != nil {
-			tx.Rollback()
-		}
-	}()
-	if err := fn(tx); err != nil {
-		return classify(err)
-	}
-	if err := tx.Commit(); err != nil {
-		return classify(fmt.Errorf("commit: %w", err))
-	}
-	return nil
-}
-
-// Migrate applies, in name order, the *.sql files of fsys's folder named
-// after the dialect that are not yet recorded in schema_migrations, each in
-// its own transaction. Several instances may start at once on PostgreSQL:
-// an advisory lock lets one apply each migration. A database that already
-// has every migration is only read, so a service can start on a read-only
-// one (and answer its writes 503).
-func (db *DB) Migrate(ctx context.Context, fsys fs.FS) error {
-	dir := string(db.Dialect)
-	entries, err := fs.ReadDir(fsys, dir)
-	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
-	}
-	var names []string
-	for _, e := range entries {
-		if !e.IsDir() && strings.HasSuffix(e.Name(), ".sql") {
-			names = append(names, e.Name())
-		}
-	}
-	slices.Sort(names)
-	applied, err := db.applied(ctx)
-	if err != nil { // no table yet
-		if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
-			return fmt.Errorf("migrations table: %w", err)
-		}
-	}
-	for _, name := range names {
-		if applied[name] {
-			continue
-		}
-		body, err := fs.ReadFile(fsys, path.Join(dir, name))
-		if err != nil {
-			return fmt.Errorf("migration %s: %w", name, err)
-		}
-		err = db.Tx(ctx, func(tx *sql.Tx) error {
-			if db.Dialect == Postgres {
-				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7349122)`); err != nil {
-					return err
-				}
-			}
-			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE name = $1`, name).Scan(&n); err != nil {
-				return err
-			}
-			if n > 0 {
-				return nil
-			}
-			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-				return err
-			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name, applied_at) VALUES ($1, $2)`, name, time.Now().UnixMicro())
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("migration %s: %w", name, err)
-		}
-	}
-	db.mu.Lock()
-	db.want = len(names)
-	db.mu.Unlock()
-	return nil
-}
-
-// applied returns the names recorded in schema_migrations.
-func (db *DB) applied(ctx context.Context) (map[string]bool, error) {
-	rows, err := db.QueryContext(ctx, `SELECT name FROM schema_migrations`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	names := map[string]bool{}
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return nil, err
-		}
-		names[name] = true
-	}
-	return names, rows.Err()
-}
+// Close closes the database, and with it every prepared statement.
+func (db *DB) Close() error { return db.sql.Close() }
 
 // Ready reports whether the database answers and every migration is applied.
 func (db *DB) Ready(ctx context.Context) error {
@@ -231,7 +128,7 @@ func (db *DB) Ready(ctx context.Context) error {
 		return errors.New("migrations not applied")
 	}
 	var n int
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
 	if n < want {

@@ -2,13 +2,12 @@ package sqldb_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"strings"
 	"testing"
 	"testing/fstest"
 
-	"syndic/shared/httpx"
+	"syndic/shared/derrors"
 	"syndic/shared/sqldb"
 	"syndic/shared/sqldb/sqldbtest"
 )
@@ -40,8 +39,8 @@ func TestOpenMigrateTx(t *testing.T) {
 			t.Fatal(err)
 		}
 		boom := errors.New("boom")
-		err = db.Tx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO t (v) VALUES ($1)`, 1); err != nil {
+		err = db.Write(ctx, func(tx *sqldb.Tx) error {
+			if _, err := tx.Exec(ctx, `INSERT INTO t (v) VALUES ($1)`, 1); err != nil {
 				return err
 			}
 			return boom
@@ -49,14 +48,14 @@ func TestOpenMigrateTx(t *testing.T) {
 		if !errors.Is(err, boom) {
 			t.Fatalf("Tx = %v, want boom", err)
 		}
-		if err := db.Tx(ctx, func(tx *sql.Tx) error {
-			_, err := tx.ExecContext(ctx, `INSERT INTO t (v) VALUES ($1)`, 2)
+		if err := db.Write(ctx, func(tx *sqldb.Tx) error {
+			_, err := tx.Exec(ctx, `INSERT INTO t (v) VALUES ($1)`, 2)
 			return err
 		}); err != nil {
 			t.Fatal(err)
 		}
 		var sum int
-		db.QueryRowContext(ctx, `SELECT coalesce(sum(v), 0) FROM t`).Scan(&sum)
+		db.QueryRow(ctx, `SELECT coalesce(sum(v), 0) FROM t`).Scan(&sum)
 		if sum != 2 {
 			t.Errorf("sum = %d, want 2: the failed transaction left a row", sum)
 		}
@@ -89,9 +88,9 @@ func TestUnwritableIsUnavailable(t *testing.T) {
 	}
 	db.Close()
 	insert := func(db *sqldb.DB, n int) error {
-		return db.Tx(ctx, func(tx *sql.Tx) error {
+		return db.Write(ctx, func(tx *sqldb.Tx) error {
 			for i := range n {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO t (v) VALUES ($1)`, i); err != nil {
+				if _, err := tx.Exec(ctx, `INSERT INTO t (v) VALUES ($1)`, i); err != nil {
 					return err
 				}
 			}
@@ -113,7 +112,7 @@ func TestUnwritableIsUnavailable(t *testing.T) {
 			}
 			defer db.Close()
 			err = insert(db, tc.rows)
-			if !errors.Is(err, httpx.ErrUnavailable) || !strings.Contains(err.Error(), tc.want) {
+			if !errors.Is(err, derrors.ErrUnavailable) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want ErrUnavailable saying %q", err, tc.want)
 			}
 		})
@@ -133,7 +132,7 @@ func TestUnwritableIsUnavailable(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ro.Close()
-		if err := insert(ro, 1); !errors.Is(err, httpx.ErrUnavailable) {
+		if err := insert(ro, 1); !errors.Is(err, derrors.ErrUnavailable) {
 			t.Fatalf("err = %v, want ErrUnavailable", err)
 		}
 	})

@@ -1,0 +1,205 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+)
+
+// Querier reads: a *DB outside any transaction, or a *Tx inside one.
+type Querier interface {
+	Query(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRow(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Tx is a write transaction: the only way to change the database.
+type Tx struct {
+	tx    *sql.Tx
+	db    *DB
+	stmts map[*sql.Stmt]*sql.Stmt // the DB's statements bound to this transaction
+}
+
+// Write runs fn in a transaction and commits when it returns nil; then
+// every channel Committed handed out is closed. When fn fails, or panics,
+// the transaction rolls back and nothing fn wrote remains. An error that
+// says the database can't take writes now (read-only, disk full,
+// unreachable) wraps derrors.ErrUnavailable: a 503 with the reason.
+func (db *DB) Write(ctx context.Context, fn func(*Tx) error) (err error) {
+	if db.Dialect == SQLite {
+		db.writeMu.Lock()
+		defer db.writeMu.Unlock()
+	}
+	stx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return classify(fmt.Errorf("begin: %w", err))
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			stx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			stx.Rollback()
+		}
+	}()
+	if err := fn(&Tx{tx: stx, db: db}); err != nil {
+		return classify(err)
+	}
+	if err := stx.Commit(); err != nil {
+		return classify(fmt.Errorf("commit: %w", err))
+	}
+	db.commits.Notify()
+	return nil
+}
+
+// Committed returns a channel that is closed when the next write commits.
+// Take it before looking at the state it guards, then wait on it.
+func (db *DB) Committed() <-chan struct{} { return db.commits.Wait() }
+
+// Query runs a read outside any transaction.
+func (db *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if s := db.stmts.get(db.sql, query, true); s != nil {
+		return s.QueryContext(ctx, args...)
+	}
+	return db.sql.QueryContext(ctx, query, args...)
+}
+
+// QueryRow runs a read of at most one row outside any transaction.
+func (db *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if s := db.stmts.get(db.sql, query, true); s != nil {
+		return s.QueryRowContext(ctx, args...)
+	}
+	return db.sql.QueryRowContext(ctx, query, args...)
+}
+
+// Exec runs a statement inside the transaction.
+func (t *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if s := t.stmt(ctx, query); s != nil {
+		return s.ExecContext(ctx, args...)
+	}
+	return t.tx.ExecContext(ctx, query, args...)
+}
+
+// Query runs a read inside the transaction.
+func (t *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if s := t.stmt(ctx, query); s != nil {
+		return s.QueryContext(ctx, args...)
+	}
+	return t.tx.QueryContext(ctx, query, args...)
+}
+
+// QueryRow runs a read of at most one row inside the transaction.
+func (t *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if s := t.stmt(ctx, query); s != nil {
+		return s.QueryRowContext(ctx, args...)
+	}
+	return t.tx.QueryRowContext(ctx, query, args...)
+}
+
+// Dialect is the database family the transaction runs on.
+func (t *Tx) Dialect() Dialect { return t.db.Dialect }
+
+// stmt returns the DB's prepared statement for query bound to this
+// transaction's connection, or nil to run it unprepared.
+func (t *Tx) stmt(ctx context.Context, query string) *sql.Stmt {
+	s := t.db.stmts.get(t.db.sql, query, false)
+	if s == nil {
+		return nil
+	}
+	if ts, ok := t.stmts[s]; ok {
+		return ts
+	}
+	if t.stmts == nil {
+		t.stmts = map[*sql.Stmt]*sql.Stmt{}
+	}
+	ts := t.tx.StmtContext(ctx, s)
+	t.stmts[s] = ts
+	return ts
+}
+
+// maxStatements bounds the statements kept prepared; a query beyond them
+// (SQL built with a varying shape) runs unprepared.
+const maxStatements = 256
+
+// statements prepares each query once and keeps it for the life of the DB.
+// database/sql prepares it again, once, on each connection that runs it,
+// and Tx.StmtContext reuses that. A transaction holds a connection, so it
+// never waits for a prepare (which needs one of its own: with the pool
+// taken by transactions that would deadlock): the first use inside a
+// transaction runs unprepared while the statement is prepared beside it.
+type statements struct {
+	mu      sync.RWMutex
+	m       map[string]*sql.Stmt
+	pending map[string]bool
+}
+
+// get returns query's statement. When it is not prepared yet, now says
+// whether to prepare it before returning (the caller holds no connection)
+// or in the background, returning nil.
+func (st *statements) get(db *sql.DB, query string, now bool) *sql.Stmt {
+	st.mu.RLock()
+	s, ok := st.m[query]
+	busy := st.pending[query] || len(st.m)+len(st.pending) >= maxStatements
+	st.mu.RUnlock()
+	if ok || busy {
+		return s
+	}
+	if !now {
+		st.mu.Lock()
+		if st.pending == nil {
+			st.pending = map[string]bool{}
+		}
+		st.pending[query] = true
+		st.mu.Unlock()
+		go st.prepare(db, query)
+		return nil
+	}
+	return st.prepare(db, query)
+}
+
+func (st *statements) prepare(db *sql.DB, query string) *sql.Stmt {
+	s, err := db.PrepareContext(context.Background(), query)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	delete(st.pending, query)
+	if err != nil {
+		return nil // unprepared, it reports the error where it runs
+	}
+	if old, ok := st.m[query]; ok {
+		s.Close()
+		return old
+	}
+	if st.m == nil {
+		st.m = map[string]*sql.Stmt{}
+	}
+	st.m[query] = s
+	return s
+}
+
+// Broadcast wakes every waiter at once: Wait returns a channel that the
+// next Notify closes. The zero value is ready to use.
+type Broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// Notify closes the channel Wait handed out; the next Wait gets a new one.
+func (b *Broadcast) Notify() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch != nil {
+		close(b.ch)
+		b.ch = nil
+	}
+}
+
+// Wait returns a channel that is closed at the next Notify.
+func (b *Broadcast) Wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch == nil {
+		b.ch = make(chan struct{})
+	}
+	return b.ch
+}
