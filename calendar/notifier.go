@@ -47,8 +47,8 @@ type Notifier struct {
 	// Committed returns a channel closed at the store's next commit
 	// (sqldb.DB.Committed): entries written are swept at once.
 	Committed func() <-chan struct{}
-	Log         *slog.Logger
-	Metrics     *metrics.Set
+	Log       *slog.Logger
+	Metrics   *metrics.Set
 
 	once     sync.Once
 	ch       chan int64

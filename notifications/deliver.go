@@ -27,8 +27,8 @@ type Delivery struct {
 	// Committed returns a channel closed at the store's next commit
 	// (sqldb.DB.Committed): a notification accepted wakes an idle worker.
 	Committed func() <-chan struct{}
-	Log         *slog.Logger
-	Metrics     *metrics.Set
+	Log       *slog.Logger
+	Metrics   *metrics.Set
 
 	poke chan struct{}
 	once sync.Once
