@@ -112,10 +112,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 	m := metrics.New()
+	access := cfg.Access()
 	notifier := &Notifier{
 		Store:     store,
 		URL:       cfg.NotificationsURL,
-		Authorize: authorize(cfg.Common),
+		Authorize: access.Authorize,
 		Client:    &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.NotifyWorkers}},
 		Breaker: breaker.New(breaker.Settings{Name: "notifications", Failures: uint32(cfg.BreakerFailures), OpenFor: cfg.BreakerOpenFor,
 			Counts: IsPeerFailure, Log: log, Met: m}),
@@ -126,7 +127,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	fc := feed.FollowerConfig{
 		Name:         "contacts",
 		URL:          cfg.ContactsFeedURL,
-		Authorize:    authorize(cfg.Common),
+		Authorize:    access.Authorize,
 		Client:       &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second}},
 		DB:           db,
 		Apply:        ApplyContactEvent,
@@ -145,23 +146,9 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	access := httpx.Access{Token: cfg.APIToken, User: cfg.UIUser, Password: cfg.UIPassword}
 	h, err := NewServer(log, store, db, follower.Status, m, access, cfg.PublicBase())
 	if err != nil {
 		return err
 	}
 	return httpx.Run(ctx, log, cfg.Listener, cfg.Port, access, h, follower.Run, notifier.Run)
-}
-
-// authorize adds the credentials calendar reads the contacts feed with:
-// the shared API_TOKEN, else Basic with UI_USER/UI_PASSWORD.
-func authorize(c config.Common) func(*http.Request) {
-	return func(r *http.Request) {
-		switch {
-		case c.APIToken != "":
-			r.Header.Set("Authorization", "Bearer "+c.APIToken)
-		case c.UIPassword != "":
-			r.SetBasicAuth(c.UIUser, c.UIPassword)
-		}
-	}
 }

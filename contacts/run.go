@@ -76,7 +76,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		BaseURL:  cfg.PublicBase(),
 		Changed:  db.Committed,
 	}, log, m)
-	access := httpx.Access{Token: cfg.APIToken, User: cfg.UIUser, Password: cfg.UIPassword}
+	access := cfg.Access()
 	h, err := NewServer(log, store, db, pub, m, access)
 	if err != nil {
 		return err

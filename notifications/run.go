@@ -112,7 +112,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	br := breaker.New(breaker.Settings{Name: "smtp", Failures: uint32(cfg.BreakerFailures), OpenFor: cfg.BreakerOpenFor, Counts: Temporary, Log: log, Met: m})
 	delivery := &Delivery{Store: store, Sender: sender, Breaker: br, From: cfg.MailFrom, Workers: cfg.Workers,
 		MaxAttempts: cfg.MaxAttempts, MinBackoff: cfg.RetryMin, MaxBackoff: cfg.RetryMax, Lease: cfg.Lease, Committed: db.Committed, Log: log, Metrics: m}
-	access := httpx.Access{Token: cfg.APIToken, User: cfg.UIUser, Password: cfg.UIPassword}
+	access := cfg.Access()
 	h, err := NewServer(log, store, db, m, access, br.State)
 	if err != nil {
 		return err

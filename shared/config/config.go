@@ -14,6 +14,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"syndic/shared/httpx"
+
 	"github.com/kelseyhightower/envconfig"
 )
 
@@ -44,6 +46,11 @@ func (c Common) Validate() error {
 		return errors.New("UI_USER: must not contain ':'")
 	}
 	return nil
+}
+
+// Access returns the credentials the service accepts, and sends to its peers.
+func (c Common) Access() httpx.Access {
+	return httpx.Access{Token: c.APIToken, User: c.UIUser, Password: c.UIPassword}
 }
 
 // PublicBase returns BASE_URL without a trailing slash.

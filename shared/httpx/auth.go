@@ -16,6 +16,18 @@ type Access struct {
 	Password string
 }
 
+// Authorize adds these credentials to a request this service makes of
+// another (they share API_TOKEN): the bearer token, else Basic with
+// User/Password, else nothing.
+func (a Access) Authorize(r *http.Request) {
+	switch {
+	case a.Token != "":
+		r.Header.Set("Authorization", "Bearer "+a.Token)
+	case a.Password != "":
+		r.SetBasicAuth(a.User, a.Password)
+	}
+}
+
 // Configured reports whether any credential is set; without one a service
 // listens on loopback only.
 func (a Access) Configured() bool { return a.Token != "" || a.Password != "" }

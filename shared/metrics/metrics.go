@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"syndic/shared/httpx"
+
 	gometrics "github.com/rcrowley/go-metrics"
 )
 
@@ -95,36 +97,16 @@ func (s *Set) Middleware(h http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		rec := &httpx.Recorder{ResponseWriter: w}
 		defer func() {
 			timer.UpdateSince(start)
-			if c := rec.status / 100; c >= 1 && c <= 5 {
+			if c := cmp.Or(rec.Status, http.StatusOK) / 100; c >= 1 && c <= 5 {
 				classes[c].Inc(1)
 			}
 		}()
 		h.ServeHTTP(rec, r)
 	})
 }
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status  int
-	written bool
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	if !r.written {
-		r.status, r.written = code, true
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *statusRecorder) Write(p []byte) (int, error) {
-	r.written = true
-	return r.ResponseWriter.Write(p)
-}
-
-func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 var quantiles = []float64{0.5, 0.9, 0.99}
 

@@ -5,7 +5,8 @@
 //
 // The SQL the services write is shared by both dialects: numbered
 // placeholders ($1, $2 …), RETURNING, integer times (Unix microseconds).
-// Only the schema differs, so migrations live in one folder per dialect.
+// The schema is shared too: a migration writes {{id}}, {{int}}, {{bool}} and
+// {{false}} where the dialects spell a type differently (see Migrate).
 package sqldb
 
 import (

@@ -13,10 +13,51 @@ import (
 )
 
 var migrations = fstest.MapFS{
-	"sqlite/001_t.sql":   {Data: []byte(`CREATE TABLE t (v INTEGER NOT NULL);`)},
-	"sqlite/002_u.sql":   {Data: []byte(`CREATE TABLE u (v INTEGER NOT NULL);`)},
-	"postgres/001_t.sql": {Data: []byte(`CREATE TABLE t (v BIGINT NOT NULL);`)},
-	"postgres/002_u.sql": {Data: []byte(`CREATE TABLE u (v BIGINT NOT NULL);`)},
+	"001_t.sql": {Data: []byte(`CREATE TABLE t (v {{int}} NOT NULL);`)},
+	"002_u.sql": {Data: []byte(`CREATE TABLE u (v {{int}} NOT NULL);`)},
+}
+
+// TestMigrationWords: one schema, with the words for what the dialects
+// spell differently, makes the same table on both.
+func TestMigrationWords(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		db, err := sqldb.Open(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		schema := fstest.MapFS{"001_w.sql": {Data: []byte(`CREATE TABLE w (
+			id {{id}}, n {{int}} NOT NULL, flag {{bool}} NOT NULL DEFAULT {{false}});`)}}
+		if err := db.Migrate(ctx, schema); err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for _, n := range []int64{1 << 40, 7} {
+			err := db.Write(ctx, func(tx *sqldb.Tx) error {
+				var id int64
+				if err := tx.QueryRow(ctx, `INSERT INTO w (n) VALUES ($1) RETURNING id`, n).Scan(&id); err != nil {
+					return err
+				}
+				ids = append(ids, id)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ids[0] < 1 || ids[1] <= ids[0] {
+			t.Errorf("ids = %v, want assigned and increasing", ids)
+		}
+		var n int64
+		var flag bool
+		if err := db.QueryRow(ctx, `SELECT n, flag FROM w WHERE id = $1`, ids[0]).Scan(&n, &flag); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1<<40 || flag {
+			t.Errorf("row = %d, %v; want %d, false", n, flag, int64(1<<40))
+		}
+	})
 }
 
 func TestOpenMigrateTx(t *testing.T) {
