@@ -39,9 +39,7 @@ func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
 
 const contactColumns = `id, name, email, phone, version, created_at, updated_at`
 
-type scanner interface{ Scan(...any) error }
-
-func scanContact(row scanner) (Contact, error) {
+func scanContact(row sqldb.Scanner) (Contact, error) {
 	var c Contact
 	var created, updated int64
 	if err := row.Scan(&c.ID, &c.Name, &c.Email, &c.Phone, &c.Version, &created, &updated); err != nil {
@@ -62,21 +60,10 @@ func (s *SQLStore) List(ctx context.Context, q Query) ([]Contact, error) {
 		query += ` WHERE lower(name) LIKE $1 ESCAPE '\' OR lower(email) LIKE $1 ESCAPE '\' OR phone LIKE $1 ESCAPE '\'`
 		args = append(args, "%"+escapeLike(strings.ToLower(q.Search))+"%")
 	}
-	query += fmt.Sprintf(` ORDER BY name, id LIMIT %d OFFSET %d`, q.Limit, max(q.Offset, 0))
-	rows, err := s.db.Query(ctx, query, args...)
+	query += fmt.Sprintf(` ORDER BY name, id LIMIT $%d OFFSET $%d`, len(args)+1, len(args)+2)
+	args = append(args, q.Limit, max(q.Offset, 0))
+	out, err := sqldb.All(ctx, s.db, scanContact, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list contacts: %w", err)
-	}
-	defer rows.Close()
-	out := []Contact{}
-	for rows.Next() {
-		c, err := scanContact(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list contacts: %w", err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list contacts: %w", err)
 	}
 	return out, nil

@@ -32,9 +32,7 @@ func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
 
 const columns = `id, idempotency_key, to_address, subject, body, calendar, status, attempts, last_error, next_attempt_at, created_at, updated_at, sent_at`
 
-type scanner interface{ Scan(...any) error }
-
-func scan(row scanner) (Notification, error) {
+func scan(row sqldb.Scanner) (Notification, error) {
 	var n Notification
 	var next, created, updated int64
 	var sent sql.NullInt64
@@ -107,21 +105,12 @@ func (s *SQLStore) List(ctx context.Context, status string, limit int) ([]Notifi
 		q += ` WHERE status = $1`
 		args = append(args, status)
 	}
-	q += fmt.Sprintf(` ORDER BY id DESC LIMIT %d`, limit)
-	rows, err := s.db.Query(ctx, q, args...)
+	q += fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args)+1)
+	out, err := sqldb.All(ctx, s.db, scan, q, append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("list notifications: %w", err)
 	}
-	defer rows.Close()
-	out := []Notification{}
-	for rows.Next() {
-		n, err := scan(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list notifications: %w", err)
-		}
-		out = append(out, n)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Claim leases the next due notification. The whole condition is checked

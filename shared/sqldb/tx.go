@@ -203,3 +203,25 @@ func (b *Broadcast) Wait() <-chan struct{} {
 	}
 	return b.ch
 }
+
+// Scanner is a row to read columns from: *sql.Row or *sql.Rows.
+type Scanner interface{ Scan(dest ...any) error }
+
+// All runs a read on q and returns every row as scan reads it, in order;
+// no rows is an empty, non-nil slice.
+func All[T any](ctx context.Context, q Querier, scan func(Scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
