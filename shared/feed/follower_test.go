@@ -84,8 +84,7 @@ func newFollowTest(t *testing.T, pageSize int) *followTest {
 	pub, inner := newTestPublisher(t, ft.log, "", pageSize)
 	ft.pub = pub
 	inner.Close()
-	mux := http.NewServeMux()
-	pub.Register(mux, func(h http.Handler) http.Handler { return h })
+	mux := routes(pub)
 	ft.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if m := ft.mode.Load(); m != nil && (*m)(w, r) {
 			return
@@ -276,9 +275,7 @@ func TestFollowSurvivesABadPublisher(t *testing.T) {
 			r.Header.Del("If-None-Match")
 			r.Header.Del("Prefer")
 			ft := r.Context().Value(ftKey{}).(*followTest)
-			mux := http.NewServeMux()
-			ft.pub.Register(mux, func(h http.Handler) http.Handler { return h })
-			mux.ServeHTTP(rec, r)
+			routes(ft.pub).ServeHTTP(rec, r)
 			body := rec.Body.Bytes()
 			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
 			w.Write(body[:len(body)/2])
@@ -333,18 +330,20 @@ func TestFollowCrashSafety(t *testing.T) {
 	ft := newFollowTest(t, 7)
 	rng := rand.New(rand.NewPCG(1, 2))
 	var mu sync.Mutex
-	ft.sink.fail = func(e Event) error {
+	// oneIn reports true, at random, once in n calls.
+	oneIn := func(n int) bool {
 		mu.Lock()
 		defer mu.Unlock()
-		if rng.IntN(10) == 0 {
+		return rng.IntN(n) == 0
+	}
+	ft.sink.fail = func(e Event) error {
+		if oneIn(10) {
 			return errors.New("crash before the write")
 		}
 		return nil
 	}
 	ft.sink.after = func(e Event) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if rng.IntN(10) == 0 {
+		if oneIn(10) {
 			return errors.New("crash after the write, before commit")
 		}
 		return nil
@@ -358,10 +357,7 @@ func TestFollowCrashSafety(t *testing.T) {
 		var once sync.Once
 		f, stop := ft.start(func(c *FollowerConfig) {
 			c.OnApplied = func(Checkpoint) {
-				mu.Lock()
-				kill := rng.IntN(3) == 0
-				mu.Unlock()
-				if kill { // crash after commit: the process dies here
+				if oneIn(3) { // crash after commit: the process dies here
 					once.Do(func() { close(crashed) })
 				}
 			}

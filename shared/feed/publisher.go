@@ -8,12 +8,9 @@
 package feed
 
 import (
-	"bytes"
-	"compress/gzip"
 	"container/list"
 	"context"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -21,8 +18,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gorilla/feeds"
 
 	"syndic/shared/derrors"
 	"syndic/shared/httpx"
@@ -93,25 +88,6 @@ type pageKey struct {
 	k    int64
 	base string
 }
-
-type rendered struct {
-	key  pageKey
-	head int64 // for /feed: the head it shows…
-	from int64 // …from this seq
-	body []byte
-	etag string
-
-	gzOnce sync.Once
-	gz     []byte
-}
-
-// gzip returns the body gzip-encoded, compressing it on first use.
-func (r *rendered) gzip() []byte {
-	r.gzOnce.Do(func() { r.gz = gzipped(r.body) })
-	return r.gz
-}
-
-func (r *rendered) size() int { return len(r.body) + len(r.gz) + 128 }
 
 // NewPublisher returns a Publisher of src. m receives its metrics.
 func NewPublisher(src Source, opt Options, log *slog.Logger, m *metrics.Set) *Publisher {
@@ -260,63 +236,6 @@ func (p *Publisher) serveArchive(w http.ResponseWriter, r *http.Request) {
 	p.write(w, r, doc, "public, max-age=31536000, immutable")
 }
 
-func (p *Publisher) renderArchive(ctx context.Context, key pageKey) (*rendered, error) {
-	n := int64(p.opt.PageSize)
-	first, last := (key.k-1)*n+1, key.k*n
-	events, err := p.src.Events(ctx, first, last)
-	if err != nil {
-		return nil, fmt.Errorf("archive page %d: %w", key.k, err)
-	}
-	if int64(len(events)) != n {
-		return nil, fmt.Errorf("archive page %d: %d events, want %d", key.k, len(events), n)
-	}
-	links := []feeds.AtomLink{
-		{Rel: "self", Href: key.base + p.ArchivePath(key.k)},
-		{Rel: "current", Href: key.base + p.opt.Path},
-		{Rel: "first", Href: key.base + p.ArchivePath(1)},
-		{Rel: "next-archive", Href: key.base + p.ArchivePath(key.k+1)},
-	}
-	if key.k > 1 {
-		links = append(links, feeds.AtomLink{Rel: "prev-archive", Href: key.base + p.ArchivePath(key.k-1)})
-	}
-	body, err := p.render(key.base, links, true, events, events[len(events)-1].Time)
-	if err != nil {
-		return nil, err
-	}
-	return &rendered{key: key, body: body, etag: p.archiveETag(key)}, nil
-}
-
-func (p *Publisher) archiveETag(key pageKey) string {
-	return `"a` + p.etag + "-" + strconv.FormatInt(key.k, 10) + "-" + baseHash(key.base) + `"`
-}
-
-func (p *Publisher) currentETag(head int64, base string) string {
-	return `"f` + p.etag + "-" + strconv.FormatInt(head, 10) + "-" + baseHash(base) + `"`
-}
-
-func baseHash(base string) string {
-	h := fnv.New32a()
-	h.Write([]byte(base))
-	return strconv.FormatUint(uint64(h.Sum32()), 36)
-}
-
-func (p *Publisher) render(base string, links []feeds.AtomLink, archive bool, events []Event, updated time.Time) ([]byte, error) {
-	p.mRenders.Inc(1)
-	links = append(links, feeds.AtomLink{Rel: "alternate", Type: "text/html", Href: base + "/"})
-	pg := page{
-		Title:     p.opt.Title,
-		ID:        p.opt.ID,
-		Updated:   formatTime(updated),
-		Author:    &feeds.AtomAuthor{AtomPerson: feeds.AtomPerson{Name: p.opt.Author}},
-		Generator: "syndic",
-		Links:     links,
-	}
-	if archive {
-		pg.Archive = &struct{}{}
-	}
-	return render(pg, events, func(seq int64) string { return p.opt.EntryID + strconv.FormatInt(seq, 10) }, base)
-}
-
 func (p *Publisher) serveCurrent(w http.ResponseWriter, r *http.Request) {
 	p.mRequests.Inc(1)
 	base := p.base(r)
@@ -402,187 +321,4 @@ func (p *Publisher) wait(ctx context.Context, head int64, d time.Duration) (int6
 			return head, nil
 		}
 	}
-}
-
-// renderCurrent renders the subscription document at head: the events
-// after the last full page or, when after ≥ 0, those after after, reaching
-// back at most into the newest archive page.
-func (p *Publisher) renderCurrent(ctx context.Context, head int64, base string, after int64) (*rendered, error) {
-	n := int64(p.opt.PageSize)
-	full := head / n // archive pages that are full
-	from := full*n + 1
-	if after >= 0 {
-		from = max(after, full*n-n, 0) + 1
-	}
-	p.mu.Lock()
-	cur := p.current
-	p.mu.Unlock()
-	if cur != nil && cur.head == head && cur.key.base == base && cur.from == min(from, head+1) {
-		return cur, nil
-	}
-	var events []Event
-	var updated time.Time
-	if head > 0 {
-		// Read from the head at least: the last event dates the page.
-		var err error
-		events, err = p.src.Events(ctx, min(from, head), head)
-		if err != nil {
-			return nil, fmt.Errorf("feed: %w", err)
-		}
-		if len(events) == 0 || events[len(events)-1].Seq != head {
-			return nil, fmt.Errorf("feed: events up to %d missing", head)
-		}
-		updated = events[len(events)-1].Time
-		if from > head {
-			events = nil
-		}
-	} else {
-		updated = time.Unix(0, 0)
-	}
-	links := []feeds.AtomLink{{Rel: "self", Href: base + p.opt.Path}, {Rel: "current", Href: base + p.opt.Path}}
-	if full > 0 {
-		links = append(links,
-			feeds.AtomLink{Rel: "first", Href: base + p.ArchivePath(1)},
-			feeds.AtomLink{Rel: "prev-archive", Href: base + p.ArchivePath(full)})
-	}
-	body, err := p.render(base, links, false, events, updated)
-	if err != nil {
-		return nil, err
-	}
-	doc := &rendered{key: pageKey{0, base}, head: head, from: min(from, head+1), body: body, etag: p.currentETag(head, base)}
-	p.mu.Lock()
-	if p.current == nil || p.current.head <= head {
-		p.current = doc
-	}
-	p.mu.Unlock()
-	return doc, nil
-}
-
-func (p *Publisher) cachedArchive(key pageKey) *rendered {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if el, ok := p.byKey[key]; ok {
-		p.lru.MoveToFront(el)
-		return el.Value.(*rendered)
-	}
-	return nil
-}
-
-func (p *Publisher) keep(doc *rendered) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, ok := p.byKey[doc.key]; ok {
-		return
-	}
-	p.byKey[doc.key] = p.lru.PushFront(doc)
-	p.cached += doc.size()
-	for p.cached > p.opt.CacheBytes && p.lru.Len() > 1 {
-		old := p.lru.Remove(p.lru.Back()).(*rendered)
-		delete(p.byKey, old.key)
-		p.cached -= old.size()
-	}
-}
-
-func (p *Publisher) notModified(w http.ResponseWriter, etag, cacheControl string) {
-	p.mNotModified.Inc(1)
-	h := w.Header()
-	h.Set("ETag", etag)
-	h.Set("Cache-Control", cacheControl)
-	p.vary(h)
-	w.WriteHeader(http.StatusNotModified)
-}
-
-func (p *Publisher) vary(h http.Header) {
-	if p.opt.BaseURL == "" {
-		h.Set("Vary", "Accept-Encoding, X-Forwarded-Host, X-Forwarded-Proto")
-	} else {
-		h.Set("Vary", "Accept-Encoding")
-	}
-}
-
-// write answers doc, gzip-encoded when the client accepts it, or 304 when
-// If-None-Match holds either encoding's ETag.
-func (p *Publisher) write(w http.ResponseWriter, r *http.Request, doc *rendered, cacheControl string) {
-	gz := acceptsGzip(r.Header.Get("Accept-Encoding"))
-	etag := doc.etag
-	if gz {
-		etag = gzETag(doc.etag)
-	}
-	if matchesAny(r.Header.Get("If-None-Match"), doc.etag) {
-		p.notModified(w, etag, cacheControl)
-		return
-	}
-	body := doc.body
-	h := w.Header()
-	if gz {
-		body = doc.gzip()
-		h.Set("Content-Encoding", "gzip")
-	}
-	h.Set("Content-Type", "application/atom+xml; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Set("ETag", etag)
-	h.Set("Cache-Control", cacheControl)
-	p.vary(h)
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		w.Write(body)
-	}
-}
-
-func gzETag(etag string) string { return strings.TrimSuffix(etag, `"`) + `-gz"` }
-
-func gzipped(b []byte) []byte {
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	zw.Write(b)
-	zw.Close()
-	return buf.Bytes()
-}
-
-// matches reports whether an If-None-Match value lists etag (weak
-// comparison, as RFC 9110 asks for If-None-Match) or is "*".
-func matches(inm, etag string) bool {
-	for tag := range strings.SplitSeq(inm, ",") {
-		tag = strings.TrimSpace(tag)
-		if tag == "*" || strings.TrimPrefix(tag, "W/") == etag {
-			return true
-		}
-	}
-	return false
-}
-
-// matchesAny reports whether If-None-Match lists either encoding's ETag of
-// a document: both name the same content.
-func matchesAny(inm, etag string) bool {
-	return inm != "" && (matches(inm, etag) || matches(inm, gzETag(etag)))
-}
-
-// acceptsGzip reports whether Accept-Encoding admits gzip.
-func acceptsGzip(ae string) bool {
-	for part := range strings.SplitSeq(ae, ",") {
-		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		if strings.EqualFold(strings.TrimSpace(name), "gzip") {
-			q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
-			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
-		}
-	}
-	return false
-}
-
-// preferWait returns the wait=N of a Prefer header (RFC 7240), capped at
-// max, or 0.
-func preferWait(prefer string, max time.Duration) time.Duration {
-	for pref := range strings.SplitSeq(prefer, ",") {
-		pref, _, _ = strings.Cut(pref, ";")
-		name, val, ok := strings.Cut(strings.TrimSpace(pref), "=")
-		if !ok || !strings.EqualFold(strings.TrimSpace(name), "wait") {
-			continue
-		}
-		n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(val), `"`))
-		if err != nil || n <= 0 {
-			return 0
-		}
-		return min(time.Duration(n)*time.Second, max)
-	}
-	return 0
 }

@@ -80,6 +80,13 @@ func (l *memLog) add(n int) {
 	}
 }
 
+// newMemLog returns a memLog holding n events.
+func newMemLog(n int) *memLog {
+	l := &memLog{}
+	l.add(n)
+	return l
+}
+
 func newTestPublisher(t *testing.T, src *memLog, base string, pageSize int) (*Publisher, *httptest.Server) {
 	t.Helper()
 	p := NewPublisher(src, Options{
@@ -87,12 +94,17 @@ func newTestPublisher(t *testing.T, src *memLog, base string, pageSize int) (*Pu
 		Author: "contacts", Path: "/feed", PageSize: pageSize, BaseURL: base, Recheck: 50 * time.Millisecond,
 		Changed: src.commits.Wait,
 	}, slog.New(slog.DiscardHandler), metrics.New())
-	mux := http.NewServeMux()
-	p.Register(mux, func(h http.Handler) http.Handler { return h })
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(routes(p))
 	t.Cleanup(srv.Close)
 	t.Cleanup(p.Close)
 	return p, srv
+}
+
+// routes returns p's handlers on a mux of their own, with no guard.
+func routes(p *Publisher) http.Handler {
+	mux := http.NewServeMux()
+	p.Register(mux, func(h http.Handler) http.Handler { return h })
+	return mux
 }
 
 func get(t *testing.T, url string, header ...string) (*http.Response, []byte) {
@@ -118,9 +130,28 @@ func get(t *testing.T, url string, header ...string) (*http.Response, []byte) {
 	return resp, body
 }
 
+// parsePage parses a document the test fetched, failing the test if it
+// does not parse.
+func parsePage(t *testing.T, body []byte) *Page {
+	t.Helper()
+	p, err := Parse(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// seqsOf lists the seqs of p's events.
+func seqsOf(p *Page) []int64 {
+	var seqs []int64
+	for _, e := range p.Events {
+		seqs = append(seqs, e.Seq)
+	}
+	return seqs
+}
+
 func TestGoldenArchivePage(t *testing.T) {
-	log := &memLog{}
-	log.add(8)
+	log := newMemLog(8)
 	_, srv := newTestPublisher(t, log, "https://contacts.example.org", 3)
 	resp, body := get(t, srv.URL+"/feed/archive/2")
 	if resp.StatusCode != 200 {
@@ -142,14 +173,10 @@ func TestGoldenArchivePage(t *testing.T) {
 }
 
 func TestRoundTripThroughGofeed(t *testing.T) {
-	log := &memLog{}
-	log.add(len(hostile))
+	log := newMemLog(len(hostile))
 	_, srv := newTestPublisher(t, log, "", 50)
 	_, body := get(t, srv.URL+"/feed")
-	page, err := Parse(bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	page := parsePage(t, body)
 	if len(page.Events) != len(hostile) {
 		t.Fatalf("events = %d, want %d", len(page.Events), len(hostile))
 	}
@@ -179,14 +206,10 @@ func TestRoundTripThroughGofeed(t *testing.T) {
 }
 
 func TestLinksWalkFromFirstToCurrent(t *testing.T) {
-	log := &memLog{}
-	log.add(10)
+	log := newMemLog(10)
 	_, srv := newTestPublisher(t, log, "", 4)
 	_, body := get(t, srv.URL+"/feed")
-	cur, err := Parse(bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cur := parsePage(t, body)
 	if cur.First != srv.URL+"/feed/archive/1" || cur.PrevArchive != srv.URL+"/feed/archive/2" {
 		t.Fatalf("current links first=%q prev-archive=%q", cur.First, cur.PrevArchive)
 	}
@@ -197,19 +220,14 @@ func TestLinksWalkFromFirstToCurrent(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("GET %s: status %d", url, resp.StatusCode)
 		}
-		p, err := Parse(bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := parsePage(t, body)
 		if !p.Archive || p.Current != srv.URL+"/feed" || p.Self != url {
 			t.Errorf("archive %d: archive=%v current=%q self=%q", k, p.Archive, p.Current, p.Self)
 		}
 		if k > 1 && p.PrevArchive != fmt.Sprintf("%s/feed/archive/%d", srv.URL, k-1) {
 			t.Errorf("archive %d prev-archive = %q", k, p.PrevArchive)
 		}
-		for _, e := range p.Events {
-			seqs = append(seqs, e.Seq)
-		}
+		seqs = append(seqs, seqsOf(p)...)
 		url = p.NextArchive
 	}
 	// Archive 2's next-archive is the page being filled: it redirects to /feed.
@@ -217,9 +235,7 @@ func TestLinksWalkFromFirstToCurrent(t *testing.T) {
 	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != srv.URL+"/feed" {
 		t.Fatalf("GET %s: status %d location %q, want 302 to /feed", url, resp.StatusCode, resp.Header.Get("Location"))
 	}
-	for _, e := range cur.Events {
-		seqs = append(seqs, e.Seq)
-	}
+	seqs = append(seqs, seqsOf(cur)...)
 	if fmt.Sprint(seqs) != "[1 2 3 4 5 6 7 8 9 10]" {
 		t.Errorf("seqs = %v, want 1…10", seqs)
 	}
@@ -231,8 +247,7 @@ func TestLinksWalkFromFirstToCurrent(t *testing.T) {
 }
 
 func TestArchiveCachingHeaders(t *testing.T) {
-	log := &memLog{}
-	log.add(6)
+	log := newMemLog(6)
 	_, srv := newTestPublisher(t, log, "", 3)
 	resp, plain := get(t, srv.URL+"/feed/archive/1")
 	etag := resp.Header.Get("ETag")
@@ -302,28 +317,41 @@ func TestCurrentETagChangesExactlyWithContent(t *testing.T) {
 }
 
 func TestLongPoll(t *testing.T) {
-	log := &memLog{}
-	log.add(2)
+	log := newMemLog(2)
 	pub, srv := newTestPublisher(t, log, "", 50)
-	resp, _ := get(t, srv.URL+"/feed")
-	etag := resp.Header.Get("ETag")
-
-	t.Run("answers when an event is committed", func(t *testing.T) {
-		got := make(chan *http.Response, 1)
-		bodies := make(chan []byte, 1)
+	etagOf := func(t *testing.T) string {
+		t.Helper()
+		resp, _ := get(t, srv.URL+"/feed")
+		return resp.Header.Get("ETag")
+	}
+	type answer struct {
+		resp *http.Response
+		body []byte
+	}
+	// longPoll asks for /feed unless it still has etag, waiting up to 20 s,
+	// and returns once the publisher holds the request.
+	longPoll := func(t *testing.T, etag string) <-chan answer {
+		t.Helper()
+		got := make(chan answer, 1)
 		go func() {
 			resp, body := get(t, srv.URL+"/feed", "If-None-Match", etag, "Prefer", "wait=20")
-			got <- resp
-			bodies <- body
+			got <- answer{resp, body}
 		}()
 		waitFor(t, func() bool { return pub.waiting.Load() == 1 })
+		return got
+	}
+	etag := etagOf(t)
+
+	t.Run("answers when an event is committed", func(t *testing.T) {
+		got := longPoll(t, etag)
 		log.add(1)
 		log.commits.Notify()
-		resp := <-got
+		a := <-got
+		resp := a.resp
 		if resp.StatusCode != 200 || resp.Header.Get("ETag") == etag {
 			t.Fatalf("status %d ETag %q, want 200 with a new ETag", resp.StatusCode, resp.Header.Get("ETag"))
 		}
-		if p, err := Parse(bytes.NewReader(<-bodies)); err != nil || len(p.Events) != 3 {
+		if p, err := Parse(bytes.NewReader(a.body)); err != nil || len(p.Events) != 3 {
 			t.Fatalf("page after wake: %v events, %v; want 3", len(p.Events), err)
 		}
 		if resp.Header.Get("Preference-Applied") != "wait=20" {
@@ -332,25 +360,17 @@ func TestLongPoll(t *testing.T) {
 	})
 
 	t.Run("sees events committed elsewhere without a commit signal", func(t *testing.T) {
-		resp, _ := get(t, srv.URL+"/feed")
-		etag := resp.Header.Get("ETag")
-		got := make(chan int, 1)
-		go func() {
-			resp, _ := get(t, srv.URL+"/feed", "If-None-Match", etag, "Prefer", "wait=20")
-			got <- resp.StatusCode
-		}()
-		waitFor(t, func() bool { return pub.waiting.Load() == 1 })
+		got := longPoll(t, etagOf(t))
 		log.add(1) // no commit signal: the recheck finds it
-		if status := <-got; status != 200 {
+		if status := (<-got).resp.StatusCode; status != 200 {
 			t.Fatalf("status %d, want 200", status)
 		}
 	})
 
 	t.Run("304 at the deadline", func(t *testing.T) {
-		resp, _ := get(t, srv.URL+"/feed")
-		etag := resp.Header.Get("ETag")
+		etag := etagOf(t)
 		start := time.Now()
-		resp, _ = get(t, srv.URL+"/feed", "If-None-Match", etag, "Prefer", "wait=1")
+		resp, _ := get(t, srv.URL+"/feed", "If-None-Match", etag, "Prefer", "wait=1")
 		if resp.StatusCode != http.StatusNotModified {
 			t.Fatalf("status %d, want 304", resp.StatusCode)
 		}
@@ -367,39 +387,25 @@ func TestLongPoll(t *testing.T) {
 	})
 
 	t.Run("events from another process show within HeadMaxAge", func(t *testing.T) {
-		resp, _ := get(t, srv.URL+"/feed")
+		etag := etagOf(t)
 		log.add(1) // no commit signal: another process wrote it
-		waitFor(t, func() bool {
-			r, _ := get(t, srv.URL+"/feed")
-			return r.Header.Get("ETag") != resp.Header.Get("ETag")
-		})
+		waitFor(t, func() bool { return etagOf(t) != etag })
 	})
 
 	t.Run("Close releases waiters", func(t *testing.T) {
-		resp, _ := get(t, srv.URL+"/feed")
-		etag := resp.Header.Get("ETag")
-		got := make(chan int, 1)
-		go func() {
-			resp, _ := get(t, srv.URL+"/feed", "If-None-Match", etag, "Prefer", "wait=20")
-			got <- resp.StatusCode
-		}()
-		waitFor(t, func() bool { return pub.waiting.Load() == 1 })
+		got := longPoll(t, etagOf(t))
 		pub.Close()
-		if status := <-got; status != http.StatusNotModified {
+		if status := (<-got).resp.StatusCode; status != http.StatusNotModified {
 			t.Fatalf("status %d, want 304", status)
 		}
 	})
 }
 
 func TestForwardedBaseURL(t *testing.T) {
-	log := &memLog{}
-	log.add(1)
+	log := newMemLog(1)
 	_, srv := newTestPublisher(t, log, "", 50)
 	_, body := get(t, srv.URL+"/feed", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "contacts.example.org")
-	p, err := Parse(bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := parsePage(t, body)
 	if p.Self != "https://contacts.example.org/feed" || p.Events[0].Link != "https://contacts.example.org/contacts/1" {
 		t.Errorf("self %q, entry link %q: want the forwarded public address", p.Self, p.Events[0].Link)
 	}
@@ -481,8 +487,7 @@ func TestEscapeJSONKeepsTheValue(t *testing.T) {
 }
 
 func TestAfterParameter(t *testing.T) {
-	log := &memLog{}
-	log.add(12)
+	log := newMemLog(12)
 	_, srv := newTestPublisher(t, log, "", 5) // archives 1–2 full, /feed holds 11–12
 	seqs := func(path string) string {
 		t.Helper()
@@ -490,18 +495,11 @@ func TestAfterParameter(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("GET %s: %d", path, resp.StatusCode)
 		}
-		p, err := Parse(bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var s []int64
-		for _, e := range p.Events {
-			s = append(s, e.Seq)
-		}
+		p := parsePage(t, body)
 		if p.Self != srv.URL+"/feed" || p.PrevArchive != srv.URL+"/feed/archive/2" {
 			t.Errorf("GET %s: links %+v, want those of /feed", path, p)
 		}
-		return fmt.Sprint(s)
+		return fmt.Sprint(seqsOf(p))
 	}
 	for path, want := range map[string]string{
 		"/feed":          "[11 12]",

@@ -1,0 +1,81 @@
+package feed
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"syndic/shared/sqldb"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Migrations returns the schema a follower needs (feed_checkpoints), for
+// the service's sqldb.DB.Migrate beside its own.
+func Migrations() fs.FS {
+	sub, _ := fs.Sub(migrations, "migrations")
+	return sub
+}
+
+// Checkpoint is the last applied seq and the page it came from.
+type Checkpoint struct {
+	Seq  int64  `json:"seq"`
+	Page string `json:"page"`
+}
+
+// Checkpoint reads the stored checkpoint; zero when there is none.
+func (f *Follower) Checkpoint(ctx context.Context) (Checkpoint, error) {
+	var cp Checkpoint
+	err := f.cfg.DB.QueryRow(ctx, `SELECT seq, page FROM feed_checkpoints WHERE name = $1`, f.cfg.Name).Scan(&cp.Seq, &cp.Page)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Checkpoint{}, nil
+	}
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("feed checkpoint %s: %w", f.cfg.Name, err)
+	}
+	return cp, nil
+}
+
+// commit applies events and the checkpoint in one transaction. On failure
+// it returns how many events preceded the failing one.
+func (f *Follower) commit(ctx context.Context, events []Event, page string) (int, error) {
+	start := time.Now()
+	cp := Checkpoint{Seq: events[len(events)-1].Seq, Page: page}
+	failed := 0
+	err := f.cfg.DB.Write(ctx, func(tx *sqldb.Tx) error {
+		for i, e := range events {
+			if err := f.cfg.Apply(ctx, tx, e); err != nil {
+				failed = i
+				f.update(func(s *Status) { s.FailingSeq = e.Seq })
+				return fmt.Errorf("apply seq %d (%s): %w", e.Seq, e.Type, err)
+			}
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO feed_checkpoints (name, seq, page, updated_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, page = excluded.page, updated_at = excluded.updated_at`,
+			f.cfg.Name, cp.Seq, cp.Page, time.Now().UnixMicro())
+		if err != nil {
+			failed = len(events)
+			return fmt.Errorf("save checkpoint: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return failed, err
+	}
+	f.cp = cp
+	f.mApply.UpdateSince(start)
+	f.mApplied.Inc(int64(len(events)))
+	f.update(func(s *Status) {
+		s.CheckpointSeq, s.Page, s.LastApplied, s.FailingSeq = cp.Seq, cp.Page, time.Now().UTC(), 0
+		s.HeadSeq = max(s.HeadSeq, cp.Seq)
+	})
+	if f.cfg.OnApplied != nil {
+		f.cfg.OnApplied(cp)
+	}
+	return len(events), nil
+}

@@ -1,0 +1,145 @@
+// The documents a Publisher serves — the subscription document and the
+// archive pages — rendered with their links and ETags.
+
+package feed
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/feeds"
+)
+
+type rendered struct {
+	key  pageKey
+	head int64 // for /feed: the head it shows…
+	from int64 // …from this seq
+	body []byte
+	etag string
+
+	gzOnce sync.Once
+	gz     []byte
+}
+
+// gzip returns the body gzip-encoded, compressing it on first use.
+func (r *rendered) gzip() []byte {
+	r.gzOnce.Do(func() { r.gz = gzipped(r.body) })
+	return r.gz
+}
+
+func (r *rendered) size() int { return len(r.body) + len(r.gz) + 128 }
+
+func (p *Publisher) renderArchive(ctx context.Context, key pageKey) (*rendered, error) {
+	n := int64(p.opt.PageSize)
+	first, last := (key.k-1)*n+1, key.k*n
+	events, err := p.src.Events(ctx, first, last)
+	if err != nil {
+		return nil, fmt.Errorf("archive page %d: %w", key.k, err)
+	}
+	if int64(len(events)) != n {
+		return nil, fmt.Errorf("archive page %d: %d events, want %d", key.k, len(events), n)
+	}
+	links := []feeds.AtomLink{
+		{Rel: "self", Href: key.base + p.ArchivePath(key.k)},
+		{Rel: "current", Href: key.base + p.opt.Path},
+		{Rel: "first", Href: key.base + p.ArchivePath(1)},
+		{Rel: "next-archive", Href: key.base + p.ArchivePath(key.k+1)},
+	}
+	if key.k > 1 {
+		links = append(links, feeds.AtomLink{Rel: "prev-archive", Href: key.base + p.ArchivePath(key.k-1)})
+	}
+	body, err := p.render(key.base, links, true, events, events[len(events)-1].Time)
+	if err != nil {
+		return nil, err
+	}
+	return &rendered{key: key, body: body, etag: p.archiveETag(key)}, nil
+}
+
+func (p *Publisher) archiveETag(key pageKey) string {
+	return `"a` + p.etag + "-" + strconv.FormatInt(key.k, 10) + "-" + baseHash(key.base) + `"`
+}
+
+func (p *Publisher) currentETag(head int64, base string) string {
+	return `"f` + p.etag + "-" + strconv.FormatInt(head, 10) + "-" + baseHash(base) + `"`
+}
+
+func baseHash(base string) string {
+	h := fnv.New32a()
+	h.Write([]byte(base))
+	return strconv.FormatUint(uint64(h.Sum32()), 36)
+}
+
+func (p *Publisher) render(base string, links []feeds.AtomLink, archive bool, events []Event, updated time.Time) ([]byte, error) {
+	p.mRenders.Inc(1)
+	links = append(links, feeds.AtomLink{Rel: "alternate", Type: "text/html", Href: base + "/"})
+	pg := page{
+		Title:     p.opt.Title,
+		ID:        p.opt.ID,
+		Updated:   formatTime(updated),
+		Author:    &feeds.AtomAuthor{AtomPerson: feeds.AtomPerson{Name: p.opt.Author}},
+		Generator: "syndic",
+		Links:     links,
+	}
+	if archive {
+		pg.Archive = &struct{}{}
+	}
+	return render(pg, events, func(seq int64) string { return p.opt.EntryID + strconv.FormatInt(seq, 10) }, base)
+}
+
+// renderCurrent renders the subscription document at head: the events
+// after the last full page or, when after ≥ 0, those after after, reaching
+// back at most into the newest archive page.
+func (p *Publisher) renderCurrent(ctx context.Context, head int64, base string, after int64) (*rendered, error) {
+	n := int64(p.opt.PageSize)
+	full := head / n // archive pages that are full
+	from := full*n + 1
+	if after >= 0 {
+		from = max(after, full*n-n, 0) + 1
+	}
+	p.mu.Lock()
+	cur := p.current
+	p.mu.Unlock()
+	if cur != nil && cur.head == head && cur.key.base == base && cur.from == min(from, head+1) {
+		return cur, nil
+	}
+	var events []Event
+	var updated time.Time
+	if head > 0 {
+		// Read from the head at least: the last event dates the page.
+		var err error
+		events, err = p.src.Events(ctx, min(from, head), head)
+		if err != nil {
+			return nil, fmt.Errorf("feed: %w", err)
+		}
+		if len(events) == 0 || events[len(events)-1].Seq != head {
+			return nil, fmt.Errorf("feed: events up to %d missing", head)
+		}
+		updated = events[len(events)-1].Time
+		if from > head {
+			events = nil
+		}
+	} else {
+		updated = time.Unix(0, 0)
+	}
+	links := []feeds.AtomLink{{Rel: "self", Href: base + p.opt.Path}, {Rel: "current", Href: base + p.opt.Path}}
+	if full > 0 {
+		links = append(links,
+			feeds.AtomLink{Rel: "first", Href: base + p.ArchivePath(1)},
+			feeds.AtomLink{Rel: "prev-archive", Href: base + p.ArchivePath(full)})
+	}
+	body, err := p.render(base, links, false, events, updated)
+	if err != nil {
+		return nil, err
+	}
+	doc := &rendered{key: pageKey{0, base}, head: head, from: min(from, head+1), body: body, etag: p.currentETag(head, base)}
+	p.mu.Lock()
+	if p.current == nil || p.current.head <= head {
+		p.current = doc
+	}
+	p.mu.Unlock()
+	return doc, nil
+}
