@@ -10,6 +10,7 @@ import (
 
 	"syndic/shared/breaker"
 	"syndic/shared/metrics"
+	"syndic/shared/retry"
 )
 
 // Delivery sends pending notifications: workers claim due ones from the
@@ -82,7 +83,7 @@ func (d *Delivery) work(ctx context.Context) {
 		n, ok, err := d.Store.Claim(context.WithoutCancel(ctx), time.Now(), d.Lease)
 		if err != nil {
 			d.Log.Error("claim notification", "err", err)
-			d.sleep(ctx, time.Second)
+			retry.Sleep(ctx, time.Second)
 			continue
 		}
 		if !ok {
@@ -102,7 +103,7 @@ func (d *Delivery) work(ctx context.Context) {
 			d.record(d.Store.MarkSent(bg, n.ID, time.Now()))
 		case errors.Is(err, breaker.ErrOpen): // half-open with a probe in flight, or just opened
 			d.record(d.Store.Release(bg, n.ID))
-			d.sleep(ctx, 50*time.Millisecond+rand.N(50*time.Millisecond))
+			retry.Sleep(ctx, 50*time.Millisecond+rand.N(50*time.Millisecond))
 		case !Temporary(err):
 			failed.Inc(1)
 			d.Log.Warn("notification failed", "id", n.ID, "err", err)
@@ -113,7 +114,7 @@ func (d *Delivery) work(ctx context.Context) {
 			d.record(d.Store.MarkFailed(bg, n.ID, n.Attempts+1, err.Error()))
 		default:
 			retries.Inc(1)
-			next := time.Now().Add(d.backoff(n.Attempts + 1))
+			next := time.Now().Add(retry.Backoff{Min: d.MinBackoff, Max: d.MaxBackoff}.Wait(n.Attempts + 1))
 			d.Log.Info("notification will be retried", "id", n.ID, "attempt", n.Attempts+1, "at", next, "err", err)
 			d.record(d.Store.MarkRetry(bg, n.ID, n.Attempts+1, next, err.Error()))
 		}
@@ -134,15 +135,6 @@ func (d *Delivery) record(err error) {
 	}
 }
 
-// backoff is exponential with full jitter: about MinBackoff·2^(attempt−1).
-func (d *Delivery) backoff(attempt int) time.Duration {
-	b := d.MinBackoff << min(attempt-1, 30)
-	if b <= 0 || b > d.MaxBackoff {
-		b = d.MaxBackoff
-	}
-	return b/2 + rand.N(b/2+1)
-}
-
 // idle waits until a commit or another worker wakes it, the next
 // notification falls due, or a second passes (to see work accepted by other
 // instances).
@@ -160,15 +152,6 @@ func (d *Delivery) idle(ctx context.Context) {
 	select {
 	case <-d.poke:
 	case <-committed:
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
-func (d *Delivery) sleep(ctx context.Context, dur time.Duration) {
-	t := time.NewTimer(dur)
-	defer t.Stop()
-	select {
 	case <-t.C:
 	case <-ctx.Done():
 	}

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
 
 	"syndic/shared/config"
 	"syndic/shared/metrics"
+	"syndic/shared/retry"
 	"syndic/shared/sqldb"
 )
 
@@ -160,9 +160,10 @@ func (f *Follower) update(fn func(*Status)) {
 }
 
 // Run follows the feed until ctx is done. Errors are reported in Status,
-// logged and retried with exponential backoff and full jitter.
+// logged and retried with exponential backoff and jitter.
 func (f *Follower) Run(ctx context.Context) {
-	backoff := f.cfg.MinBackoff
+	backoff := retry.Backoff{Min: f.cfg.MinBackoff, Max: f.cfg.MaxBackoff}
+	failures := 0
 	for ctx.Err() == nil {
 		idle, err := f.step(ctx)
 		switch {
@@ -173,29 +174,21 @@ func (f *Follower) Run(ctx context.Context) {
 				s.LastError, s.LastErrorAt = err.Error(), time.Now().UTC()
 				s.Errors++
 			})
-			f.log.Warn("follow feed", "err", err, "retry_in", backoff.String())
-			sleep(ctx, backoff/2+rand.N(backoff/2+1))
-			backoff = min(2*backoff, f.cfg.MaxBackoff)
+			failures++
+			wait := backoff.Wait(failures)
+			f.log.Warn("follow feed", "err", err, "retry_in", wait.String())
+			retry.Sleep(ctx, wait)
 			f.next, f.etag = "", "" // start over from the checkpoint's page, unconditionally
 		default:
-			if backoff != f.cfg.MinBackoff || f.Status().LastError != "" {
+			if failures > 0 || f.Status().LastError != "" {
 				f.update(func(s *Status) { s.LastError, s.FailingSeq = "", 0 })
 				f.log.Info("following feed again", "checkpoint", f.cp.Seq)
 			}
-			backoff = f.cfg.MinBackoff
+			failures = 0
 			if idle {
-				sleep(ctx, f.cfg.PollInterval)
+				retry.Sleep(ctx, f.cfg.PollInterval)
 			}
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
 	}
 }
 

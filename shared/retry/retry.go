@@ -1,0 +1,36 @@
+// Package retry spaces out attempts at something that failed: exponential
+// backoff with jitter, and a sleep that ends with its context.
+package retry
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+)
+
+// Backoff is exponential backoff with jitter: after n failures in a row the
+// wait is about Min·2^(n−1), at most Max — half of it fixed, half random, so
+// that many clients failing together do not retry together.
+type Backoff struct {
+	Min time.Duration
+	Max time.Duration
+}
+
+// Wait returns how long to wait after failures failures in a row (1 or more).
+func (b Backoff) Wait(failures int) time.Duration {
+	d := b.Min << min(max(failures, 1)-1, 30)
+	if d <= 0 || d > b.Max {
+		d = b.Max
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// Sleep waits for d, or until ctx is done.
+func Sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
