@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/emersion/go-ical"
@@ -66,7 +65,7 @@ const maxSubject = 200
 
 func (m Mailer) subject(kind string, a Appointment) string {
 	prefix := map[string]string{KindInvitation: "Invitation", KindChange: "Changed", KindCancellation: "Cancelled"}[kind] + ": "
-	when := " — " + a.Start().Format("Mon 2 Jan 2006 15:04") + " (" + zoneName(a.Start()) + ")"
+	when := " — " + a.Start().Format("Mon 2 Jan 2006 15:04") + " (" + fixedZone(a.Start()).String() + ")"
 	title := []rune(a.Title)
 	if room := maxSubject - utf8.RuneCountInString(prefix+when); len(title) > room {
 		title = append(title[:room-1], '…')
@@ -87,7 +86,7 @@ func (m Mailer) text(kind string, a Appointment, to Attendee) string {
 	default:
 		fmt.Fprintf(&b, "you are no longer a participant of “%s”.\n\n", a.Title)
 	}
-	fmt.Fprintf(&b, "When:  %s – %s (%s)\n", a.Start().Format("Mon 2 Jan 2006 15:04"), a.End().Format("15:04"), zoneName(a.Start()))
+	fmt.Fprintf(&b, "When:  %s – %s (%s)\n", a.Start().Format("Mon 2 Jan 2006 15:04"), a.End().Format("15:04"), fixedZone(a.Start()))
 	if a.Location != "" {
 		fmt.Fprintf(&b, "Where: %s\n", a.Location)
 	}
@@ -130,12 +129,4 @@ func (m Mailer) calendar(kind string, a Appointment) string {
 		return "" // an appointment always encodes; the mail goes without the part otherwise
 	}
 	return b.String()
-}
-
-func zoneName(t time.Time) string {
-	_, off := t.Zone()
-	if off == 0 {
-		return "UTC"
-	}
-	return t.Format("UTC-07:00")
 }
