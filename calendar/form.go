@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"syndic/shared/derrors"
+	"syndic/shared/view"
 )
 
 // htmlFields are the appointment form's fields as typed, kept to show them
@@ -101,8 +102,8 @@ func htmlFieldsOf(a Appointment) htmlFields {
 // htmlReadForm reads the posted fields; a body over the limit is
 // ErrTooLarge. Participant values that are not ids are problems.
 func htmlReadForm(r *http.Request) (htmlFields, derrors.Problems, error) {
-	if err := r.ParseForm(); err != nil {
-		return htmlFields{}, nil, htmlFormError(err)
+	if err := view.ParseForm(r); err != nil {
+		return htmlFields{}, nil, err
 	}
 	f := htmlFields{
 		Title:    r.PostFormValue("title"),
@@ -121,14 +122,6 @@ func htmlReadForm(r *http.Request) (htmlFields, derrors.Problems, error) {
 		f.Participants = append(f.Participants, id)
 	}
 	return f, p, nil
-}
-
-func htmlFormError(err error) error {
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return fmt.Errorf("form over %d bytes: %w", tooLarge.Limit, derrors.ErrTooLarge)
-	}
-	return fmt.Errorf("form: %v: %w", err, derrors.ErrInvalid)
 }
 
 // htmlInput converts the fields into a normalized Input, adding to p the

@@ -265,8 +265,8 @@ func (ps pages) handleCancelAppointment(store Store) http.Handler {
 			ps.Error(w, r, err, htmlNoAppointment)
 			return
 		}
-		if err := r.ParseForm(); err != nil {
-			ps.Error(w, r, htmlFormError(err), htmlNoAppointment)
+		if err := view.ParseForm(r); err != nil {
+			ps.Error(w, r, err, htmlNoAppointment)
 			return
 		}
 		version, err := htmlVersion(r)
