@@ -62,10 +62,11 @@ func icalHandler(log *slog.Logger, store Store, baseURL string, perContact bool)
 }
 
 // uidHost is the domain part of event UIDs: stable across requests, so it
-// comes from BASE_URL and never from the request.
+// comes from BASE_URL and never from the request; icalDefaultHost without
+// one.
 func uidHost(baseURL string) string {
 	if u, err := url.Parse(baseURL); err == nil && u.Hostname() != "" {
 		return u.Hostname()
 	}
-	return "syndic-calendar"
+	return icalDefaultHost
 }

@@ -21,16 +21,19 @@ type ICalOptions struct {
 	// BaseURL is the public base URL: each event's URL is
 	// BaseURL + "/appointments/{id}". Empty leaves URL out.
 	BaseURL string
-	// Host is the domain part of every UID, like "calendar.syndic" for
-	// "appointment-42@calendar.syndic". It must not change between requests
-	// (calendar apps would show every appointment twice); empty means
-	// "calendar.syndic".
+	// Host is the domain part of every UID, like "calendar.example.org" for
+	// "appointment-42@calendar.example.org". It must not change between
+	// requests (calendar apps would show every appointment twice); empty
+	// means icalDefaultHost.
 	Host string
 }
 
 const (
-	icalProductID   = "-//syndic//calendar//EN"
-	icalDefaultHost = "calendar.syndic"
+	icalProductID = "-//syndic//calendar//EN"
+	// icalDefaultHost is the UID host without a BASE_URL (uidHost) or an
+	// ICalOptions.Host. Subscribers' calendars key events by UID: changing
+	// it would show every appointment twice.
+	icalDefaultHost = "syndic-calendar"
 	icalCalName     = "X-WR-CALNAME"
 	// icalMaxLine is the longest content line RFC 5545 section 3.1 allows,
 	// in octets, without the CRLF.

@@ -298,7 +298,7 @@ func TestAppointmentEventICalDefaults(t *testing.T) {
 	a := Appointment{ID: 5, Title: "t", StartsAt: "2026-12-01T09:30:00+01:00", EndsAt: "2026-12-01T10:00:00+01:00",
 		CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	ev := AppointmentEvent(ICalOptions{}, a)
-	if got := propText(t, ev.Props, ical.PropUID); got != "appointment-5@calendar.syndic" {
+	if got := propText(t, ev.Props, ical.PropUID); got != "appointment-5@syndic-calendar" {
 		t.Errorf("UID = %q, want the default host", got)
 	}
 	if p := ev.Props.Get(ical.PropURL); p != nil {
@@ -313,6 +313,31 @@ func TestAppointmentEventICalDefaults(t *testing.T) {
 	}
 	if got, _ := ev.Status(); got != ical.EventConfirmed {
 		t.Errorf("STATUS = %q, want CONFIRMED", got)
+	}
+}
+
+// TestUIDHostDefault: without a BASE_URL the service's UIDs and those of an
+// ICalOptions without Host end in the same host, the one subscribers'
+// calendars already hold ("syndic-calendar"); with one, its host name.
+func TestUIDHostDefault(t *testing.T) {
+	const want = "syndic-calendar"
+	for baseURL, host := range map[string]string{
+		"":                                want,
+		"not a URL":                       want,
+		"https://cal.example.org:8443/x/": "cal.example.org",
+	} {
+		if got := uidHost(baseURL); got != host {
+			t.Errorf("uidHost(%q) = %q, want %q", baseURL, got, host)
+		}
+	}
+	a := Appointment{ID: 7, Title: "t", StartsAt: "2026-12-01T09:30:00+01:00", EndsAt: "2026-12-01T10:00:00+01:00"}
+	for name, opt := range map[string]ICalOptions{
+		"no Host":           {},
+		"Host from uidHost": {Host: uidHost("")},
+	} {
+		if got := propText(t, AppointmentEvent(opt, a).Props, ical.PropUID); got != "appointment-7@"+want {
+			t.Errorf("%s: UID = %q, want appointment-7@%s", name, got, want)
+		}
 	}
 }
 

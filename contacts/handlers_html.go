@@ -112,12 +112,8 @@ func (ps pages) handleEdit(store Store) http.Handler {
 
 // formInput reads the posted fields; a body over the limit is ErrTooLarge.
 func formInput(r *http.Request) (Input, error) {
-	if err := r.ParseForm(); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return Input{}, fmt.Errorf("form over %d bytes: %w", tooLarge.Limit, derrors.ErrTooLarge)
-		}
-		return Input{}, fmt.Errorf("form: %v: %w", err, derrors.ErrInvalid)
+	if err := view.ParseForm(r); err != nil {
+		return Input{}, err
 	}
 	in := Input{Name: r.PostFormValue("name"), Email: r.PostFormValue("email"), Phone: r.PostFormValue("phone")}
 	return in.Normalize(), nil

@@ -1,0 +1,132 @@
+package calendar
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-ical"
+)
+
+// Mailer words the notifications of an appointment change.
+type Mailer struct {
+	ICal ICalOptions // BaseURL for links, Host for UIDs
+}
+
+// entries returns the outbox entries for a change from before to after
+// (before zero for a creation): invitations for people added, cancellations
+// for people removed or a cancelled appointment, changes for the rest.
+// People deleted upstream get nothing.
+func (m Mailer) entries(before, after Appointment) []OutboxEntry {
+	kindOf := map[int64]string{}
+	var people []Attendee
+	switch {
+	case after.Status == StatusCancelled:
+		for _, a := range after.Attendees {
+			kindOf[a.ID] = KindCancellation
+		}
+		people = after.Attendees
+	default:
+		for _, a := range after.Attendees {
+			kindOf[a.ID] = KindInvitation
+			if before.ID != 0 && slices.Contains(before.Participants, a.ID) {
+				kindOf[a.ID] = KindChange
+			}
+		}
+		people = after.Attendees
+		for _, a := range before.Attendees {
+			if _, still := kindOf[a.ID]; !still {
+				kindOf[a.ID] = KindCancellation
+				people = append(people, a)
+			}
+		}
+	}
+	var out []OutboxEntry
+	for _, p := range people {
+		if p.Deleted || p.Email == "" {
+			continue
+		}
+		kind := kindOf[p.ID]
+		out = append(out, OutboxEntry{
+			AppointmentID: after.ID, ContactID: p.ID, Kind: kind, To: p.Email,
+			Subject:  m.subject(kind, after),
+			Text:     m.text(kind, after, p),
+			Calendar: m.calendar(kind, after),
+			Key:      fmt.Sprintf("calendar-appointment-%d-v%d-contact-%d-%s", after.ID, after.Version, p.ID, kind),
+		})
+	}
+	return out
+}
+
+// maxSubject is what notifications accepts as a subject.
+const maxSubject = 200
+
+func (m Mailer) subject(kind string, a Appointment) string {
+	prefix := map[string]string{KindInvitation: "Invitation", KindChange: "Changed", KindCancellation: "Cancelled"}[kind] + ": "
+	when := " — " + a.Start().Format("Mon 2 Jan 2006 15:04") + " (" + fixedZone(a.Start()).String() + ")"
+	title := []rune(a.Title)
+	if room := maxSubject - utf8.RuneCountInString(prefix+when); len(title) > room {
+		title = append(title[:room-1], '…')
+	}
+	return prefix + string(title) + when
+}
+
+func (m Mailer) text(kind string, a Appointment, to Attendee) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Hello %s,\n\n", to.Name)
+	switch {
+	case kind == KindInvitation:
+		fmt.Fprintf(&b, "you are invited to “%s”.\n\n", a.Title)
+	case kind == KindChange:
+		fmt.Fprintf(&b, "“%s” has changed. This is how it stands now:\n\n", a.Title)
+	case a.Status == StatusCancelled:
+		fmt.Fprintf(&b, "“%s” is cancelled.\n\n", a.Title)
+	default:
+		fmt.Fprintf(&b, "you are no longer a participant of “%s”.\n\n", a.Title)
+	}
+	fmt.Fprintf(&b, "When:  %s – %s (%s)\n", a.Start().Format("Mon 2 Jan 2006 15:04"), a.End().Format("15:04"), fixedZone(a.Start()))
+	if a.Location != "" {
+		fmt.Fprintf(&b, "Where: %s\n", a.Location)
+	}
+	var names []string
+	for _, p := range a.Attendees {
+		if !p.Deleted {
+			names = append(names, p.Name)
+		}
+	}
+	if len(names) > 0 {
+		fmt.Fprintf(&b, "With:  %s\n", strings.Join(names, ", "))
+	}
+	if m.ICal.BaseURL != "" {
+		fmt.Fprintf(&b, "\nDetails: %s/appointments/%d\n", strings.TrimRight(m.ICal.BaseURL, "/"), a.ID)
+	}
+	b.WriteString("\n— syndic calendar\n")
+	return b.String()
+}
+
+// calendar is the iCal part: METHOD:REQUEST for invitations and changes,
+// METHOD:CANCEL for cancellations (RFC 5546).
+func (m Mailer) calendar(kind string, a Appointment) string {
+	cal := ical.NewCalendar()
+	cal.Props.SetText(ical.PropProductID, "-//syndic//calendar//EN")
+	cal.Props.SetText(ical.PropVersion, "2.0")
+	method := "REQUEST"
+	if kind == KindCancellation {
+		method = "CANCEL"
+		a.Status = StatusCancelled
+	}
+	cal.Props.SetText(ical.PropMethod, method)
+	ev := AppointmentEvent(m.ICal, a)
+	org := ical.NewProp(ical.PropOrganizer)
+	org.Value = "mailto:calendar@" + m.ICal.Host
+	org.Params.Set(ical.ParamCommonName, "syndic calendar")
+	ev.Props.Set(org)
+	cal.Children = append(cal.Children, ev.Component)
+	var b bytes.Buffer
+	if err := EncodeICal(&b, cal); err != nil {
+		return "" // an appointment always encodes; the mail goes without the part otherwise
+	}
+	return b.String()
+}

@@ -1,0 +1,107 @@
+package calendar
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"syndic/shared/sqldb"
+)
+
+// writeOutbox inserts entries in tx.
+func writeOutbox(ctx context.Context, tx *sqldb.Tx, entries []OutboxEntry, now time.Time) error {
+	t := sqldb.Micro(now)
+	for _, e := range entries {
+		_, err := tx.Exec(ctx, `INSERT INTO outbox (appointment_id, contact_id, kind, to_address, subject, body, calendar, idempotency_key, next_attempt_at, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)`,
+			e.AppointmentID, e.ContactID, e.Kind, e.To, e.Subject, e.Text, e.Calendar, e.Key, t)
+		if err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+	}
+	return nil
+}
+
+const outboxColumns = `id, appointment_id, contact_id, kind, to_address, subject, body, calendar, idempotency_key, status, attempts, last_error, next_attempt_at`
+
+func scanOutbox(row scanner) (OutboxEntry, error) {
+	var e OutboxEntry
+	var next int64
+	err := row.Scan(&e.ID, &e.AppointmentID, &e.ContactID, &e.Kind, &e.To, &e.Subject, &e.Text, &e.Calendar, &e.Key, &e.Status, &e.Attempts, &e.LastError, &next)
+	e.NextAttemptAt = sqldb.Time(next)
+	return e, err
+}
+
+func (s *SQLStore) queryOutbox(ctx context.Context, where string, args ...any) ([]OutboxEntry, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+outboxColumns+` FROM outbox WHERE `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	defer rows.Close()
+	out := []OutboxEntry{}
+	for rows.Next() {
+		e, err := scanOutbox(rows)
+		if err != nil {
+			return nil, fmt.Errorf("outbox: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Notifications lists the outbox entries of appointment id, oldest first.
+func (s *SQLStore) Notifications(ctx context.Context, id int64) ([]OutboxEntry, error) {
+	return s.queryOutbox(ctx, `appointment_id = $1 ORDER BY id`, id)
+}
+
+// OutboxEntry returns entry id.
+func (s *SQLStore) OutboxEntry(ctx context.Context, id int64) (OutboxEntry, error) {
+	es, err := s.queryOutbox(ctx, `id = $1`, id)
+	if err != nil {
+		return OutboxEntry{}, err
+	}
+	if len(es) == 0 {
+		return OutboxEntry{}, fmt.Errorf("outbox entry %d: %w", id, sql.ErrNoRows)
+	}
+	return es[0], nil
+}
+
+// DueOutbox returns the ids of pending entries due at now, oldest first.
+func (s *SQLStore) DueOutbox(ctx context.Context, now time.Time, limit int) ([]int64, error) {
+	rows, err := s.db.Query(ctx, fmt.Sprintf(`SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT %d`, limit), sqldb.Micro(now))
+	if err != nil {
+		return nil, fmt.Errorf("due outbox: %w", err)
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// PendingOutbox counts the entries not yet delivered or failed.
+func (s *SQLStore) PendingOutbox(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE status = 'pending'`).Scan(&n)
+	return n, err
+}
+
+// MarkOutbox records an attempt: status (sent, failed or pending again),
+// attempts so far, the last error and, when pending, the next attempt.
+func (s *SQLStore) MarkOutbox(ctx context.Context, id int64, status string, attempts int, lastErr string, next time.Time) error {
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE outbox SET status = $1, attempts = $2, last_error = $3, next_attempt_at = $4, updated_at = $5 WHERE id = $6 AND status = 'pending'`,
+			status, attempts, lastErr, sqldb.Micro(next), sqldb.Micro(time.Now()), id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("outbox %d: %w", id, err)
+	}
+	return nil
+}
