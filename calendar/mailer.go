@@ -2,6 +2,7 @@ package calendar
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -120,7 +121,7 @@ func (m Mailer) calendar(kind string, a Appointment) string {
 	cal.Props.SetText(ical.PropMethod, method)
 	ev := AppointmentEvent(m.ICal, a)
 	org := ical.NewProp(ical.PropOrganizer)
-	org.Value = "mailto:calendar@" + m.ICal.Host
+	org.Value = "mailto:calendar@" + cmp.Or(m.ICal.Host, icalDefaultHost)
 	org.Params.Set(ical.ParamCommonName, "syndic calendar")
 	ev.Props.Set(org)
 	cal.Children = append(cal.Children, ev.Component)

@@ -16,6 +16,7 @@ import (
 
 	"syndic/shared/breaker"
 	"syndic/shared/metrics"
+	"syndic/shared/retry"
 )
 
 // outbox is what the notifier needs of the store.
@@ -184,7 +185,7 @@ func (n *Notifier) deliver(ctx context.Context, id int64) {
 		if !errors.Is(err, breaker.ErrOpen) {
 			break
 		}
-		sleep(ctx, 50*time.Millisecond+rand.N(50*time.Millisecond))
+		retry.Sleep(ctx, 50*time.Millisecond+rand.N(50*time.Millisecond))
 	}
 	attempts := e.Attempts + 1
 	var perm *permanentError
@@ -198,7 +199,7 @@ func (n *Notifier) deliver(ctx context.Context, id int64) {
 		n.record(n.Store.MarkOutbox(bg, id, "failed", attempts, err.Error(), time.Now()))
 	default:
 		n.Metrics.Counter("notify_retries").Inc(1)
-		next := time.Now().Add(n.backoff(attempts))
+		next := time.Now().Add(retry.Backoff{Min: n.MinBackoff, Max: n.MaxBackoff}.Wait(attempts))
 		n.Log.Info("notification request will be retried", "outbox", id, "attempt", attempts, "at", next, "err", err)
 		n.record(n.Store.MarkOutbox(bg, id, "pending", attempts, err.Error(), next))
 	}
@@ -208,14 +209,6 @@ func (n *Notifier) record(err error) {
 	if err != nil {
 		n.Log.Error("record notification", "err", err)
 	}
-}
-
-func (n *Notifier) backoff(attempt int) time.Duration {
-	b := n.MinBackoff << min(attempt-1, 30)
-	if b <= 0 || b > n.MaxBackoff {
-		b = n.MaxBackoff
-	}
-	return b/2 + rand.N(b/2+1)
 }
 
 // permanentError is an answer that retrying cannot change (4xx): it does
@@ -257,13 +250,4 @@ func (n *Notifier) post(ctx context.Context, e OutboxEntry) error {
 		return &permanentError{fmt.Errorf("notifications answered %d: %s", resp.StatusCode, bytes.TrimSpace(msg))}
 	}
 	return fmt.Errorf("notifications answered %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }

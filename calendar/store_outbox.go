@@ -25,7 +25,7 @@ func writeOutbox(ctx context.Context, tx *sqldb.Tx, entries []OutboxEntry, now t
 
 const outboxColumns = `id, appointment_id, contact_id, kind, to_address, subject, body, calendar, idempotency_key, status, attempts, last_error, next_attempt_at`
 
-func scanOutbox(row scanner) (OutboxEntry, error) {
+func scanOutbox(row sqldb.Scanner) (OutboxEntry, error) {
 	var e OutboxEntry
 	var next int64
 	err := row.Scan(&e.ID, &e.AppointmentID, &e.ContactID, &e.Kind, &e.To, &e.Subject, &e.Text, &e.Calendar, &e.Key, &e.Status, &e.Attempts, &e.LastError, &next)
@@ -34,20 +34,11 @@ func scanOutbox(row scanner) (OutboxEntry, error) {
 }
 
 func (s *SQLStore) queryOutbox(ctx context.Context, where string, args ...any) ([]OutboxEntry, error) {
-	rows, err := s.db.Query(ctx, `SELECT `+outboxColumns+` FROM outbox WHERE `+where, args...)
+	out, err := sqldb.All(ctx, s.db, scanOutbox, `SELECT `+outboxColumns+` FROM outbox WHERE `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
-	defer rows.Close()
-	out := []OutboxEntry{}
-	for rows.Next() {
-		e, err := scanOutbox(rows)
-		if err != nil {
-			return nil, fmt.Errorf("outbox: %w", err)
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Notifications lists the outbox entries of appointment id, oldest first.
@@ -69,20 +60,17 @@ func (s *SQLStore) OutboxEntry(ctx context.Context, id int64) (OutboxEntry, erro
 
 // DueOutbox returns the ids of pending entries due at now, oldest first.
 func (s *SQLStore) DueOutbox(ctx context.Context, now time.Time, limit int) ([]int64, error) {
-	rows, err := s.db.Query(ctx, fmt.Sprintf(`SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT %d`, limit), sqldb.Micro(now))
+	ids, err := sqldb.All(ctx, s.db, scanID, `SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2`, sqldb.Micro(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("due outbox: %w", err)
 	}
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return ids, nil
+}
+
+func scanID(row sqldb.Scanner) (int64, error) {
+	var id int64
+	err := row.Scan(&id)
+	return id, err
 }
 
 // PendingOutbox counts the entries not yet delivered or failed.

@@ -53,9 +53,7 @@ func (s *SQLStore) announce(ctx context.Context, tx *sqldb.Tx, before Appointmen
 
 const appointmentColumns = `id, title, starts_at, ends_at, location, status, version, created_at, updated_at`
 
-type scanner interface{ Scan(...any) error }
-
-func scanAppointment(row scanner) (Appointment, error) {
+func scanAppointment(row sqldb.Scanner) (Appointment, error) {
 	var a Appointment
 	var created, updated int64
 	if err := row.Scan(&a.ID, &a.Title, &a.StartsAt, &a.EndsAt, &a.Location, &a.Status, &a.Version, &created, &updated); err != nil {
@@ -88,47 +86,51 @@ func (s *SQLStore) Appointments(ctx context.Context, q AppointmentQuery) ([]Appo
 	if limit <= 0 {
 		limit = 1000
 	}
-	query += fmt.Sprintf(" ORDER BY start_utc, id LIMIT %d", limit)
-	rows, err := s.db.Query(ctx, query, args...)
+	query += " ORDER BY start_utc, id LIMIT " + arg(limit)
+	out, err := sqldb.All(ctx, s.db, scanAppointment, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list appointments: %w", err)
-	}
-	var out []Appointment
-	for rows.Next() {
-		a, err := scanAppointment(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("list appointments: %w", err)
-		}
-		out = append(out, a)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list appointments: %w", err)
 	}
 	if err := s.attendees(ctx, s.db, out); err != nil {
 		return nil, err
-	}
-	if out == nil {
-		out = []Appointment{}
 	}
 	return out, nil
 }
 
 // attendees fills in the participants of apps.
 func (s *SQLStore) attendees(ctx context.Context, q sqldb.Querier, apps []Appointment) error {
-	if len(apps) == 0 {
-		return nil
-	}
 	byID := map[int64]*Appointment{}
-	ids := make([]string, len(apps))
 	for i := range apps {
 		byID[apps[i].ID] = &apps[i]
-		ids[i] = fmt.Sprint(apps[i].ID)
+	}
+	for chunk := range slices.Chunk(apps, maxIDs) {
+		if err := s.attendeesOf(ctx, q, chunk, byID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxIDs is the most appointments attendeesOf asks about at once.
+const maxIDs = 512
+
+// attendeesOf fills in the participants of up to maxIDs apps. The id list
+// is padded (with its last id again) to 1, 8, 64 or 512 ids, so four
+// statements, each prepared once, serve every list.
+func (s *SQLStore) attendeesOf(ctx context.Context, q sqldb.Querier, apps []Appointment, byID map[int64]*Appointment) error {
+	n := 1
+	for n < len(apps) {
+		n *= 8
+	}
+	marks := make([]string, n)
+	args := make([]any, n)
+	for i := range n {
+		marks[i] = fmt.Sprintf("$%d", i+1)
+		args[i] = apps[min(i, len(apps)-1)].ID
 	}
 	rows, err := q.Query(ctx, `SELECT p.appointment_id, c.id, c.name, c.email, c.deleted
 		FROM participants p JOIN contacts c ON c.id = p.contact_id
-		WHERE p.appointment_id IN (`+strings.Join(ids, ",")+`) ORDER BY c.name, c.id`)
+		WHERE p.appointment_id IN (`+strings.Join(marks, ",")+`) ORDER BY c.name, c.id`, args...)
 	if err != nil {
 		return fmt.Errorf("participants: %w", err)
 	}
@@ -325,7 +327,7 @@ func setParticipants(ctx context.Context, tx *sqldb.Tx, id int64, contacts []int
 
 const contactColumns = `id, name, email, phone, version, deleted, updated_at, seq`
 
-func scanContact(row scanner) (Contact, error) {
+func scanContact(row sqldb.Scanner) (Contact, error) {
 	var c Contact
 	var updated int64
 	if err := row.Scan(&c.ID, &c.Name, &c.Email, &c.Phone, &c.Version, &c.Deleted, &updated, &c.Seq); err != nil {
@@ -337,20 +339,11 @@ func scanContact(row scanner) (Contact, error) {
 
 // Contacts lists the local copy in name order.
 func (s *SQLStore) Contacts(ctx context.Context) ([]Contact, error) {
-	rows, err := s.db.Query(ctx, `SELECT `+contactColumns+` FROM contacts ORDER BY name, id`)
+	out, err := sqldb.All(ctx, s.db, scanContact, `SELECT `+contactColumns+` FROM contacts ORDER BY name, id`)
 	if err != nil {
 		return nil, fmt.Errorf("contacts: %w", err)
 	}
-	defer rows.Close()
-	out := []Contact{}
-	for rows.Next() {
-		c, err := scanContact(rows)
-		if err != nil {
-			return nil, fmt.Errorf("contacts: %w", err)
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Contact returns contact id from the local copy.
