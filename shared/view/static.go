@@ -9,7 +9,7 @@ import (
 	"syndic/shared/httpx"
 )
 
-//go:embed static
+//go:embed static templates
 var shared embed.FS
 
 // Static serves a service's static files from own, with the stylesheet the

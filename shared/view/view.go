@@ -15,19 +15,31 @@ import (
 	"syndic/shared/httpx"
 )
 
-// Set holds one template set per page, each parsed with the layout. Every
-// page defines the "title" and "content" blocks the layout (named
-// "layout") uses; an "error" page shows .Title and .Message.
+// Set holds one template set per page, each parsed with the layout the
+// services share (templates/layout.html here) and the service's own
+// layout.html, which defines what the shared one leaves to it: "service"
+// (its name), "head" (links in <head>), "nav", "footer", and "back" (the
+// error page's link home). Every page defines the "title" and "content"
+// blocks; the shared "error" page shows .Title and .Message.
 type Set struct {
 	log   *slog.Logger
 	pages map[string]*template.Template
 }
 
-// Parse reads dir/layout.html and dir/NAME.html for each name from fsys.
+// Parse reads dir/layout.html and dir/NAME.html for each name from fsys,
+// each with the shared layout, and the shared error page.
 func Parse(log *slog.Logger, fsys fs.FS, dir string, funcs template.FuncMap, names ...string) (*Set, error) {
 	s := &Set{log: log, pages: map[string]*template.Template{}}
 	for _, name := range append(names, "error") {
-		t, err := template.New(name).Funcs(funcs).ParseFS(fsys, path.Join(dir, "layout.html"), path.Join(dir, name+".html"))
+		t, err := template.New(name).Funcs(funcs).ParseFS(shared, "templates/layout.html")
+		if err == nil {
+			t, err = t.ParseFS(fsys, path.Join(dir, "layout.html"))
+		}
+		if err == nil && name == "error" {
+			t, err = t.ParseFS(shared, "templates/error.html")
+		} else if err == nil {
+			t, err = t.ParseFS(fsys, path.Join(dir, name+".html"))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("template %s: %w", name, err)
 		}
