@@ -97,7 +97,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	db, err := sqldb.Open(ctx, cfg.DatabaseURL)
+	db, err := sqldb.Open(ctx, cfg.DatabaseURL, sqldb.WithLogger(log))
 	if err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -51,16 +52,31 @@ type DB struct {
 	// writers queue on a mutex instead of sleeping in SQLite's busy handler.
 	writeMu sync.Mutex
 	commits Broadcast
+	peers   *peers // PostgreSQL: other instances' commits
 	stmts   statements
 
 	mu   sync.Mutex
 	want int
 }
 
+// Option adjusts Open.
+type Option func(*options)
+
+type options struct{ log *slog.Logger }
+
+// WithLogger is where the database reports what it recovers from by itself
+// (a lost LISTEN connection); without it, nowhere.
+func WithLogger(log *slog.Logger) Option { return func(o *options) { o.log = log } }
+
 // Open opens the database named by url: "sqlite:PATH" (the folder is
 // created; "?…" after the path adds driver parameters) or "postgres://…" /
-// "postgresql://…". It pings before returning.
-func Open(ctx context.Context, url string) (*DB, error) {
+// "postgresql://…". It pings before returning. On PostgreSQL, Committed
+// also fires for commits by other instances on the same schema (LISTEN/NOTIFY).
+func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
+	o := options{log: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var db *DB
 	switch {
 	case strings.HasPrefix(url, "sqlite:"):
@@ -104,6 +120,14 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("%s: %w", db.Dialect, err)
 	}
+	if db.Dialect == Postgres {
+		p, err := startPeers(db, url, o.log)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		db.peers = p
+	}
 	return db, nil
 }
 
@@ -118,7 +142,12 @@ func sqliteDSN(p string) string {
 }
 
 // Close closes the database, and with it every prepared statement.
-func (db *DB) Close() error { return db.sql.Close() }
+func (db *DB) Close() error {
+	if db.peers != nil {
+		db.peers.stop()
+	}
+	return db.sql.Close()
+}
 
 // Ready reports whether the database answers and every migration is applied.
 func (db *DB) Ready(ctx context.Context) error {

@@ -50,11 +50,16 @@ func (db *DB) Write(ctx context.Context, fn func(*Tx) error) (err error) {
 		return classify(fmt.Errorf("commit: %w", err))
 	}
 	db.commits.Notify()
+	if db.peers != nil {
+		db.peers.committed()
+	}
 	return nil
 }
 
-// Committed returns a channel that is closed when the next write commits.
-// Take it before looking at the state it guards, then wait on it.
+// Committed returns a channel that is closed when the next write commits,
+// here or (on PostgreSQL) in another instance on the same schema. Take it
+// before looking at the state it guards, then wait on it; a wake-up may
+// also come with nothing new.
 func (db *DB) Committed() <-chan struct{} { return db.commits.Wait() }
 
 // Query runs a read outside any transaction.
