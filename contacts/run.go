@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"syndic/shared/config"
 	"syndic/shared/feed"
@@ -66,15 +67,23 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 	m := metrics.New()
+	// On PostgreSQL other replicas write too, and their commits reach this
+	// one by NOTIFY a moment later: /feed reads the head on every request, so
+	// it never answers from one older than a write already acknowledged.
+	var headMaxAge time.Duration
+	if db.Dialect == sqldb.Postgres {
+		headMaxAge = -1
+	}
 	pub := feed.NewPublisher(store, feed.Options{
-		Title:    "syndic contacts",
-		ID:       "urn:syndic:contacts:feed",
-		EntryID:  "urn:syndic:contacts:event:",
-		Author:   "contacts",
-		Path:     "/feed",
-		PageSize: cfg.FeedPageSize,
-		BaseURL:  cfg.PublicBase(),
-		Changed:  db.Committed,
+		Title:      "syndic contacts",
+		ID:         "urn:syndic:contacts:feed",
+		EntryID:    "urn:syndic:contacts:event:",
+		Author:     "contacts",
+		Path:       "/feed",
+		PageSize:   cfg.FeedPageSize,
+		BaseURL:    cfg.PublicBase(),
+		Changed:    db.Committed,
+		HeadMaxAge: headMaxAge,
 	}, log, m)
 	access := cfg.Access()
 	h, err := NewServer(log, store, db, pub, m, access)

@@ -76,6 +76,7 @@ type Publisher struct {
 	headSeq int64           // the head last read from src…
 	headAt  time.Time       // …at this time…
 	headCh  <-chan struct{} // …valid until this commit signal closes
+	maxHead int64           // the highest head any read returned: never answer lower
 	lru     *list.List
 	byKey   map[pageKey]*list.Element
 	cached  int // bytes in lru
@@ -139,7 +140,9 @@ func (p *Publisher) changed() <-chan struct{} {
 
 // head returns the source's head, from memory when cached is true and it
 // was read less than HeadMaxAge ago with no commit since. Every read from
-// the source refreshes the memory.
+// the source refreshes the memory. It never returns less than it returned
+// before: a read that started earlier but answers later (several instances
+// on one PostgreSQL, or plain scheduling) cannot take the head back.
 func (p *Publisher) head(ctx context.Context, cached bool) (int64, error) {
 	ch := p.changed() // before the read: a commit during it makes it stale
 	p.mu.Lock()
@@ -154,10 +157,12 @@ func (p *Publisher) head(ctx context.Context, cached bool) (int64, error) {
 		return 0, err
 	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	h = max(h, p.maxHead)
+	p.maxHead = h
 	if !closed(ch) { // no commit while we read: h is current
 		p.headSeq, p.headAt, p.headCh = h, time.Now(), ch
 	}
-	p.mu.Unlock()
 	return h, nil
 }
 
@@ -210,7 +215,7 @@ func (p *Publisher) serveArchive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.mMisses.Inc(1)
-	head, err := p.src.Head(r.Context())
+	head, err := p.head(r.Context(), false)
 	if err != nil {
 		httpx.WriteError(w, r, p.log, fmt.Errorf("feed head: %w", err))
 		return
