@@ -25,6 +25,8 @@ type Config struct {
 	ContactsFeedURL string        `envconfig:"CONTACTS_FEED_URL" default:"http://localhost:8081/feed" desc:"the contacts feed to follow (read with API_TOKEN)"`
 	PollInterval    time.Duration `envconfig:"POLL_INTERVAL" default:"5s" desc:"time between polls of the feed when the publisher does not long-poll"`
 	FeedWait        time.Duration `envconfig:"FEED_WAIT" default:"25s" desc:"long-poll wait asked of the publisher (Prefer: wait); 0 turns long-poll off"`
+	FollowerID      string        `envconfig:"FOLLOWER_ID" desc:"this replica's name in the follower lease (e.g. $DYNO); a replica restarted under the same name takes its lease back at once; empty: host, pid and a random suffix"`
+	FollowerLease   time.Duration `envconfig:"FOLLOWER_LEASE" default:"5s" desc:"how long the follower lease lasts unless renewed: how soon a standby replica takes over from one that died"`
 
 	NotificationsURL  string        `envconfig:"NOTIFICATIONS_URL" default:"http://localhost:8083" desc:"the notifications service invitations are sent through (with API_TOKEN)"`
 	NotifyBuffer      int           `envconfig:"NOTIFY_BUFFER" default:"1000" desc:"capacity of the channel between the outbox and the notify workers"`
@@ -52,6 +54,9 @@ func (c Config) Validate() error {
 	}
 	if c.PollInterval < 10*time.Millisecond || c.PollInterval > time.Hour {
 		errs = append(errs, fmt.Errorf("POLL_INTERVAL %s: want 10ms–1h", c.PollInterval))
+	}
+	if c.FollowerLease < 300*time.Millisecond || c.FollowerLease > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("FOLLOWER_LEASE %s: want 300ms–10m", c.FollowerLease))
 	}
 	if c.FeedWait < 0 || c.FeedWait > time.Minute || c.FeedWait%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("FEED_WAIT %s: want whole seconds from 0 to 60s", c.FeedWait))
@@ -131,6 +136,8 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		Client:       &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second}},
 		DB:           db,
 		Apply:        ApplyContactEvent,
+		Instance:     cfg.FollowerID,
+		LeaseTTL:     cfg.FollowerLease,
 		PollInterval: cfg.PollInterval,
 		Wait:         cfg.FeedWait,
 		Log:          log,

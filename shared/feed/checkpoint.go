@@ -15,7 +15,8 @@ import (
 //go:embed migrations
 var migrations embed.FS
 
-// Migrations returns the schema a follower needs (feed_checkpoints), for
+// Migrations returns the schema a follower needs (feed_checkpoints and
+// feed_leases), for
 // the service's sqldb.DB.Migrate beside its own.
 func Migrations() fs.FS {
 	sub, _ := fs.Sub(migrations, "migrations")
@@ -41,6 +42,9 @@ func (f *Follower) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	return cp, nil
 }
 
+// ErrBackwards says a checkpoint write would have moved it back.
+var ErrBackwards = errors.New("feed: the stored checkpoint is already at or past this seq")
+
 // commit applies events and the checkpoint in one transaction. On failure
 // it returns how many events preceded the failing one.
 func (f *Follower) commit(ctx context.Context, events []Event, page string) (int, error) {
@@ -48,6 +52,9 @@ func (f *Follower) commit(ctx context.Context, events []Event, page string) (int
 	cp := Checkpoint{Seq: events[len(events)-1].Seq, Page: page}
 	failed := 0
 	err := f.cfg.DB.Write(ctx, func(tx *sqldb.Tx) error {
+		if err := f.lease.fence(ctx, tx); err != nil {
+			return err
+		}
 		for i, e := range events {
 			if err := f.cfg.Apply(ctx, tx, e); err != nil {
 				failed = i
@@ -55,12 +62,19 @@ func (f *Follower) commit(ctx context.Context, events []Event, page string) (int
 				return fmt.Errorf("apply seq %d (%s): %w", e.Seq, e.Type, err)
 			}
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO feed_checkpoints (name, seq, page, updated_at) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, page = excluded.page, updated_at = excluded.updated_at`,
+		// The checkpoint only moves forward: a write that would take it back
+		// (it cannot happen under the lease) fails instead.
+		res, err := tx.Exec(ctx, `INSERT INTO feed_checkpoints (name, seq, page, updated_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, page = excluded.page, updated_at = excluded.updated_at
+			WHERE feed_checkpoints.seq < excluded.seq`,
 			f.cfg.Name, cp.Seq, cp.Page, time.Now().UnixMicro())
 		if err != nil {
 			failed = len(events)
 			return fmt.Errorf("save checkpoint: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			failed = len(events)
+			return fmt.Errorf("save checkpoint %d: %w", cp.Seq, ErrBackwards)
 		}
 		return nil
 	})

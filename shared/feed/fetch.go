@@ -145,6 +145,14 @@ func (f *Follower) startAhead(ctx context.Context, url string) {
 	}()
 }
 
+// drainAhead waits for a prefetch in flight and drops it.
+func (f *Follower) drainAhead() {
+	if a := f.ahead; a != nil {
+		f.ahead = nil
+		<-a.done
+	}
+}
+
 // fetchAhead returns the prefetched url, or fetches it now. A prefetch of
 // another URL is waited for and dropped, so no fetch runs beside the walk.
 func (f *Follower) fetchAhead(ctx context.Context, url string) (fetched, error) {

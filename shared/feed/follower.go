@@ -32,6 +32,14 @@ type FollowerConfig struct {
 	// OnApplied, if set, is called after each commit with the new checkpoint.
 	OnApplied func(Checkpoint)
 
+	// Instance names this instance in the follower lease (FOLLOWER_ID);
+	// empty: host name, process id and a random suffix.
+	Instance string
+	// LeaseTTL is how long the lease lasts unless renewed (it is renewed
+	// three times as often): how long a standby waits after the active
+	// instance died before taking over. 5 s.
+	LeaseTTL time.Duration
+
 	PollInterval time.Duration // between polls when the publisher does not long-poll; 5 s
 	Wait         time.Duration // Prefer: wait=…; 25 s; negative disables long-poll
 	Timeout      time.Duration // per request, on top of the wait; 10 s
@@ -56,6 +64,13 @@ type Status struct {
 	FailingSeq    int64     `json:"failing_seq,omitempty"` // an event that could not be applied
 	Errors        int64     `json:"errors"`
 	LongPoll      bool      `json:"long_poll"` // the publisher honours Prefer: wait
+
+	// Follower is "active" while this instance holds the follower lease
+	// and applies the feed, "standby" while another one does.
+	Follower       string    `json:"follower"`
+	Instance       string    `json:"instance"`         // this instance, in the lease
+	LeaseHolder    string    `json:"lease_holder"`     // who holds the lease
+	LeaseExpiresAt time.Time `json:"lease_expires_at"` // unless renewed
 }
 
 // Follower follows an Atom feed with RFC 5005 archives into a database,
@@ -73,6 +88,7 @@ type Follower struct {
 	current     string    // the subscription document's URL, once seen
 	ahead       *prefetch // the next archive, being fetched while a page applies
 	lastArchive string    // self of the newest archive page known applied through
+	lease       *lease
 
 	mu     sync.Mutex
 	status Status
@@ -120,13 +136,21 @@ func NewFollower(ctx context.Context, cfg FollowerConfig) (*Follower, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New()
 	}
-	f := &Follower{cfg: cfg, log: cfg.Log.With("feed", cfg.Name)}
+	if cfg.Instance == "" {
+		cfg.Instance = instanceID()
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 5 * time.Second
+	}
+	f := &Follower{cfg: cfg, log: cfg.Log.With("feed", cfg.Name),
+		lease: &lease{db: cfg.DB, name: cfg.Name, holder: cfg.Instance, ttl: cfg.LeaseTTL}}
 	cp, err := f.Checkpoint(ctx)
 	if err != nil {
 		return nil, err
 	}
 	f.cp = cp
 	f.status.CheckpointSeq, f.status.HeadSeq, f.status.Page = cp.Seq, cp.Seq, cp.Page
+	f.status.Follower, f.status.Instance = "standby", cfg.Instance
 	m := cfg.Metrics
 	f.mErrors = m.Counter("follower_errors")
 	f.mApplied = m.Counter("follower_applied_events")
@@ -135,6 +159,12 @@ func NewFollower(ctx context.Context, cfg FollowerConfig) (*Follower, error) {
 	m.GaugeFunc("follower_head_seq", func() int64 { return f.Status().HeadSeq })
 	m.GaugeFunc("follower_lag", func() int64 { return f.Status().Lag })
 	m.GaugeFunc("follower_failing_seq", func() int64 { return f.Status().FailingSeq })
+	m.GaugeFunc("follower_active", func() int64 {
+		if f.Status().Follower == "active" {
+			return 1
+		}
+		return 0
+	})
 	m.GaugeFunc("follower_last_poll_unixtime", func() int64 {
 		if t := f.Status().LastPoll; !t.IsZero() {
 			return t.Unix()
@@ -159,15 +189,40 @@ func (f *Follower) update(fn func(*Status)) {
 	fn(&f.status)
 }
 
-// Run follows the feed until ctx is done. Errors are reported in Status,
-// logged and retried with exponential backoff and jitter.
+// Run follows the feed until ctx is done — while this instance holds the
+// follower lease; until then it stands by, ready to take over (see
+// lease.go). Errors are reported in Status, logged and retried with
+// exponential backoff and jitter.
 func (f *Follower) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		if f.standBy(ctx) {
+			f.lead(ctx)
+		}
+	}
+}
+
+// restart resets the walk to start at checkpoint cp.
+func (f *Follower) restart(cp Checkpoint) {
+	f.drainAhead()
+	f.cp = cp
+	f.next, f.etag, f.etagURL, f.lastArchive = "", "", "", ""
+	f.update(func(s *Status) {
+		s.CheckpointSeq, s.Page = cp.Seq, cp.Page
+		s.HeadSeq = max(s.HeadSeq, cp.Seq)
+	})
+}
+
+// walk follows the feed until ctx is done or the lease is lost.
+func (f *Follower) walk(ctx context.Context) {
 	backoff := retry.Backoff{Min: f.cfg.MinBackoff, Max: f.cfg.MaxBackoff}
 	failures := 0
 	for ctx.Err() == nil {
 		idle, err := f.step(ctx)
 		switch {
 		case ctx.Err() != nil:
+		case errors.Is(err, ErrLeaseLost):
+			f.log.Warn("follower lease lost: standing by", "err", err)
+			return
 		case err != nil:
 			f.mErrors.Inc(1)
 			f.update(func(s *Status) {

@@ -47,7 +47,7 @@ func (s *sink) apply(ctx context.Context, tx *sqldb.Tx, e Event) error {
 			return err
 		}
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO applied (seq, n) VALUES ($1, 1) ON CONFLICT (seq) DO UPDATE SET n = n + 1`, e.Seq); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO applied (seq, n) VALUES ($1, 1) ON CONFLICT (seq) DO UPDATE SET n = applied.n + 1`, e.Seq); err != nil {
 		return err
 	}
 	if s.after != nil {

@@ -118,6 +118,9 @@ func FuzzFollow(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if ok, err := fl.lease.acquire(context.Background()); !ok {
+			t.Fatalf("follower lease: %v, %v", ok, err)
+		}
 		_, stepErr := fl.step(context.Background())
 		cp := fl.Status().CheckpointSeq
 		s.check(t, cp) // 1…cp applied exactly once
