@@ -66,23 +66,56 @@ func Start(t testing.TB, addr string, run func(ctx context.Context, ln net.Liste
 		})
 	}
 	t.Cleanup(s.stop)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	exited := make(chan struct{})
+	go func() {
 		select {
 		case err := <-done:
 			done <- err
-			t.Fatalf("Run returned before ready: %v", err)
+			close(exited)
+		case <-ctx.Done():
+		}
+	}()
+	if !WaitReady(t, s.URL, exited) {
+		t.Fatalf("Run returned before ready: %v", <-done)
+	}
+	return s
+}
+
+// WaitReady polls base/readyz until it answers 200 (true) or exited is
+// closed (false; nil for never): the one wait-for-ready of every test,
+// in-process or a built binary. It fails t after 20 s.
+func WaitReady(t testing.TB, base string, exited <-chan struct{}) bool {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
+	defer c.CloseIdleConnections()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case <-exited:
+			return false
 		default:
 		}
-		resp, err := s.Client.Get(s.URL + "/readyz")
+		resp, err := c.Get(base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s
+				return true
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s/readyz did not answer 200 within 20 s", s.URL)
+			t.Fatalf("%s/readyz did not answer 200 within 20 s (%v)", base, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Poll calls cond until it holds, failing t after timeout with what.
+func Poll(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
