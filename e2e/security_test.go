@@ -133,6 +133,52 @@ type secRoute struct {
 	key          bool          // a new Idempotency-Key for each request
 }
 
+// secTableRoute is a row of a service's route table.
+type secTableRoute struct{ pattern, access string }
+
+func secTable[R any](rs []R, row func(R) (pattern, access string)) []secTableRoute {
+	var t []secTableRoute
+	for _, r := range rs {
+		p, a := row(r)
+		t = append(t, secTableRoute{p, a})
+	}
+	return t
+}
+
+// secCheckCovered fails t unless the requests of routes reach every route
+// of the service's table, each with the access the test expects: a route
+// added to a server.go must be added here too.
+func secCheckCovered(t *testing.T, service, base string, table []secTableRoute, routes []secRoute) {
+	t.Helper()
+	mux := http.NewServeMux()
+	access := map[string]string{}
+	for _, r := range table {
+		mux.Handle(r.pattern, http.NotFoundHandler())
+		access[r.pattern] = r.access
+	}
+	reached := map[string]bool{}
+	for _, rt := range routes {
+		req, err := http.NewRequest(rt.method, base+strings.ReplaceAll(rt.path, "{new}", "1"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, pattern := mux.Handler(req)
+		if pattern == "" {
+			t.Errorf("%s %s %s: no route of the service's table serves it", service, rt.method, rt.path)
+			continue
+		}
+		reached[pattern] = true
+		if access[pattern] != rt.access {
+			t.Errorf("%s %s %s: the route table says %s has %q access, the test expects %q", service, rt.method, rt.path, pattern, access[pattern], rt.access)
+		}
+	}
+	for _, r := range table {
+		if !reached[r.pattern] {
+			t.Errorf("%s route %s (%s) is asked by no request of TestAccessMatrix: add one", service, r.pattern, r.access)
+		}
+	}
+}
+
 // TestAccessMatrix asks every route of the three services, with
 // API_TOKEN and UI_PASSWORD set, without credentials, with each kind of
 // valid credentials and with wrong ones: /healthz, /readyz and the static
@@ -189,9 +235,10 @@ func TestAccessMatrix(t *testing.T) {
 
 	services := []struct {
 		name, base string
+		table      []secTableRoute // the service's own route table
 		routes     []secRoute
 	}{
-		{"contacts", con.URL, []secRoute{
+		{"contacts", con.URL, secTable(contacts.Routes(), func(r contacts.Route) (string, string) { return r.Pattern, r.Access }), []secRoute{
 			open("/healthz"), open("/readyz"), open("/static/base.css"), open("/static/style.css"),
 			get("machine", "/metrics"),
 			get("machine", "/feed"),
@@ -210,7 +257,7 @@ func TestAccessMatrix(t *testing.T) {
 			{method: "POST", path: "/contacts/{new}", access: "people", want: 303, ctype: formType, body: "name=Grace+Hopper&email=grace%40example.org&version=1", fresh: freshContact("/contacts/%d")},
 			{method: "POST", path: "/contacts/{new}/delete", access: "people", want: 303, ctype: formType, body: "version=1", fresh: freshContact("/contacts/%d/delete")},
 		}},
-		{"calendar", cal.URL, []secRoute{
+		{"calendar", cal.URL, secTable(calendar.Routes(), func(r calendar.Route) (string, string) { return r.Pattern, r.Access }), []secRoute{
 			open("/healthz"), open("/readyz"), open("/static/base.css"), open("/static/style.css"),
 			get("machine", "/metrics"),
 			get("machine", "/api/appointments"),
@@ -233,7 +280,7 @@ func TestAccessMatrix(t *testing.T) {
 			get("people", "/contacts"),
 			get("people", fmt.Sprintf("/contacts/%d", ada)),
 		}},
-		{"notifications", notif.URL, []secRoute{
+		{"notifications", notif.URL, secTable(notifications.Routes(), func(r notifications.Route) (string, string) { return r.Pattern, r.Access }), []secRoute{
 			open("/healthz"), open("/readyz"), open("/static/base.css"), open("/static/style.css"),
 			get("machine", "/metrics"),
 			{method: "POST", path: "/api/notifications", access: "machine", want: 202, ctype: jsonType, body: notifJSON, key: true},
@@ -262,6 +309,7 @@ func TestAccessMatrix(t *testing.T) {
 	}
 	c := secClient(t)
 	for _, svc := range services {
+		secCheckCovered(t, svc.name, svc.base, svc.table, svc.routes)
 		for _, rt := range svc.routes {
 			for _, p := range presentations {
 				path := rt.path
