@@ -38,11 +38,7 @@ func runService(t testing.TB, cfg Config) string {
 // openStore opens a migrated store on databaseURL.
 func openStore(t testing.TB, databaseURL string) (*SQLStore, *sqldb.DB) {
 	t.Helper()
-	db, err := sqldb.Open(context.Background(), databaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := servicetest.OpenDB(t, databaseURL)
 	store, err := NewSQLStore(context.Background(), db)
 	if err != nil {
 		t.Fatal(err)

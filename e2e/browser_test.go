@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -26,11 +25,9 @@ import (
 // of name in contacts shows everywhere the calendar shows that person.
 func TestBrowserStory(t *testing.T) {
 	begin := time.Now()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
 	con := startContacts(t, "", contacts.Config{})
 	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{})
-	ctx = browsertest.Start(t, ctx)
+	tab := browsertest.Open(t, 60*time.Second)
 
 	const (
 		name    = "Ada Lovelace"
@@ -40,7 +37,6 @@ func TestBrowserStory(t *testing.T) {
 		when    = "Tue 15 Jan 2030, 09:30–10:30 (UTC+01:00)" // Paris is UTC+1 in January
 	)
 
-	tab := browsertest.NewTab(t, ctx)
 	do, text, value, eval, navigate := tab.Do, tab.Text, tab.Value, tab.Eval, tab.Navigate
 	// poll opens base+path again and again until ok holds for the page.
 	poll := func(what, page string, ok func() bool) {
@@ -57,7 +53,7 @@ func TestBrowserStory(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	submit := chromedp.Click(chromedp.CSS(`main form button[type="submit"]`))
+	submit := browsertest.Submit()
 
 	// 1. Create the contact in contacts.
 	navigate("open the new contact form", http.StatusOK, chromedp.Navigate(con.URL+"/contacts/new"))

@@ -116,14 +116,7 @@ func TestKillAndRestartMidTraffic(t *testing.T) {
 	waitSync(t, kapi, 30*time.Second, func(s syncStatus) bool { return s.CheckpointSeq == h && s.Lag == 0 })
 	sameState(t, capi, kapi, map[int64]bool{})
 
-	g.mu.Lock()
-	want := map[string]int{} // "title\x00address" → 1
-	for title, emails := range g.invites {
-		for _, e := range emails {
-			want[title+"\x00"+e]++
-		}
-	}
-	g.mu.Unlock()
+	want := g.wantInvites()
 	mails := waitDelivered(t, cal, notif, smtp, len(want), 60*time.Second)
 	checkOneInvitationEach(t, mails, want)
 	var failed list[notification]
@@ -308,6 +301,17 @@ func unwritables(smtp *smtptest.Server) []unwritable {
 	}
 }
 
+// writable starts the service on databaseURL, fails t unless a write
+// works there, and stops it: the schema is in place.
+func (s unwritable) writable(t *testing.T, c *http.Client, databaseURL string) {
+	t.Helper()
+	svc := s.start(t, databaseURL)
+	if status, _, body, err := s.write(c, svc.URL, 0); err != nil || status != s.status {
+		t.Fatalf("write on a writable database: %d %v %s", status, err, body)
+	}
+	svc.Stop()
+}
+
 // checkRefused fails unless a write was answered 503 with a JSON error
 // that names the cause.
 func checkRefused(t *testing.T, status int, ctype string, body []byte, err error, cause string) {
@@ -344,13 +348,9 @@ func TestUnwritableDatabase(t *testing.T) {
 	for _, s := range unwritables(smtp) {
 		t.Run(s.name+"/read-only", func(t *testing.T) {
 			u := "sqlite:" + filepath.Join(t.TempDir(), s.name+".db")
-			svc := s.start(t, u) // creates the schema
-			if status, _, body, err := s.write(c, svc.URL, 0); err != nil || status != s.status {
-				t.Fatalf("write on a writable database: %d %v %s", status, err, body)
-			}
-			svc.Stop()
+			s.writable(t, c, u) // creates the schema
 
-			svc = s.start(t, u+"?_pragma=query_only(1)")
+			svc := s.start(t, u+"?_pragma=query_only(1)")
 			status, ctype, body, err := s.write(c, svc.URL, 1)
 			checkRefused(t, status, ctype, body, err, "read-only")
 			checkServing(t, c, svc.URL, s.reads)
@@ -377,14 +377,10 @@ func TestUnwritableDatabase(t *testing.T) {
 		})
 		t.Run(s.name+"/full", func(t *testing.T) {
 			u := "sqlite:" + filepath.Join(t.TempDir(), s.name+".db")
-			svc := s.start(t, u)
-			if status, _, body, err := s.write(c, svc.URL, 0); err != nil || status != s.status {
-				t.Fatalf("write on a writable database: %d %v %s", status, err, body)
-			}
-			svc.Stop()
+			s.writable(t, c, u)
 			pages := pageCount(t, u)
 
-			svc = s.start(t, fmt.Sprintf("%s?_pragma=max_page_count(%d)", u, pages+6))
+			svc := s.start(t, fmt.Sprintf("%s?_pragma=max_page_count(%d)", u, pages+6))
 			var written int
 			for i := 1; ; i++ {
 				status, ctype, body, err := s.write(c, svc.URL, i)
@@ -408,12 +404,8 @@ func TestUnwritableDatabase(t *testing.T) {
 	t.Run("contacts/postgres-read-only", func(t *testing.T) {
 		s := unwritables(smtp)[0]
 		u := sqldbtest.PostgresURL(t)
-		svc := s.start(t, u)
-		if status, _, body, err := s.write(c, svc.URL, 0); err != nil || status != s.status {
-			t.Fatalf("write on a writable database: %d %v %s", status, err, body)
-		}
-		svc.Stop()
-		svc = s.start(t, u+"&default_transaction_read_only=on")
+		s.writable(t, c, u)
+		svc := s.start(t, u+"&default_transaction_read_only=on")
 		status, ctype, body, err := s.write(c, svc.URL, 1)
 		checkRefused(t, status, ctype, body, err, "read-only")
 		checkServing(t, c, svc.URL, s.reads)

@@ -226,14 +226,7 @@ func TestProcessesKilledMidTraffic(t *testing.T) {
 	sameState(t, capi, kapi, ids)
 
 	// ...and every invitation was delivered exactly once.
-	g.mu.Lock()
-	want := map[string]int{} // "title\x00address" → 1
-	for title, emails := range g.invites {
-		for _, e := range emails {
-			want[title+"\x00"+e]++
-		}
-	}
-	g.mu.Unlock()
+	want := g.wantInvites()
 	deadline = time.Now().Add(30 * time.Second)
 	for {
 		pending, found := procMetric(t, cal.URL, cr.bearer, "syndic_notify_pending")

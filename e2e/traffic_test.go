@@ -258,6 +258,20 @@ func (g *traffic) run(name string, stop <-chan struct{}, max int) {
 	}
 }
 
+// wantInvites returns the invitations the traffic asked for, as
+// "title\x00address" → 1.
+func (g *traffic) wantInvites() map[string]int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	want := map[string]int{}
+	for title, emails := range g.invites {
+		for _, e := range emails {
+			want[title+"\x00"+e]++
+		}
+	}
+	return want
+}
+
 // checkOneInvitationEach fails unless mails hold exactly one invitation for
 // each "title\x00address" in want, and none else, with distinct Message-IDs.
 func checkOneInvitationEach(t *testing.T, mails []smtptest.Mail, want map[string]int) {

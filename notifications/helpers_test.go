@@ -12,7 +12,6 @@ import (
 
 	"syndic/shared/config"
 	"syndic/shared/servicetest"
-	"syndic/shared/sqldb"
 	"syndic/shared/sqldb/sqldbtest"
 )
 
@@ -224,11 +223,7 @@ func (s *testService) waitMetric(t testing.TB, name string, timeout time.Duratio
 // openStore opens a migrated store on databaseURL.
 func openStore(t testing.TB, databaseURL string) *SQLStore {
 	t.Helper()
-	db, err := sqldb.Open(context.Background(), databaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := servicetest.OpenDB(t, databaseURL)
 	store, err := NewSQLStore(context.Background(), db)
 	if err != nil {
 		t.Fatal(err)

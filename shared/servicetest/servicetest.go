@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syndic/shared/sqldb"
 	"testing"
 	"time"
 )
@@ -124,3 +125,15 @@ func Poll(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 // Stop stops the service and waits for Run to return. Stopping twice does
 // nothing.
 func (s *Service) Stop() { s.stop() }
+
+// OpenDB opens the database at url (migrations are the caller's), closed
+// when the test ends.
+func OpenDB(t testing.TB, url string) *sqldb.DB {
+	t.Helper()
+	db, err := sqldb.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
