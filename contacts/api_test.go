@@ -11,6 +11,7 @@ import (
 )
 
 func TestAPI(t *testing.T) {
+	t.Parallel()
 	c := newClient(t, runService(t, Config{}))
 	ada := c.create(Input{Name: " Ada Lovelace ", Email: "ada@example.org"})
 	if ada.Name != "Ada Lovelace" {
@@ -51,6 +52,7 @@ func TestAPI(t *testing.T) {
 // TestAPIErrors sends every kind of bad request and checks the status, the
 // error body, and that nothing changed.
 func TestAPIErrors(t *testing.T) {
+	t.Parallel()
 	c := newClient(t, runService(t, Config{}))
 	ada := c.create(Input{Name: "Ada", Email: "ada@example.org"})
 	c.Do("PUT", fmt.Sprintf("/api/contacts/%d", ada.ID), Input{Name: "Ada", Email: "ada2@example.org"}, "If-Match", `"1"`)
@@ -132,6 +134,7 @@ func feedHead(t *testing.T, c *client) int64 {
 }
 
 func TestAccess(t *testing.T) {
+	t.Parallel()
 	base := runService(t, Config{Common: configCommon("s3cret-token", "hunter2")})
 	for _, tc := range []struct {
 		path   string

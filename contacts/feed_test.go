@@ -60,6 +60,7 @@ func trimBase(c *client, url string) string {
 // deletes read back from the feed exactly once, in order, with the right
 // human and machine parts.
 func TestFeedCarriesEveryChange(t *testing.T) {
+	t.Parallel()
 	c := newClient(t, runService(t, Config{}))
 	type change struct {
 		typ, title string
@@ -123,6 +124,7 @@ func TestFeedCarriesEveryChange(t *testing.T) {
 // TestFeedHTTP is done-when 3 against the running service: immutable
 // archives with strong ETags and 304, /feed's ETag, and long-poll.
 func TestFeedHTTP(t *testing.T) {
+	t.Parallel()
 	c := newClient(t, runService(t, Config{FeedPageSize: 5}))
 	for i := range 7 {
 		c.create(Input{Name: fmt.Sprint("P", i), Email: fmt.Sprintf("p%d@example.org", i)})

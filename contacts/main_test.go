@@ -16,6 +16,7 @@ import (
 )
 
 func TestMainHelp(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	if err := Main(context.Background(), []string{"-h"}, &out, &out); err != nil {
 		t.Fatal(err)
@@ -52,6 +53,7 @@ func TestMainRefusesBadValues(t *testing.T) {
 // TestLogs: every line on stdout is a JSON object, requests are logged
 // with an id, and no secret appears.
 func TestLogs(t *testing.T) {
+	t.Parallel()
 	var out servicetest.Output
 	cfg := Config{DatabaseURL: sqldbtest.SQLiteURL(t), FeedPageSize: 50, Common: configCommon("tok-SECRET-1", "pw-SECRET-2")}
 	cfg.LogLevel = "debug"

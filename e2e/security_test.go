@@ -186,6 +186,7 @@ func secCheckCovered(t *testing.T, service, base string, table []secTableRoute, 
 // unless the credentials are right. Then, with no credentials configured,
 // the services listen on loopback only.
 func TestAccessMatrix(t *testing.T) {
+	t.Parallel()
 	cr := secNewCreds()
 	smtp := smtptest.Start(t)
 	con := startContacts(t, "", contacts.Config{FeedPageSize: 2, Common: cr.common("warn")})
@@ -510,6 +511,7 @@ const (
 // Atom feed, the iCal documents and the invitation mail carry them exactly,
 // and control characters are refused at the door.
 func TestHostileNamesEscaped(t *testing.T) {
+	t.Parallel()
 	smtp := smtptest.Start(t)
 	notif := startNotifications(t, "", notifications.Config{SMTPURL: smtp.URL})
 	con := startContacts(t, "", contacts.Config{})
@@ -770,6 +772,7 @@ func secMailCalendar(t testing.TB, m smtptest.Mail) *ical.Calendar {
 // refused with 403 and changes nothing. The same request from the
 // service's own page works.
 func TestCSRFOnEveryForm(t *testing.T) {
+	t.Parallel()
 	cr := secNewCreds()
 	con := startContacts(t, "", contacts.Config{Common: cr.common("warn")})
 	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{Common: cr.common("warn")})
@@ -880,6 +883,7 @@ func TestCSRFOnEveryForm(t *testing.T) {
 // every log line: JSON, and never a secret or an Authorization header
 // value.
 func TestNoSecretsInLogs(t *testing.T) {
+	t.Parallel()
 	cr, wrong := secNewCreds(), secNewCreds()
 	smtpUser, smtpPass := "mailer", secRandom("smtp")
 	smtp := smtptest.Start(t)
