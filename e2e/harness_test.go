@@ -217,6 +217,25 @@ func metrics(t testing.TB, base string) map[string]float64 {
 	return m
 }
 
+// addAda creates Ada Lovelace (ada@example.org) in contacts and waits
+// until calendar (kapi) holds her as its one contact.
+func addAda(t testing.TB, capi, kapi *api) contact {
+	t.Helper()
+	var ada contact
+	capi.Must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &ada)
+	waitContacts(t, kapi, 1)
+	return ada
+}
+
+// inviteNextWeek creates an hour's appointment called title a week from
+// now, on the hour, with participants.
+func inviteNextWeek(kapi *api, title string, participants ...int64) {
+	kapi.T.Helper()
+	when := time.Now().Add(7 * 24 * time.Hour).UTC().Truncate(time.Hour)
+	kapi.Must(201, "POST", "/api/appointments", map[string]any{"title": title, "starts_at": when.Format(time.RFC3339),
+		"ends_at": when.Add(time.Hour).Format(time.RFC3339), "participants": participants}, nil)
+}
+
 type syncStatus struct {
 	CheckpointSeq int64  `json:"checkpoint_seq"`
 	HeadSeq       int64  `json:"head_seq"`

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -147,24 +148,27 @@ func TestProcessesKilledMidTraffic(t *testing.T) {
 	flowing := g.flowing
 	began := time.Now()
 
+	// crash kills p, waits until the clients have been refused 5 more
+	// times, and starts it again.
+	crash := func(p *procService, refused *atomic.Int64, env func(port int) []string) *procService {
+		t.Helper()
+		from := refused.Load()
+		p.cmd.Process.Kill()
+		<-p.done
+		pollUntil(t, 10*time.Second, "the clients to meet "+p.name+" down", func() bool { return refused.Load() >= from+5 })
+		p = pkRestart(t, p, env)
+		t.Logf("%s was killed; the clients were refused %d times", p.name, refused.Load()-from)
+		return p
+	}
+
 	// contacts crashes; the outage lasts until the clients have been
 	// refused a few times.
 	flowing(10)
-	refused := g.refusedCon.Load()
-	con.cmd.Process.Kill()
-	<-con.done
-	pollUntil(t, 10*time.Second, "the clients to meet contacts down", func() bool { return g.refusedCon.Load() >= refused+5 })
-	con = pkRestart(t, con, conEnv)
-	t.Logf("contacts was killed; the clients were refused %d times", g.refusedCon.Load()-refused)
+	con = crash(con, &g.refusedCon, conEnv)
 
 	// calendar crashes.
 	flowing(10)
-	refused = g.refusedCal.Load()
-	cal.cmd.Process.Kill()
-	<-cal.done
-	pollUntil(t, 10*time.Second, "the clients to meet calendar down", func() bool { return g.refusedCal.Load() >= refused+5 })
-	cal = pkRestart(t, cal, calEnv)
-	t.Logf("calendar was killed; the clients were refused %d times", g.refusedCal.Load()-refused)
+	cal = crash(cal, &g.refusedCal, calEnv)
 
 	// notifications crashes. The mail server refuses first, and the kill
 	// waits until every mail it accepted is marked sent: none is between
@@ -306,12 +310,7 @@ func TestProcessesAccessAndLogs(t *testing.T) {
 
 	// The story.
 	capi, kapi := secAPI(t, con.URL, cr.bearer), secAPI(t, cal.URL, cr.basic)
-	var ada contact
-	capi.Must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &ada)
-	waitContacts(t, kapi, 1)
-	when := time.Now().Add(7 * 24 * time.Hour).UTC().Truncate(time.Hour)
-	kapi.Must(201, "POST", "/api/appointments", map[string]any{"title": "Access review", "starts_at": when.Format(time.RFC3339),
-		"ends_at": when.Add(time.Hour).Format(time.RFC3339), "participants": []int64{ada.ID}}, nil)
+	inviteNextWeek(kapi, "Access review", addAda(t, capi, kapi).ID)
 	mails := smtp.WaitFor(t, 1, 30*time.Second)
 	if mails[0].User != "user" {
 		t.Errorf("mail sent as SMTP user %q, want user", mails[0].User)

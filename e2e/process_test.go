@@ -236,12 +236,7 @@ func TestProcessesStory(t *testing.T) {
 	})
 	capi, kapi, napi := secAPI(t, con.URL, cr.bearer), secAPI(t, cal.URL, cr.basic), secAPI(t, notif.URL, cr.bearer)
 
-	var ada contact
-	capi.Must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &ada)
-	waitContacts(t, kapi, 1)
-	when := time.Now().Add(7 * 24 * time.Hour).UTC().Truncate(time.Hour)
-	kapi.Must(201, "POST", "/api/appointments", map[string]any{"title": "Design review", "starts_at": when.Format(time.RFC3339),
-		"ends_at": when.Add(time.Hour).Format(time.RFC3339), "participants": []int64{ada.ID}}, nil)
+	inviteNextWeek(kapi, "Design review", addAda(t, capi, kapi).ID)
 	smtp.WaitFor(t, 1, 30*time.Second)
 
 	// Once calendar has nothing pending and notifications has sent its one

@@ -924,13 +924,9 @@ func TestNoSecretsInLogs(t *testing.T) {
 	})
 
 	capi, kapi, napi := secAPI(t, con.URL, cr.bearer), secAPI(t, cal.URL, cr.basic), secAPI(t, notif.URL, cr.bearer)
-	var ada contact
-	capi.Must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &ada)
-	waitContacts(t, kapi, 1)
+	ada := addAda(t, capi, kapi)
 	smtp.Fail(451, "try again later")
-	when := time.Now().Add(7 * 24 * time.Hour).UTC().Truncate(time.Hour)
-	kapi.Must(201, "POST", "/api/appointments", map[string]any{"title": "Review", "starts_at": when.Format(time.RFC3339),
-		"ends_at": when.Add(time.Hour).Format(time.RFC3339), "participants": []int64{ada.ID}}, nil)
+	inviteNextWeek(kapi, "Review", ada.ID)
 	deadline := time.Now().Add(20 * time.Second)
 	for smtp.Attempts() == 0 {
 		if time.Now().After(deadline) {
