@@ -1,5 +1,9 @@
 package e2e
 
+// The harness every test here shares: the three services started in
+// process with servicetest.Start and test settings, the JSON client, and
+// the waits and checks more than one file uses.
+
 import (
 	"context"
 	"fmt"
@@ -20,13 +24,6 @@ import (
 // service is one running service.
 type service = servicetest.Service
 
-// start runs run on addr ("" for a new loopback port) until stopped or the
-// test ends, and waits for /readyz.
-func start(t testing.TB, addr string, run func(ctx context.Context, ln net.Listener) error) *service {
-	t.Helper()
-	return servicetest.Start(t, addr, run)
-}
-
 func common() config.Common { return config.Common{LogLevel: "warn", UIUser: "admin"} }
 
 // startContacts runs contacts; cfg's zero fields get test defaults.
@@ -40,7 +37,7 @@ func startContacts(t testing.TB, addr string, cfg contacts.Config) *service {
 	if cfg.LogLevel == "" {
 		cfg.Common = common()
 	}
-	return start(t, addr, func(ctx context.Context, ln net.Listener) error {
+	return servicetest.Start(t, addr, func(ctx context.Context, ln net.Listener) error {
 		cfg.Listener = ln
 		return contacts.Run(ctx, cfg, io.Discard)
 	})
@@ -81,7 +78,7 @@ func startCalendar(t testing.TB, addr, feedURL string, cfg calendar.Config) *ser
 	if err := config.Defaults(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	return start(t, addr, func(ctx context.Context, ln net.Listener) error {
+	return servicetest.Start(t, addr, func(ctx context.Context, ln net.Listener) error {
 		cfg.Listener = ln
 		return calendar.Run(ctx, cfg, io.Discard)
 	})
@@ -118,7 +115,7 @@ func startNotifications(t testing.TB, addr string, cfg notifications.Config) *se
 	if err := config.Defaults(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	return start(t, addr, func(ctx context.Context, ln net.Listener) error {
+	return servicetest.Start(t, addr, func(ctx context.Context, ln net.Listener) error {
 		cfg.Listener = ln
 		return notifications.Run(ctx, cfg, io.Discard)
 	})

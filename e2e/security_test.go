@@ -892,13 +892,13 @@ func TestNoSecretsInLogs(t *testing.T) {
 	ncfg := notifications.Config{SMTPURL: fmt.Sprintf("smtp://%s:%s@%s", smtpUser, smtpPass, smtp.Addr), DatabaseURL: sqldbtest.SQLiteURL(t),
 		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Common: cr.common("debug")}
 	secDefaults(t, &ncfg)
-	notif := start(t, "", func(ctx context.Context, ln net.Listener) error {
+	notif := servicetest.Start(t, "", func(ctx context.Context, ln net.Listener) error {
 		ncfg.Listener = ln
 		return notifications.Run(ctx, ncfg, outs["notifications"])
 	})
 	ccfg := contacts.Config{DatabaseURL: sqldbtest.SQLiteURL(t), Common: cr.common("debug")}
 	secDefaults(t, &ccfg)
-	con := start(t, "", func(ctx context.Context, ln net.Listener) error {
+	con := servicetest.Start(t, "", func(ctx context.Context, ln net.Listener) error {
 		ccfg.Listener = ln
 		return contacts.Run(ctx, ccfg, outs["contacts"])
 	})
@@ -910,7 +910,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 		return cfg
 	}
 	kcfg := calCfg(cr.common("debug"))
-	cal := start(t, "", func(ctx context.Context, ln net.Listener) error {
+	cal := servicetest.Start(t, "", func(ctx context.Context, ln net.Listener) error {
 		kcfg.Listener = ln
 		return calendar.Run(ctx, kcfg, outs["calendar"])
 	})
@@ -918,7 +918,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	// be given it: refused, it must show up in no error.
 	wcfg := calCfg(config.Common{APIToken: wrong.Token, UIUser: secUser, LogLevel: "debug"})
 	wcfg.ContactsFeedURL = strings.Replace(con.URL, "http://", "http://"+secUser+":"+wrong.Password+"@", 1) + "/feed"
-	wcal := start(t, "", func(ctx context.Context, ln net.Listener) error {
+	wcal := servicetest.Start(t, "", func(ctx context.Context, ln net.Listener) error {
 		wcfg.Listener = ln
 		return calendar.Run(ctx, wcfg, outs["calendar with a wrong token"])
 	})

@@ -1,6 +1,10 @@
-// Package servicetest runs a syndic service's Run inside the test process,
-// on a loopback port, the way main would: it waits for /readyz, and stops
-// the service (waiting for Run to return) when asked or when the test ends.
+// Package servicetest is the harness of every syndic test that talks to a
+// service: Start runs a service's Run inside the test process on a
+// loopback port, the way main would, waits for /readyz, and stops the
+// service (waiting for Run to return) when asked or when the test ends;
+// WaitReady is the one wait for /readyz, for built binaries too; Client is
+// the one JSON client (a request with a JSON body, the status, the answer
+// decoded).
 package servicetest
 
 import (
