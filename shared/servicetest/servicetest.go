@@ -46,10 +46,12 @@ func Start(t testing.TB, addr string, run func(ctx context.Context, ln net.Liste
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	exited := make(chan struct{})
 	go func() {
 		err := run(ctx, ln)
 		ln.Close() // a Run that failed before serving leaves it open: /readyz would hang, not fail
 		done <- err
+		close(exited)
 	}()
 	s := &Service{URL: "http://" + ln.Addr().String(), Addr: ln.Addr().String(),
 		Client: &http.Client{Transport: &http.Transport{}, Timeout: 60 * time.Second}}
@@ -71,17 +73,10 @@ func Start(t testing.TB, addr string, run func(ctx context.Context, ln net.Liste
 		})
 	}
 	t.Cleanup(s.stop)
-	exited := make(chan struct{})
-	go func() {
-		select {
-		case err := <-done:
-			done <- err
-			close(exited)
-		case <-ctx.Done():
-		}
-	}()
 	if !WaitReady(t, s.URL, exited) {
-		t.Fatalf("Run returned before ready: %v", <-done)
+		err := <-done
+		done <- err // for the cleanup's stop
+		t.Fatalf("Run returned before ready: %v", err)
 	}
 	return s
 }
