@@ -10,6 +10,7 @@ import (
 )
 
 func TestAPI(t *testing.T) {
+	t.Parallel()
 	s := runService(t, Config{})
 	s.seed(t, feedContact{ID: 7, Name: "Ada", Email: "ada@example.org"}, feedContact{ID: 8, Name: "deleted:Bob", Email: "bob@example.org", Version: 2})
 	body := map[string]any{"title": "Review", "starts_at": "2030-01-01T09:00:00+01:00", "ends_at": "2030-01-01T10:00:00+01:00", "participants": []int64{7}}
@@ -57,6 +58,7 @@ func TestAPI(t *testing.T) {
 }
 
 func TestAPIErrors(t *testing.T) {
+	t.Parallel()
 	s := runService(t, Config{})
 	s.seed(t, feedContact{ID: 7, Name: "Ada", Email: "ada@example.org"}, feedContact{ID: 8, Name: "deleted:Bob", Email: "bob@example.org", Version: 2})
 	good := func() map[string]any {
@@ -126,6 +128,7 @@ func TestAPIErrors(t *testing.T) {
 }
 
 func TestAccess(t *testing.T) {
+	t.Parallel()
 	s := runService(t, Config{Common: configCommon("tok", "pw")})
 	for _, tc := range []struct {
 		path   string

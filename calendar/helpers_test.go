@@ -1,10 +1,7 @@
 package calendar
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -84,27 +81,13 @@ func (s *testService) seed(t testing.TB, cs ...feedContact) {
 // status and the answer.
 func do(t testing.TB, method, url string, body any, header ...string) (int, []byte, http.Header) {
 	t.Helper()
-	var r io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		r = strings.NewReader(b)
-	default:
-		js, _ := json.Marshal(b)
-		r = bytes.NewReader(js)
-	}
-	req, _ := http.NewRequest(method, url, r)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
+	req, err := servicetest.NewRequest(method, url, body, header...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
+	resp, data, err := servicetest.Send(http.DefaultClient, req)
+	if resp == nil {
+		t.Fatal(err)
+	}
 	return resp.StatusCode, data, resp.Header
 }

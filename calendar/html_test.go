@@ -34,6 +34,7 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 func TestHTML(t *testing.T) {
+	t.Parallel()
 	s := runService(t, Config{})
 	s.seed(t, feedContact{ID: 7, Name: "Ada <Lovelace>", Email: "ada@example.org"}, feedContact{ID: 8, Name: "Grace", Email: "grace@example.org"})
 	form := url.Values{"title": {"Review"}, "starts_at": {"2030-01-15T09:30"}, "ends_at": {"2030-01-15T10:30"}, "timezone": {"Europe/Paris"}, "participants": {"7", "8"}}

@@ -89,6 +89,7 @@ func propText(t *testing.T, props ical.Props, name string) string {
 }
 
 func TestWriteICalRoundTrip(t *testing.T) {
+	t.Parallel()
 	apps := icalFixture()
 	cal := decodeICal(t, writeICal(t, icalTestOptions(), apps))
 
@@ -223,6 +224,7 @@ func TestWriteICalRoundTrip(t *testing.T) {
 }
 
 func TestWriteICalDeterministic(t *testing.T) {
+	t.Parallel()
 	apps := icalFixture()
 	first := writeICal(t, icalTestOptions(), apps)
 	second := writeICal(t, icalTestOptions(), apps)
@@ -232,6 +234,7 @@ func TestWriteICalDeterministic(t *testing.T) {
 }
 
 func TestWriteICalLines(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		apps       []Appointment
@@ -273,6 +276,7 @@ func TestWriteICalLines(t *testing.T) {
 }
 
 func TestWriteICalEmpty(t *testing.T) {
+	t.Parallel()
 	doc := writeICal(t, ICalOptions{Name: "syndic calendar"}, nil)
 	want := "BEGIN:VCALENDAR\r\n" +
 		"CALSCALE:GREGORIAN\r\n" +
@@ -295,6 +299,7 @@ func TestWriteICalEmpty(t *testing.T) {
 }
 
 func TestAppointmentEventICalDefaults(t *testing.T) {
+	t.Parallel()
 	a := Appointment{ID: 5, Title: "t", StartsAt: "2026-12-01T09:30:00+01:00", EndsAt: "2026-12-01T10:00:00+01:00",
 		CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	ev := AppointmentEvent(ICalOptions{}, a)
@@ -342,6 +347,7 @@ func TestUIDHostDefault(t *testing.T) {
 }
 
 func TestICalTextSanitized(t *testing.T) {
+	t.Parallel()
 	// Validation refuses these characters; data from elsewhere must still
 	// give a document, not an encoder error or a broken line.
 	a := Appointment{ID: 1, Title: "one\r\ntwo\rthree\x00\x7f\tend", Location: "bad \xff byte",
@@ -361,6 +367,7 @@ func TestICalTextSanitized(t *testing.T) {
 }
 
 func TestICalFold(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		line string
@@ -404,6 +411,7 @@ type failingWriter struct{}
 func (failingWriter) Write(p []byte) (int, error) { return 0, errors.New("disk full") }
 
 func TestWriteICalErrors(t *testing.T) {
+	t.Parallel()
 	if err := WriteICal(failingWriter{}, icalTestOptions(), icalFixture()); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Errorf("WriteICal to a failing writer = %v, want its error", err)
 	}

@@ -15,6 +15,7 @@ func configCommon(token, password string) config.Common {
 }
 
 func TestMainHelp(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	if err := Main(context.Background(), []string{"-h"}, &out, &out); err != nil {
 		t.Fatal(err)

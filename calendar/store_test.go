@@ -40,6 +40,7 @@ func applyContact(t testing.TB, db *sqldb.DB, seq int64, typ string, c feedConta
 }
 
 func TestStore(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		s, db := openStore(t, url)
@@ -134,6 +135,7 @@ func TestStore(t *testing.T) {
 }
 
 func TestApplyRefusesWhatItCannotUnderstand(t *testing.T) {
+	t.Parallel()
 	_, db := openStore(t, sqldbtest.SQLiteURL(t))
 	for name, e := range map[string]feed.Event{
 		"unknown type": {Seq: 1, Type: "contact.merged", Data: []byte(`{"id":1,"name":"A","email":"a@example.org","version":1}`)},

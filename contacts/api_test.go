@@ -11,38 +11,39 @@ import (
 )
 
 func TestAPI(t *testing.T) {
+	t.Parallel()
 	c := newClient(t, runService(t, Config{}))
 	ada := c.create(Input{Name: " Ada Lovelace ", Email: "ada@example.org"})
 	if ada.Name != "Ada Lovelace" {
 		t.Errorf("name = %q, want it trimmed", ada.Name)
 	}
 
-	resp, body := c.do("GET", fmt.Sprintf("/api/contacts/%d", ada.ID), nil)
+	resp, body := c.Do("GET", fmt.Sprintf("/api/contacts/%d", ada.ID), nil)
 	if resp.StatusCode != 200 || resp.Header.Get("ETag") != `"1"` {
 		t.Fatalf("GET: status %d ETag %q: %s", resp.StatusCode, resp.Header.Get("ETag"), body)
 	}
-	resp, body = c.do("GET", "/api/contacts?q=lovelace", nil)
+	resp, body = c.Do("GET", "/api/contacts?q=lovelace", nil)
 	var list httpx.List[Contact]
 	if err := json.Unmarshal(body, &list); err != nil || len(list.Items) != 1 || list.Items[0].ID != ada.ID {
 		t.Fatalf("search: %s", body)
 	}
 
 	// A create answers 201 with Location.
-	resp, _ = c.do("POST", "/api/contacts", Input{Name: "Grace", Email: "grace@example.org"})
+	resp, _ = c.Do("POST", "/api/contacts", Input{Name: "Grace", Email: "grace@example.org"})
 	if resp.StatusCode != 201 || !strings.HasPrefix(resp.Header.Get("Location"), "/api/contacts/") {
 		t.Fatalf("create: status %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 
 	// Updates based on the current version succeed, by body or If-Match.
-	resp, body = c.do("PUT", fmt.Sprintf("/api/contacts/%d", ada.ID), map[string]any{"name": "Ada Lovelace", "email": "ada@lovelace.org", "version": 1})
+	resp, body = c.Do("PUT", fmt.Sprintf("/api/contacts/%d", ada.ID), map[string]any{"name": "Ada Lovelace", "email": "ada@lovelace.org", "version": 1})
 	if resp.StatusCode != 200 {
 		t.Fatalf("update by version: %d %s", resp.StatusCode, body)
 	}
-	resp, body = c.do("PUT", fmt.Sprintf("/api/contacts/%d", ada.ID), Input{Name: "Ada King", Email: "ada@lovelace.org"}, "If-Match", `"2"`)
+	resp, body = c.Do("PUT", fmt.Sprintf("/api/contacts/%d", ada.ID), Input{Name: "Ada King", Email: "ada@lovelace.org"}, "If-Match", `"2"`)
 	if resp.StatusCode != 200 || resp.Header.Get("ETag") != `"3"` {
 		t.Fatalf("update by If-Match: %d %s", resp.StatusCode, body)
 	}
-	resp, _ = c.do("DELETE", fmt.Sprintf("/api/contacts/%d", ada.ID), nil, "If-Match", `"3"`)
+	resp, _ = c.Do("DELETE", fmt.Sprintf("/api/contacts/%d", ada.ID), nil, "If-Match", `"3"`)
 	if resp.StatusCode != 204 {
 		t.Fatalf("delete: status %d, want 204", resp.StatusCode)
 	}
@@ -51,9 +52,10 @@ func TestAPI(t *testing.T) {
 // TestAPIErrors sends every kind of bad request and checks the status, the
 // error body, and that nothing changed.
 func TestAPIErrors(t *testing.T) {
+	t.Parallel()
 	c := newClient(t, runService(t, Config{}))
 	ada := c.create(Input{Name: "Ada", Email: "ada@example.org"})
-	c.do("PUT", fmt.Sprintf("/api/contacts/%d", ada.ID), Input{Name: "Ada", Email: "ada2@example.org"}, "If-Match", `"1"`)
+	c.Do("PUT", fmt.Sprintf("/api/contacts/%d", ada.ID), Input{Name: "Ada", Email: "ada2@example.org"}, "If-Match", `"1"`)
 	id := fmt.Sprintf("/api/contacts/%d", ada.ID)
 	headBefore := feedHead(t, c)
 
@@ -93,7 +95,7 @@ func TestAPIErrors(t *testing.T) {
 		{"unknown API path", "GET", "/api/nothing", nil, nil, 404, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, body := c.do(tc.method, tc.path, tc.body, tc.header...)
+			resp, body := c.Do(tc.method, tc.path, tc.body, tc.header...)
 			if resp.StatusCode != tc.status {
 				t.Fatalf("status = %d, want %d: %s", resp.StatusCode, tc.status, body)
 			}
@@ -110,7 +112,7 @@ func TestAPIErrors(t *testing.T) {
 		})
 	}
 	// Nothing was lost or changed by the bad requests.
-	resp, body := c.do("GET", id, nil)
+	resp, body := c.Do("GET", id, nil)
 	var now Contact
 	json.Unmarshal(body, &now)
 	if resp.StatusCode != 200 || now.Version != 2 || now.Name != "Ada" || now.Email != "ada2@example.org" {
@@ -132,6 +134,7 @@ func feedHead(t *testing.T, c *client) int64 {
 }
 
 func TestAccess(t *testing.T) {
+	t.Parallel()
 	base := runService(t, Config{Common: configCommon("s3cret-token", "hunter2")})
 	for _, tc := range []struct {
 		path   string

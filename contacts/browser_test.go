@@ -1,7 +1,6 @@
 package contacts
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"regexp"
@@ -21,10 +20,8 @@ import (
 // then checks that the feed holds exactly the three events they made.
 func TestBrowserContactLifecycle(t *testing.T) {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
 	base := runService(t, Config{})
-	ctx = browsertest.Start(t, ctx)
+	tab := browsertest.Open(t, 60*time.Second)
 
 	const (
 		name     = "Zoë Ångström"
@@ -34,9 +31,8 @@ func TestBrowserContactLifecycle(t *testing.T) {
 		phone    = "+44 20 7946 0000"
 	)
 
-	tab := browsertest.NewTab(t, ctx)
 	do, text, value, present, navigate := tab.Do, tab.Text, tab.Value, tab.Present, tab.Navigate
-	submit := chromedp.Click(chromedp.CSS(`main form button[type="submit"]`))
+	submit := browsertest.Submit()
 
 	// 1. A bad email is refused beside the field, and what was typed stays.
 	if got := navigate("open the new contact form", http.StatusOK, chromedp.Navigate(base+"/contacts/new")); got != "/contacts/new" {

@@ -19,7 +19,7 @@ func configCommon(token, password string) config.Common {
 // readPage GETs a feed document and parses it with gofeed's atom parser.
 func readPage(t *testing.T, c *client, path string) *feed.Page {
 	t.Helper()
-	resp, body := c.do("GET", path, nil)
+	resp, body := c.Do("GET", path, nil)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: status %d: %s", path, resp.StatusCode, body)
 	}
@@ -50,8 +50,8 @@ func readAll(t *testing.T, c *client) []feed.Event {
 }
 
 func trimBase(c *client, url string) string {
-	if len(url) > len(c.base) && url[:len(c.base)] == c.base {
-		return url[len(c.base):]
+	if len(url) > len(c.Base) && url[:len(c.Base)] == c.Base {
+		return url[len(c.Base):]
 	}
 	return url
 }
@@ -60,6 +60,7 @@ func trimBase(c *client, url string) string {
 // deletes read back from the feed exactly once, in order, with the right
 // human and machine parts.
 func TestFeedCarriesEveryChange(t *testing.T) {
+	t.Parallel()
 	c := newClient(t, runService(t, Config{}))
 	type change struct {
 		typ, title string
@@ -74,7 +75,7 @@ func TestFeedCarriesEveryChange(t *testing.T) {
 	}
 	for i := range 10 {
 		p := people[i*3]
-		resp, body := c.do("PUT", fmt.Sprintf("/api/contacts/%d", p.ID), Input{Name: p.Name, Email: "new-" + p.Email}, "If-Match", `"1"`)
+		resp, body := c.Do("PUT", fmt.Sprintf("/api/contacts/%d", p.ID), Input{Name: p.Name, Email: "new-" + p.Email}, "If-Match", `"1"`)
 		if resp.StatusCode != 200 {
 			t.Fatalf("update: %d %s", resp.StatusCode, body)
 		}
@@ -84,7 +85,7 @@ func TestFeedCarriesEveryChange(t *testing.T) {
 	}
 	for i := range 5 {
 		p := people[100+i]
-		if resp, body := c.do("DELETE", fmt.Sprintf("/api/contacts/%d", p.ID), nil); resp.StatusCode != 204 {
+		if resp, body := c.Do("DELETE", fmt.Sprintf("/api/contacts/%d", p.ID), nil); resp.StatusCode != 204 {
 			t.Fatalf("delete: %d %s", resp.StatusCode, body)
 		}
 		gone := p
@@ -104,7 +105,7 @@ func TestFeedCarriesEveryChange(t *testing.T) {
 		if e.Type != w.typ || e.Title != w.title || e.Summary == "" {
 			t.Errorf("seq %d: %s %q (summary %q), want %s %q", e.Seq, e.Type, e.Title, e.Summary, w.typ, w.title)
 		}
-		if e.Link != fmt.Sprintf("%s/contacts/%d", c.base, w.after.ID) {
+		if e.Link != fmt.Sprintf("%s/contacts/%d", c.Base, w.after.ID) {
 			t.Errorf("seq %d: link %q", e.Seq, e.Link)
 		}
 		var data Contact
@@ -123,22 +124,23 @@ func TestFeedCarriesEveryChange(t *testing.T) {
 // TestFeedHTTP is done-when 3 against the running service: immutable
 // archives with strong ETags and 304, /feed's ETag, and long-poll.
 func TestFeedHTTP(t *testing.T) {
+	t.Parallel()
 	c := newClient(t, runService(t, Config{FeedPageSize: 5}))
 	for i := range 7 {
 		c.create(Input{Name: fmt.Sprint("P", i), Email: fmt.Sprintf("p%d@example.org", i)})
 	}
-	resp, _ := c.do("GET", "/feed/archive/1", nil)
+	resp, _ := c.Do("GET", "/feed/archive/1", nil)
 	etag := resp.Header.Get("ETag")
 	if resp.Header.Get("Cache-Control") != "public, max-age=31536000, immutable" || len(etag) < 3 || etag[0] != '"' {
 		t.Fatalf("archive: Cache-Control %q ETag %q", resp.Header.Get("Cache-Control"), etag)
 	}
-	if resp, _ := c.do("GET", "/feed/archive/1", nil, "If-None-Match", etag); resp.StatusCode != 304 {
+	if resp, _ := c.Do("GET", "/feed/archive/1", nil, "If-None-Match", etag); resp.StatusCode != 304 {
 		t.Fatalf("archive conditional GET: %d, want 304", resp.StatusCode)
 	}
 
-	resp, _ = c.do("GET", "/feed", nil)
+	resp, _ = c.Do("GET", "/feed", nil)
 	fe := resp.Header.Get("ETag")
-	if resp, _ := c.do("GET", "/feed", nil, "If-None-Match", fe); resp.StatusCode != 304 {
+	if resp, _ := c.Do("GET", "/feed", nil, "If-None-Match", fe); resp.StatusCode != 304 {
 		t.Fatalf("/feed conditional GET: %d, want 304", resp.StatusCode)
 	}
 
@@ -150,7 +152,7 @@ func TestFeedHTTP(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		resp, body := c.do("GET", "/feed", nil, "If-None-Match", fe, "Prefer", "wait=25")
+		resp, body := c.Do("GET", "/feed", nil, "If-None-Match", fe, "Prefer", "wait=25")
 		done <- result{resp.StatusCode, body, resp.Header.Get("ETag")}
 	}()
 	time.Sleep(50 * time.Millisecond) // not synchronisation: the answer is right either way
@@ -165,7 +167,7 @@ func TestFeedHTTP(t *testing.T) {
 	}
 	// ...and with 304 at its deadline when none is.
 	start := time.Now()
-	resp, _ = c.do("GET", "/feed", nil, "If-None-Match", r.etag, "Prefer", "wait=1")
+	resp, _ = c.Do("GET", "/feed", nil, "If-None-Match", r.etag, "Prefer", "wait=1")
 	if resp.StatusCode != 304 || time.Since(start) < 900*time.Millisecond {
 		t.Fatalf("idle long-poll: status %d after %v, want 304 after 1 s", resp.StatusCode, time.Since(start))
 	}

@@ -39,6 +39,7 @@ func page(t *testing.T, base, path string) (int, string) {
 }
 
 func TestHTMLForms(t *testing.T) {
+	t.Parallel()
 	base := runService(t, Config{})
 
 	status, _, body := form(t, base, "/contacts", url.Values{"name": {"Ada <b>"}, "email": {"nope"}})

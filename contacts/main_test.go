@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 )
 
 func TestMainHelp(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	if err := Main(context.Background(), []string{"-h"}, &out, &out); err != nil {
 		t.Fatal(err)
@@ -50,28 +50,11 @@ func TestMainRefusesBadValues(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the service's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestLogs: every line on stdout is a JSON object, requests are logged
 // with an id, and no secret appears.
 func TestLogs(t *testing.T) {
-	var out syncBuffer
+	t.Parallel()
+	var out servicetest.Output
 	cfg := Config{DatabaseURL: sqldbtest.SQLiteURL(t), FeedPageSize: 50, Common: configCommon("tok-SECRET-1", "pw-SECRET-2")}
 	cfg.LogLevel = "debug"
 	svc := servicetest.Start(t, "", func(ctx context.Context, ln net.Listener) error {
@@ -80,7 +63,7 @@ func TestLogs(t *testing.T) {
 	})
 	base := svc.URL
 	c := newClient(t, base)
-	c.token = "tok-SECRET-1"
+	c.Token = "tok-SECRET-1"
 	c.create(Input{Name: "Ada", Email: "ada@example.org"})
 	req, _ := http.NewRequest("GET", base+"/?q=secret-query", nil)
 	req.SetBasicAuth("admin", "pw-SECRET-2")

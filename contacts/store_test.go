@@ -13,6 +13,7 @@ import (
 
 // TestStore runs one suite against SQLite and PostgreSQL.
 func TestStore(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		s, _ := openStore(t, url)
@@ -132,6 +133,7 @@ func TestStore(t *testing.T) {
 // TestFailureInsideTransaction injects a failure after the change and after
 // the event: neither the change nor the event may remain.
 func TestFailureInsideTransaction(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		s, _ := openStore(t, url)

@@ -30,7 +30,7 @@ func BenchmarkMail(b *testing.B) {
 	cal := startCalendar(b, "", con.URL+"/feed", calendar.Config{NotificationsURL: notif.URL, NotifyWorkers: workers, Common: benchCommon()})
 	capi, kapi := newAPI(b, con.URL), newAPI(b, cal.URL)
 	var ada contact
-	capi.must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &ada)
+	capi.Must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &ada)
 	waitSync(b, kapi, 20*time.Second, func(s syncStatus) bool { return s.CheckpointSeq >= 1 })
 
 	// One invitation through the service: its bytes are the baseline's mail.

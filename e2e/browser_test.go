@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -26,11 +25,9 @@ import (
 // of name in contacts shows everywhere the calendar shows that person.
 func TestBrowserStory(t *testing.T) {
 	begin := time.Now()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
 	con := startContacts(t, "", contacts.Config{})
 	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{})
-	ctx = browsertest.Start(t, ctx)
+	tab := browsertest.Open(t, 60*time.Second)
 
 	const (
 		name    = "Ada Lovelace"
@@ -40,7 +37,6 @@ func TestBrowserStory(t *testing.T) {
 		when    = "Tue 15 Jan 2030, 09:30–10:30 (UTC+01:00)" // Paris is UTC+1 in January
 	)
 
-	tab := browsertest.NewTab(t, ctx)
 	do, text, value, eval, navigate := tab.Do, tab.Text, tab.Value, tab.Eval, tab.Navigate
 	// poll opens base+path again and again until ok holds for the page.
 	poll := func(what, page string, ok func() bool) {
@@ -57,7 +53,7 @@ func TestBrowserStory(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	submit := chromedp.Click(chromedp.CSS(`main form button[type="submit"]`))
+	submit := browsertest.Submit()
 
 	// 1. Create the contact in contacts.
 	navigate("open the new contact form", http.StatusOK, chromedp.Navigate(con.URL+"/contacts/new"))
@@ -129,7 +125,7 @@ func TestBrowserStory(t *testing.T) {
 		EndsAt       string  `json:"ends_at"`
 		Participants []int64 `json:"participants"`
 	}
-	newAPI(t, cal.URL).must(http.StatusOK, "GET", "/api/appointments/"+appID, nil, &got)
+	newAPI(t, cal.URL).Must(http.StatusOK, "GET", "/api/appointments/"+appID, nil, &got)
 	if got.StartsAt != "2030-01-15T09:30:00+01:00" || got.EndsAt != "2030-01-15T10:30:00+01:00" {
 		t.Fatalf("API times = %s – %s, want 2030-01-15T09:30:00+01:00 – 2030-01-15T10:30:00+01:00", got.StartsAt, got.EndsAt)
 	}
@@ -221,13 +217,13 @@ func TestICalParsesBack(t *testing.T) {
 		Email string `json:"email"`
 	}
 	var grace, alan person
-	ca.must(http.StatusCreated, "POST", "/api/contacts", map[string]string{"name": "Grace Hopper", "email": "grace@example.org"}, &grace)
-	ca.must(http.StatusCreated, "POST", "/api/contacts", map[string]string{"name": "Alan Turing", "email": "alan+cal@example.org"}, &alan)
+	ca.Must(http.StatusCreated, "POST", "/api/contacts", map[string]string{"name": "Grace Hopper", "email": "grace@example.org"}, &grace)
+	ca.Must(http.StatusCreated, "POST", "/api/contacts", map[string]string{"name": "Alan Turing", "email": "alan+cal@example.org"}, &alan)
 
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		var l struct{ Items []person }
-		ka.must(http.StatusOK, "GET", "/api/contacts", nil, &l)
+		ka.Must(http.StatusOK, "GET", "/api/contacts", nil, &l)
 		if slices.ContainsFunc(l.Items, func(p person) bool { return p == grace }) && slices.ContainsFunc(l.Items, func(p person) bool { return p == alan }) {
 			break
 		}
@@ -256,16 +252,16 @@ func TestICalParsesBack(t *testing.T) {
 	}
 	apps := make([]appointment, len(inputs))
 	for i, in := range inputs {
-		ka.must(http.StatusCreated, "POST", "/api/appointments", map[string]any{
+		ka.Must(http.StatusCreated, "POST", "/api/appointments", map[string]any{
 			"title": in.Title, "starts_at": in.StartsAt, "ends_at": in.EndsAt, "location": in.Location, "participants": in.Participants}, &apps[i])
 		if apps[i].Title != in.Title || apps[i].StartsAt != in.StartsAt || apps[i].EndsAt != in.EndsAt || apps[i].Location != in.Location {
 			t.Fatalf("created %+v, want %+v", apps[i], in)
 		}
 	}
 	cancelled := apps[1]
-	ka.must(http.StatusOK, "DELETE", fmt.Sprintf("/api/appointments/%d", cancelled.ID), nil, nil)
+	ka.Must(http.StatusOK, "DELETE", fmt.Sprintf("/api/appointments/%d", cancelled.ID), nil, nil)
 	for i := range apps { // read back, with the status the API now gives
-		ka.must(http.StatusOK, "GET", fmt.Sprintf("/api/appointments/%d", apps[i].ID), nil, &apps[i])
+		ka.Must(http.StatusOK, "GET", fmt.Sprintf("/api/appointments/%d", apps[i].ID), nil, &apps[i])
 	}
 	if apps[1].Status != calendar.StatusCancelled {
 		t.Fatalf("after DELETE, status = %q, want %q", apps[1].Status, calendar.StatusCancelled)
@@ -365,7 +361,7 @@ func TestICalParsesBack(t *testing.T) {
 	}
 	_, h, _ := fetchICal(t, cal.URL+"/calendar.ics", "")
 	etag := h.Get("ETag")
-	ka.must(http.StatusOK, "DELETE", fmt.Sprintf("/api/appointments/%d", apps[0].ID), nil, nil)
+	ka.Must(http.StatusOK, "DELETE", fmt.Sprintf("/api/appointments/%d", apps[0].ID), nil, nil)
 	status, h, doc := fetchICal(t, cal.URL+"/calendar.ics", etag)
 	if status != http.StatusOK || h.Get("ETag") == etag {
 		t.Fatalf("after a cancel, GET /calendar.ics with the old ETag: status %d, ETag %q, want 200 and a new ETag", status, h.Get("ETag"))

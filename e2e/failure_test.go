@@ -5,10 +5,8 @@ package e2e
 // context Run gets, cancelled) while requests are in flight.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -23,7 +21,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,296 +32,6 @@ import (
 	"syndic/shared/sqldb"
 	"syndic/shared/sqldb/sqldbtest"
 )
-
-// freshClient opens a connection per request: a restarted service never
-// meets a stale pooled connection of ours, and our idle connections never
-// hold up its graceful shutdown.
-func freshClient() *http.Client {
-	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-}
-
-// freshAPI is newAPI with freshClient.
-func freshAPI(t testing.TB, base string) *api {
-	return &api{t: t, base: base, c: freshClient()}
-}
-
-// send makes one request with a JSON body (nil for none) and returns the
-// status, Content-Type and body; err is a transport failure, including a
-// body cut short.
-func send(c *http.Client, method, url string, body any, header ...string) (status int, ctype string, data []byte, err error) {
-	var r io.Reader
-	if body != nil {
-		js, _ := json.Marshal(body)
-		r = bytes.NewReader(js)
-	}
-	req, err := http.NewRequest(method, url, r)
-	if err != nil {
-		return 0, "", nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, "", nil, err
-	}
-	defer resp.Body.Close()
-	data, err = io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header.Get("Content-Type"), data, err
-}
-
-// pollUntil polls cond until it holds, failing t after timeout.
-func pollUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// traffic is a client of contacts and calendar that keeps making changes
-// and, like any client, retries what a service that is down did not take.
-type traffic struct {
-	t        *testing.T
-	con, cal string // base URLs; a restarted service keeps its address
-	c        *http.Client
-	abort    chan struct{} // closed when the test fails: stop retrying
-
-	refusedCon, refusedCal atomic.Int64 // connections refused: the service was down
-	rounds                 atomic.Int64
-	next                   atomic.Int64 // numbers people, so every address is unique
-
-	mu      sync.Mutex
-	rng     *rand.Rand
-	people  []int64             // contact ids created
-	invites map[string][]string // appointment title → participants' addresses
-}
-
-// start runs clients traffic clients, each for at most maxRounds rounds,
-// until the returned stop is called; stop waits for them. When the test
-// has failed they give up retrying at once.
-func (g *traffic) start(clients, maxRounds int) (stop func()) {
-	quit := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Go(func() { g.run(fmt.Sprint(i), quit, maxRounds) })
-	}
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			if g.t.Failed() {
-				close(g.abort)
-			}
-			close(quit)
-			wg.Wait()
-		})
-	}
-	g.t.Cleanup(stop)
-	return stop
-}
-
-// flowing waits until the clients have made n more rounds.
-func (g *traffic) flowing(n int64) {
-	g.t.Helper()
-	from := g.rounds.Load()
-	pollUntil(g.t, 30*time.Second, fmt.Sprintf("%d rounds of traffic after round %d", n, from), func() bool { return g.rounds.Load() >= from+n })
-}
-
-// until sends a request until the service answers it. A refused connection
-// never reached the service and is sent again; any other failure may have
-// reached it, so took (when not nil) is asked first whether it took effect,
-// and if it did, until returns status 0.
-func (g *traffic) until(refused *atomic.Int64, method, url string, body any, took func() bool, header ...string) (int, []byte) {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		status, _, data, err := send(g.c, method, url, body, header...)
-		if err == nil {
-			return status, data
-		}
-		if time.Now().After(deadline) {
-			g.t.Errorf("%s %s: still failing after 30 s: %v", method, url, err)
-			return -1, nil
-		}
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			refused.Add(1)
-		} else {
-			g.t.Logf("%s %s: %v: may have been taken; checking before retrying", method, url, err)
-			if took != nil && took() {
-				return 0, nil
-			}
-		}
-		select {
-		case <-g.abort:
-			return -1, nil
-		case <-time.After(10 * time.Millisecond): // a client's pause before it retries
-		}
-	}
-}
-
-// createContact creates a new person in contacts; it returns the id, or 0
-// after reporting an error.
-func (g *traffic) createContact() int64 {
-	n := g.next.Add(1)
-	in := map[string]string{"name": fmt.Sprintf("Person %d", n), "email": fmt.Sprintf("p%d@example.org", n), "phone": fmt.Sprint(n)}
-	var id int64
-	status, data := g.until(&g.refusedCon, "POST", g.con+"/api/contacts", in, func() bool {
-		id = g.findContact(in["email"])
-		return id != 0
-	})
-	switch status {
-	case -1:
-		return 0
-	case 0: // taken before the failure
-	case http.StatusCreated:
-		var c contact
-		if err := json.Unmarshal(data, &c); err != nil {
-			g.t.Errorf("POST /api/contacts: %v: %s", err, data)
-			return 0
-		}
-		id = c.ID
-	default:
-		g.t.Errorf("POST /api/contacts: status %d, want 201: %s", status, data)
-		return 0
-	}
-	g.mu.Lock()
-	g.people = append(g.people, id)
-	g.mu.Unlock()
-	return id
-}
-
-func (g *traffic) findContact(email string) int64 {
-	status, data := g.until(&g.refusedCon, "GET", g.con+"/api/contacts?limit=1000", nil, nil)
-	var l list[contact]
-	if status != http.StatusOK || json.Unmarshal(data, &l) != nil {
-		return 0
-	}
-	for _, c := range l.Items {
-		if c.Email == email {
-			return c.ID
-		}
-	}
-	return 0
-}
-
-// updateContact changes the name and phone of a person made earlier, never
-// the address (invitations are counted by address). A lost race (412) or
-// a failure is fine: the change happened or it did not, and calendar must
-// end up with what contacts has either way.
-func (g *traffic) updateContact() {
-	g.mu.Lock()
-	if len(g.people) == 0 {
-		g.mu.Unlock()
-		return
-	}
-	id := g.people[g.rng.IntN(len(g.people))]
-	g.mu.Unlock()
-	status, data := g.until(&g.refusedCon, "GET", g.con+contactPath(id), nil, nil)
-	var c contact
-	if status != http.StatusOK || json.Unmarshal(data, &c) != nil {
-		g.t.Errorf("GET %s: status %d: %s", contactPath(id), status, data)
-		return
-	}
-	in := map[string]string{"name": c.Name + "+", "email": c.Email, "phone": c.Phone + "1"}
-	status, _, data, err := send(g.c, "PUT", g.con+contactPath(id), in, "If-Match", fmt.Sprintf(`"%d"`, c.Version))
-	if err == nil && status != http.StatusOK && status != http.StatusPreconditionFailed {
-		g.t.Errorf("PUT %s: status %d: %s", contactPath(id), status, data)
-	}
-}
-
-// createAppointment creates an appointment titled title in calendar with up
-// to two participants picked from calendar's copy of contacts, and records
-// who must be invited. strict makes every failure an error: for calls to a
-// service that must be up.
-func (g *traffic) createAppointment(title string, strict bool) {
-	var status int
-	var data []byte
-	if strict {
-		var err error
-		if status, _, data, err = send(g.c, "GET", g.cal+"/api/contacts", nil); err != nil {
-			g.t.Errorf("GET calendar /api/contacts: %v", err)
-			return
-		}
-	} else {
-		status, data = g.until(&g.refusedCal, "GET", g.cal+"/api/contacts", nil, nil)
-	}
-	var local list[contact]
-	if status != http.StatusOK || json.Unmarshal(data, &local) != nil {
-		g.t.Errorf("GET calendar /api/contacts: status %d: %s", status, data)
-		return
-	}
-	ids, emails := []int64{}, []string{}
-	g.mu.Lock()
-	for _, i := range g.rng.Perm(len(local.Items)) {
-		if c := local.Items[i]; !c.Deleted && len(ids) < 2 {
-			ids = append(ids, c.ID)
-			emails = append(emails, c.Email)
-		}
-	}
-	g.mu.Unlock()
-	start := time.Date(2027, 6, 1, 9, 0, 0, 0, time.UTC).Add(time.Duration(g.next.Add(1)) * time.Hour)
-	in := map[string]any{"title": title, "starts_at": start.Format(time.RFC3339), "ends_at": start.Add(time.Hour).Format(time.RFC3339), "participants": ids}
-	if strict {
-		var err error
-		if status, _, data, err = send(g.c, "POST", g.cal+"/api/appointments", in); err != nil {
-			g.t.Errorf("POST calendar /api/appointments: %v", err)
-			return
-		}
-	} else {
-		status, data = g.until(&g.refusedCal, "POST", g.cal+"/api/appointments", in, func() bool { return g.findAppointment(title) })
-	}
-	switch status {
-	case -1:
-		return
-	case 0, http.StatusCreated:
-	default:
-		g.t.Errorf("POST calendar /api/appointments %q: status %d, want 201: %s", title, status, data)
-		return
-	}
-	g.mu.Lock()
-	g.invites[title] = emails
-	g.mu.Unlock()
-}
-
-func (g *traffic) findAppointment(title string) bool {
-	status, data := g.until(&g.refusedCal, "GET", g.cal+"/api/appointments", nil, nil)
-	var l list[calendar.Appointment]
-	if status != http.StatusOK || json.Unmarshal(data, &l) != nil {
-		return false
-	}
-	for _, a := range l.Items {
-		if a.Title == title {
-			return true
-		}
-	}
-	return false
-}
-
-// run makes rounds of changes — a new person, now and then a changed one,
-// and an appointment — until stop is closed or max rounds are made.
-// Appointments are titled "Sync <name> <round>".
-func (g *traffic) run(name string, stop <-chan struct{}, max int) {
-	for r := range max {
-		select {
-		case <-stop:
-			return
-		case <-g.abort:
-			return
-		default:
-		}
-		g.createContact()
-		if r%3 == 2 {
-			g.updateContact()
-		}
-		g.createAppointment(fmt.Sprint("Sync ", name, " ", r), false)
-		g.rounds.Add(1)
-	}
-}
 
 // TestKillAndRestartMidTraffic stops and restarts contacts, calendar and
 // notifications in turn, each on its address and database, while two
@@ -361,8 +68,8 @@ func TestKillAndRestartMidTraffic(t *testing.T) {
 	flowing(20)
 	refused := g.refusedCon.Load()
 	con.Stop()
-	kapi.must(200, "GET", "/api/appointments", nil, nil)
-	kapi.must(200, "GET", "/api/sync", nil, nil)
+	kapi.Must(200, "GET", "/api/appointments", nil, nil)
+	kapi.Must(200, "GET", "/api/sync", nil, nil)
 	for i := range 3 {
 		g.createAppointment(fmt.Sprint("While contacts is down ", i), true)
 	}
@@ -374,9 +81,9 @@ func TestKillAndRestartMidTraffic(t *testing.T) {
 	flowing(20)
 	refused = g.refusedCal.Load()
 	cal.Stop()
-	capi.must(200, "GET", "/api/contacts", nil, nil)
+	capi.Must(200, "GET", "/api/contacts", nil, nil)
 	for range 3 {
-		capi.must(201, "POST", "/api/contacts", map[string]string{"name": "Added while calendar is down", "email": fmt.Sprintf("p%d@example.org", g.next.Add(1))}, nil)
+		capi.Must(201, "POST", "/api/contacts", map[string]string{"name": "Added while calendar is down", "email": fmt.Sprintf("p%d@example.org", g.next.Add(1))}, nil)
 	}
 	pollUntil(t, 10*time.Second, "the clients to meet calendar down", func() bool { return g.refusedCal.Load() >= refused+10 })
 	cal = startCalendar(t, cal.Addr, con.URL+"/feed", calCfg)
@@ -391,7 +98,7 @@ func TestKillAndRestartMidTraffic(t *testing.T) {
 	for i := range 3 {
 		g.createAppointment(fmt.Sprint("While notifications is down ", i), true)
 	}
-	kapi.must(200, "GET", "/api/appointments", nil, nil)
+	kapi.Must(200, "GET", "/api/appointments", nil, nil)
 	pollUntil(t, 10*time.Second, "calendar's breaker to open", func() bool { return metrics(t, cal.URL)[opened] > before })
 	flowing(10)
 	t.Logf("notifications was down; %v invitations pending in calendar", metrics(t, cal.URL)["syndic_notify_pending"])
@@ -409,18 +116,11 @@ func TestKillAndRestartMidTraffic(t *testing.T) {
 	waitSync(t, kapi, 30*time.Second, func(s syncStatus) bool { return s.CheckpointSeq == h && s.Lag == 0 })
 	sameState(t, capi, kapi, map[int64]bool{})
 
-	g.mu.Lock()
-	want := map[string]int{} // "title\x00address" → 1
-	for title, emails := range g.invites {
-		for _, e := range emails {
-			want[title+"\x00"+e]++
-		}
-	}
-	g.mu.Unlock()
+	want := g.wantInvites()
 	mails := waitDelivered(t, cal, notif, smtp, len(want), 60*time.Second)
 	checkOneInvitationEach(t, mails, want)
 	var failed list[notification]
-	freshAPI(t, notif.URL).must(200, "GET", "/api/notifications?status=failed&limit=1000", nil, &failed)
+	freshAPI(t, notif.URL).Must(200, "GET", "/api/notifications?status=failed&limit=1000", nil, &failed)
 	if len(failed.Items) != 0 {
 		t.Errorf("notifications has %d failed: %+v", len(failed.Items), failed.Items)
 	}
@@ -481,7 +181,7 @@ func TestSlowAndRefusingPeers(t *testing.T) {
 	t.Logf("calendar reached seq %d through the slow proxy in %d requests", h, proxied.Load())
 
 	var local list[contact]
-	kapi.must(200, "GET", "/api/contacts", nil, &local)
+	kapi.Must(200, "GET", "/api/contacts", nil, &local)
 	var who []int64
 	addr := map[int64]string{}
 	for _, c := range local.Items {
@@ -494,7 +194,7 @@ func TestSlowAndRefusingPeers(t *testing.T) {
 	for i := range 3 {
 		var a calendar.Appointment
 		start := time.Date(2027, 9, 1+i, 9, 0, 0, 0, time.UTC)
-		kapi.must(201, "POST", "/api/appointments", map[string]any{"title": fmt.Sprint("Refused ", i),
+		kapi.Must(201, "POST", "/api/appointments", map[string]any{"title": fmt.Sprint("Refused ", i),
 			"starts_at": start.Format(time.RFC3339), "ends_at": start.Add(time.Hour).Format(time.RFC3339), "participants": who}, &a)
 		apps = append(apps, a)
 	}
@@ -502,7 +202,7 @@ func TestSlowAndRefusingPeers(t *testing.T) {
 		path := fmt.Sprintf("/appointments/%d", a.ID)
 		var page string
 		pollUntil(t, 20*time.Second, path+" to show each pending invitation's last error", func() bool {
-			status, _, body, err := send(kapi.c, "GET", cal.URL+path, nil)
+			status, _, body, err := send(kapi.HTTP, "GET", cal.URL+path, nil)
 			if err != nil || status != http.StatusOK {
 				t.Fatalf("GET %s: %d %v", path, status, err)
 			}
@@ -513,7 +213,7 @@ func TestSlowAndRefusingPeers(t *testing.T) {
 			t.Errorf("%s shows a failed invitation while notifications is merely down", path)
 		}
 	}
-	kapi.must(200, "GET", "/api/appointments", nil, nil)
+	kapi.Must(200, "GET", "/api/appointments", nil, nil)
 	t.Logf("%d connections reached the refusing notifications", down.calls.Load())
 
 	down.Close()
@@ -601,6 +301,17 @@ func unwritables(smtp *smtptest.Server) []unwritable {
 	}
 }
 
+// writable starts the service on databaseURL, fails t unless a write
+// works there, and stops it: the schema is in place.
+func (s unwritable) writable(t *testing.T, c *http.Client, databaseURL string) {
+	t.Helper()
+	svc := s.start(t, databaseURL)
+	if status, _, body, err := s.write(c, svc.URL, 0); err != nil || status != s.status {
+		t.Fatalf("write on a writable database: %d %v %s", status, err, body)
+	}
+	svc.Stop()
+}
+
 // checkRefused fails unless a write was answered 503 with a JSON error
 // that names the cause.
 func checkRefused(t *testing.T, status int, ctype string, body []byte, err error, cause string) {
@@ -637,13 +348,9 @@ func TestUnwritableDatabase(t *testing.T) {
 	for _, s := range unwritables(smtp) {
 		t.Run(s.name+"/read-only", func(t *testing.T) {
 			u := "sqlite:" + filepath.Join(t.TempDir(), s.name+".db")
-			svc := s.start(t, u) // creates the schema
-			if status, _, body, err := s.write(c, svc.URL, 0); err != nil || status != s.status {
-				t.Fatalf("write on a writable database: %d %v %s", status, err, body)
-			}
-			svc.Stop()
+			s.writable(t, c, u) // creates the schema
 
-			svc = s.start(t, u+"?_pragma=query_only(1)")
+			svc := s.start(t, u+"?_pragma=query_only(1)")
 			status, ctype, body, err := s.write(c, svc.URL, 1)
 			checkRefused(t, status, ctype, body, err, "read-only")
 			checkServing(t, c, svc.URL, s.reads)
@@ -670,14 +377,10 @@ func TestUnwritableDatabase(t *testing.T) {
 		})
 		t.Run(s.name+"/full", func(t *testing.T) {
 			u := "sqlite:" + filepath.Join(t.TempDir(), s.name+".db")
-			svc := s.start(t, u)
-			if status, _, body, err := s.write(c, svc.URL, 0); err != nil || status != s.status {
-				t.Fatalf("write on a writable database: %d %v %s", status, err, body)
-			}
-			svc.Stop()
+			s.writable(t, c, u)
 			pages := pageCount(t, u)
 
-			svc = s.start(t, fmt.Sprintf("%s?_pragma=max_page_count(%d)", u, pages+6))
+			svc := s.start(t, fmt.Sprintf("%s?_pragma=max_page_count(%d)", u, pages+6))
 			var written int
 			for i := 1; ; i++ {
 				status, ctype, body, err := s.write(c, svc.URL, i)
@@ -701,12 +404,8 @@ func TestUnwritableDatabase(t *testing.T) {
 	t.Run("contacts/postgres-read-only", func(t *testing.T) {
 		s := unwritables(smtp)[0]
 		u := sqldbtest.PostgresURL(t)
-		svc := s.start(t, u)
-		if status, _, body, err := s.write(c, svc.URL, 0); err != nil || status != s.status {
-			t.Fatalf("write on a writable database: %d %v %s", status, err, body)
-		}
-		svc.Stop()
-		svc = s.start(t, u+"&default_transaction_read_only=on")
+		s.writable(t, c, u)
+		svc := s.start(t, u+"&default_transaction_read_only=on")
 		status, ctype, body, err := s.write(c, svc.URL, 1)
 		checkRefused(t, status, ctype, body, err, "read-only")
 		checkServing(t, c, svc.URL, s.reads)
@@ -830,7 +529,7 @@ func TestGracefulShutdownCompletesInFlight(t *testing.T) {
 
 	con = startContacts(t, "", cfg)
 	var l list[contact]
-	freshAPI(t, con.URL).must(200, "GET", "/api/contacts?limit=1000", nil, &l)
+	freshAPI(t, con.URL).Must(200, "GET", "/api/contacts?limit=1000", nil, &l)
 	have := map[int64]string{}
 	for _, c := range l.Items {
 		have[c.ID] = c.Name
@@ -860,36 +559,4 @@ func TestGracefulShutdownCompletesInFlight(t *testing.T) {
 		}
 	}
 	t.Logf("%d long-polls and %d POSTs in flight at shutdown; all answered, %d contacts kept", polls, posts, len(created))
-}
-
-// checkOneInvitationEach fails unless mails hold exactly one invitation for
-// each "title\x00address" in want, and none else, with distinct Message-IDs.
-func checkOneInvitationEach(t *testing.T, mails []smtptest.Mail, want map[string]int) {
-	t.Helper()
-	got, ids := map[string]int{}, map[string]int{}
-	for _, m := range mails {
-		inv := parseInvite(t, m)
-		ids[inv.MessageID]++
-		title, ok := strings.CutPrefix(inv.Subject, "Invitation: ")
-		title, _, _ = strings.Cut(title, " — ")
-		if !ok {
-			t.Errorf("subject %q: want an invitation", inv.Subject)
-		}
-		got[title+"\x00"+inv.To]++
-	}
-	for k, n := range got {
-		if want[k] != 1 || n != 1 {
-			title, to, _ := strings.Cut(k, "\x00")
-			t.Errorf("%q to %s: %d invitations, want %d", title, to, n, want[k])
-		}
-	}
-	for k := range want {
-		if got[k] == 0 {
-			title, to, _ := strings.Cut(k, "\x00")
-			t.Errorf("%q to %s: no invitation", title, to)
-		}
-	}
-	if len(ids) != len(mails) {
-		t.Errorf("%d mails with %d distinct Message-IDs", len(mails), len(ids))
-	}
 }

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -26,47 +24,9 @@ import (
 	"syndic/calendar"
 	"syndic/contacts"
 	"syndic/notifications"
-	"syndic/shared/config"
 	"syndic/shared/smtptest"
 	"syndic/shared/sqldb/sqldbtest"
 )
-
-// startNotifications runs notifications on addr ("" for a new port);
-// cfg.SMTPURL must be set (a smtptest server's URL). Its other zero fields
-// get test values: SQLite in t's temp dir, fast retries (10–200 ms), a
-// breaker that opens for 200 ms, logs at error level.
-func startNotifications(t testing.TB, addr string, cfg notifications.Config) *service {
-	t.Helper()
-	if cfg.SMTPURL == "" && cfg.Sender == nil {
-		t.Fatal("startNotifications: set SMTPURL, or the mails go nowhere")
-	}
-	if cfg.DatabaseURL == "" {
-		cfg.DatabaseURL = sqldbtest.SQLiteURL(t)
-	}
-	if cfg.MailFrom == "" {
-		cfg.MailFrom = "syndic <noreply@syndic.test>"
-	}
-	if cfg.RetryMin == 0 {
-		cfg.RetryMin = 10 * time.Millisecond
-	}
-	if cfg.RetryMax == 0 {
-		cfg.RetryMax = 200 * time.Millisecond
-	}
-	if cfg.BreakerOpenFor == 0 {
-		cfg.BreakerOpenFor = 200 * time.Millisecond
-	}
-	if cfg.LogLevel == "" {
-		cfg.Common = common()
-		cfg.LogLevel = "error"
-	}
-	if err := config.Defaults(&cfg); err != nil {
-		t.Fatal(err)
-	}
-	return start(t, addr, func(ctx context.Context, ln net.Listener) error {
-		cfg.Listener = ln
-		return notifications.Run(ctx, cfg, io.Discard)
-	})
-}
 
 // downPeer holds the address of a service that is down behind a port that
 // still answers: it accepts each connection and closes it at once, and
@@ -118,45 +78,13 @@ type notification struct {
 	LastError      string `json:"last_error"`
 }
 
-// metrics returns the samples of a service's /metrics by name with labels,
-// as in `syndic_breaker_state{peer="notifications"}`.
-func metrics(t testing.TB, base string) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s/metrics: status = %d", base, resp.StatusCode)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if i < 0 || err != nil {
-			t.Fatalf("metrics line %q does not end in a number", line)
-		}
-		out[line[:i]] = v
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // waitContacts polls calendar's copy until it holds n contacts.
 func waitContacts(t testing.TB, cal *api, n int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var l list[contact]
-		cal.must(200, "GET", "/api/contacts", nil, &l)
+		cal.Must(200, "GET", "/api/contacts", nil, &l)
 		if len(l.Items) == n {
 			return
 		}
@@ -177,7 +105,7 @@ func waitDelivered(t testing.TB, cal, notif *service, smtp *smtptest.Server, wan
 	for {
 		pending, found := metrics(t, cal.URL)["syndic_notify_pending"]
 		var l list[notification]
-		napi.must(200, "GET", "/api/notifications?limit=1000", nil, &l)
+		napi.Must(200, "GET", "/api/notifications?limit=1000", nil, &l)
 		status := map[string]int{}
 		for _, n := range l.Items {
 			status[n.Status]++
@@ -369,7 +297,7 @@ func TestInvitationsChangesCancellations(t *testing.T) {
 	for _, name := range []string{"Ada Lovelace", "Grace Hopper", "Émilie du Châtelet"} {
 		var c contact
 		email := strings.ToLower(strings.Fields(name)[0]) + "@example.org"
-		capi.must(201, "POST", "/api/contacts", map[string]string{"name": name, "email": email}, &c)
+		capi.Must(201, "POST", "/api/contacts", map[string]string{"name": name, "email": email}, &c)
 		people[c.ID] = c.Email
 		ids = append(ids, c.ID)
 	}
@@ -378,16 +306,16 @@ func TestInvitationsChangesCancellations(t *testing.T) {
 	var a calendar.Appointment
 	in := map[string]any{"title": "Design review", "starts_at": "2027-05-04T10:00:00+02:00", "ends_at": "2027-05-04T11:00:00+02:00",
 		"location": "Room 1", "participants": ids}
-	kapi.must(201, "POST", "/api/appointments", in, &a)
+	kapi.Must(201, "POST", "/api/appointments", in, &a)
 	smtp.WaitFor(t, 3, 20*time.Second)
 	mails := waitDelivered(t, cal, notif, smtp, 3, 20*time.Second)
 
 	in["title"], in["location"] = "Design review (moved)", "Room 2"
-	kapi.must(200, "PUT", fmt.Sprintf("/api/appointments/%d", a.ID), in, &a, "If-Match", fmt.Sprintf(`"%d"`, a.Version))
+	kapi.Must(200, "PUT", fmt.Sprintf("/api/appointments/%d", a.ID), in, &a, "If-Match", fmt.Sprintf(`"%d"`, a.Version))
 	smtp.WaitFor(t, 6, 20*time.Second)
 	mails = waitDelivered(t, cal, notif, smtp, 6, 20*time.Second)
 
-	kapi.must(200, "DELETE", fmt.Sprintf("/api/appointments/%d", a.ID), nil, &a, "If-Match", fmt.Sprintf(`"%d"`, a.Version))
+	kapi.Must(200, "DELETE", fmt.Sprintf("/api/appointments/%d", a.ID), nil, &a, "If-Match", fmt.Sprintf(`"%d"`, a.Version))
 	smtp.WaitFor(t, 9, 20*time.Second)
 	mails = waitDelivered(t, cal, notif, smtp, 9, 20*time.Second)
 
@@ -455,7 +383,7 @@ func TestNotificationsDown(t *testing.T) {
 	cal := startCalendar(t, "", con.URL+"/feed", cfg)
 	capi, kapi := newAPI(t, con.URL), newAPI(t, cal.URL)
 	var c contact
-	capi.must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &c)
+	capi.Must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &c)
 	waitContacts(t, kapi, 1)
 
 	began := time.Now() // no call can be made before the first appointment
@@ -509,7 +437,7 @@ func TestNotificationsDown(t *testing.T) {
 	mails := waitDelivered(t, cal, notif, smtp, n, 30*time.Second)
 	checkOncePerAppointment(t, mails, n, "Standup")
 	var sent list[notification]
-	newAPI(t, notif.URL).must(200, "GET", "/api/notifications?status=sent&limit=1000", nil, &sent)
+	newAPI(t, notif.URL).Must(200, "GET", "/api/notifications?status=sent&limit=1000", nil, &sent)
 	if len(sent.Items) != n {
 		t.Errorf("notifications lists %d sent, want %d", len(sent.Items), n)
 	}
@@ -535,7 +463,7 @@ func TestCalendarRestartWithPending(t *testing.T) {
 	cal := startCalendar(t, "", con.URL+"/feed", cfg)
 	capi, kapi := newAPI(t, con.URL), newAPI(t, cal.URL)
 	var c contact
-	capi.must(201, "POST", "/api/contacts", map[string]string{"name": "Grace Hopper", "email": "grace@example.org"}, &c)
+	capi.Must(201, "POST", "/api/contacts", map[string]string{"name": "Grace Hopper", "email": "grace@example.org"}, &c)
 	waitContacts(t, kapi, 1)
 
 	began := time.Now()
@@ -560,7 +488,7 @@ func TestCalendarRestartWithPending(t *testing.T) {
 		t.Errorf("calendar posted %v requests successfully after the restart, want %d: one each", sent, n)
 	}
 	var sent list[notification]
-	newAPI(t, notif.URL).must(200, "GET", "/api/notifications?status=sent&limit=1000", nil, &sent)
+	newAPI(t, notif.URL).Must(200, "GET", "/api/notifications?status=sent&limit=1000", nil, &sent)
 	if len(sent.Items) != n {
 		t.Errorf("notifications lists %d sent, want %d", len(sent.Items), n)
 	}

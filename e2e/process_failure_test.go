@@ -11,10 +11,10 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,28 +37,9 @@ func pkRestart(t *testing.T, old *procService, env func(port int) []string) *pro
 	if err != nil {
 		t.Fatalf("%s: no port: %v", old.URL, err)
 	}
-	bin := filepath.Join(procBinaries(t), old.name)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		p := &procService{name: old.name, URL: old.URL, stdout: &secOutput{}, stderr: &secOutput{}, done: make(chan struct{})}
-		p.cmd = exec.Command(bin)
-		p.cmd.Env = append([]string{fmt.Sprint("PORT=", port)}, env(port)...)
-		p.cmd.Dir = t.TempDir()
-		p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-		if err := p.cmd.Start(); err != nil {
-			t.Fatalf("restart %s: %v", p.name, err)
-		}
-		go func() {
-			p.cmd.Wait()
-			p.state = p.cmd.ProcessState
-			close(p.done)
-		}()
-		t.Cleanup(func() {
-			p.kill()
-			if t.Failed() {
-				t.Logf("%s (restarted) stdout:\n%s\nstderr:\n%s", p.name, procTail(p.stdout.String()), procTail(p.stderr.String()))
-			}
-		})
+		p := procLaunch(t, old.name, port, env, " (restarted)")
 		if p.waitReady(t) {
 			return p
 		}
@@ -73,7 +54,7 @@ func pkRestart(t *testing.T, old *procService, env func(port int) []string) *pro
 // pkNotifications lists notifications' notifications by status.
 func pkNotifications(napi *api) map[string]int {
 	var l list[notification]
-	napi.must(200, "GET", "/api/notifications?limit=1000", nil, &l)
+	napi.Must(200, "GET", "/api/notifications?limit=1000", nil, &l)
 	status := map[string]int{"all": len(l.Items)}
 	for _, n := range l.Items {
 		status[n.Status]++
@@ -85,8 +66,8 @@ func pkNotifications(napi *api) map[string]int {
 // contacts' state; "" when it does not.
 func pkSameCopy(capi, kapi *api, gone map[int64]bool) string {
 	var upstream, local list[contact]
-	capi.must(200, "GET", "/api/contacts?limit=1000", nil, &upstream)
-	kapi.must(200, "GET", "/api/contacts", nil, &local)
+	capi.Must(200, "GET", "/api/contacts?limit=1000", nil, &upstream)
+	kapi.Must(200, "GET", "/api/contacts", nil, &local)
 	byID := map[int64]contact{}
 	for _, c := range local.Items {
 		byID[c.ID] = c
@@ -142,7 +123,7 @@ func TestProcessesKilledMidTraffic(t *testing.T) {
 	// The addresses stay across restarts; a connection per request, so no
 	// pooled connection of a killed process is ever reused.
 	for _, a := range []*api{capi, kapi, napi} {
-		a.c.Transport = secAuthorizing{cr.bearer, &http.Transport{DisableKeepAlives: true}}
+		a.HTTP.Transport = &http.Transport{DisableKeepAlives: true}
 	}
 
 	g := &traffic{t: t, con: con.URL, cal: cal.URL, abort: make(chan struct{}),
@@ -156,8 +137,8 @@ func TestProcessesKilledMidTraffic(t *testing.T) {
 	gone := map[int64]bool{}
 	for i := range 2 {
 		var c contact
-		capi.must(201, "POST", "/api/contacts", map[string]string{"name": fmt.Sprint("Gone ", i), "email": fmt.Sprintf("gone%d@example.org", i)}, &c)
-		capi.must(204, "DELETE", contactPath(c.ID), nil, nil, "If-Match", fmt.Sprintf(`"%d"`, c.Version))
+		capi.Must(201, "POST", "/api/contacts", map[string]string{"name": fmt.Sprint("Gone ", i), "email": fmt.Sprintf("gone%d@example.org", i)}, &c)
+		capi.Must(204, "DELETE", contactPath(c.ID), nil, nil, "If-Match", fmt.Sprintf(`"%d"`, c.Version))
 		gone[c.ID] = true
 	}
 	pollUntil(t, 20*time.Second, "calendar to have the first contacts", func() bool { return pkSameCopy(capi, kapi, gone) == "" })
@@ -167,24 +148,27 @@ func TestProcessesKilledMidTraffic(t *testing.T) {
 	flowing := g.flowing
 	began := time.Now()
 
+	// crash kills p, waits until the clients have been refused 5 more
+	// times, and starts it again.
+	crash := func(p *procService, refused *atomic.Int64, env func(port int) []string) *procService {
+		t.Helper()
+		from := refused.Load()
+		p.cmd.Process.Kill()
+		<-p.done
+		pollUntil(t, 10*time.Second, "the clients to meet "+p.name+" down", func() bool { return refused.Load() >= from+5 })
+		p = pkRestart(t, p, env)
+		t.Logf("%s was killed; the clients were refused %d times", p.name, refused.Load()-from)
+		return p
+	}
+
 	// contacts crashes; the outage lasts until the clients have been
 	// refused a few times.
 	flowing(10)
-	refused := g.refusedCon.Load()
-	con.cmd.Process.Kill()
-	<-con.done
-	pollUntil(t, 10*time.Second, "the clients to meet contacts down", func() bool { return g.refusedCon.Load() >= refused+5 })
-	con = pkRestart(t, con, conEnv)
-	t.Logf("contacts was killed; the clients were refused %d times", g.refusedCon.Load()-refused)
+	con = crash(con, &g.refusedCon, conEnv)
 
 	// calendar crashes.
 	flowing(10)
-	refused = g.refusedCal.Load()
-	cal.cmd.Process.Kill()
-	<-cal.done
-	pollUntil(t, 10*time.Second, "the clients to meet calendar down", func() bool { return g.refusedCal.Load() >= refused+5 })
-	cal = pkRestart(t, cal, calEnv)
-	t.Logf("calendar was killed; the clients were refused %d times", g.refusedCal.Load()-refused)
+	cal = crash(cal, &g.refusedCal, calEnv)
 
 	// notifications crashes. The mail server refuses first, and the kill
 	// waits until every mail it accepted is marked sent: none is between
@@ -246,14 +230,7 @@ func TestProcessesKilledMidTraffic(t *testing.T) {
 	sameState(t, capi, kapi, ids)
 
 	// ...and every invitation was delivered exactly once.
-	g.mu.Lock()
-	want := map[string]int{} // "title\x00address" → 1
-	for title, emails := range g.invites {
-		for _, e := range emails {
-			want[title+"\x00"+e]++
-		}
-	}
-	g.mu.Unlock()
+	want := g.wantInvites()
 	deadline = time.Now().Add(30 * time.Second)
 	for {
 		pending, found := procMetric(t, cal.URL, cr.bearer, "syndic_notify_pending")
@@ -270,7 +247,7 @@ func TestProcessesKilledMidTraffic(t *testing.T) {
 	mails := smtp.Mails()
 	checkOneInvitationEach(t, mails, want)
 	var failed list[notification]
-	napi.must(200, "GET", "/api/notifications?status=failed&limit=1000", nil, &failed)
+	napi.Must(200, "GET", "/api/notifications?status=failed&limit=1000", nil, &failed)
 	if len(failed.Items) != 0 {
 		t.Errorf("notifications has %d failed: %+v", len(failed.Items), failed.Items)
 	}
@@ -309,7 +286,7 @@ func TestProcessesAccessAndLogs(t *testing.T) {
 	}{{con, "/api/contacts", "/"}, {cal, "/api/appointments", "/"}, {notif, "/api/notifications", "/"}} {
 		check := func(path string, want int, auth func(*http.Request), how string) {
 			t.Helper()
-			if resp, body := secDo(t, c, "GET", s.p.URL+path, "", "", auth); resp.StatusCode != want {
+			if resp, body := request(t, c, "GET", s.p.URL+path, "", "", auth); resp.StatusCode != want {
 				t.Errorf("%s GET %s %s: status %d, want %d: %.200s", s.p.name, path, how, resp.StatusCode, want, body)
 			}
 		}
@@ -326,19 +303,14 @@ func TestProcessesAccessAndLogs(t *testing.T) {
 		check(s.page, 401, nil, "without credentials")
 		check(s.page, 401, func(r *http.Request) { r.SetBasicAuth(secUser, wrong.Password) }, "with a wrong password")
 		check(s.page, 200, cr.basic, "with Basic")
-		if resp, body := secDo(t, c, "GET", s.p.URL+s.page, "", "", cr.basic); !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		if resp, body := request(t, c, "GET", s.p.URL+s.page, "", "", cr.basic); !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 			t.Errorf("%s GET %s: Content-Type %q, want an HTML page: %.200s", s.p.name, s.page, resp.Header.Get("Content-Type"), body)
 		}
 	}
 
 	// The story.
 	capi, kapi := secAPI(t, con.URL, cr.bearer), secAPI(t, cal.URL, cr.basic)
-	var ada contact
-	capi.must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &ada)
-	waitContacts(t, kapi, 1)
-	when := time.Now().Add(7 * 24 * time.Hour).UTC().Truncate(time.Hour)
-	kapi.must(201, "POST", "/api/appointments", map[string]any{"title": "Access review", "starts_at": when.Format(time.RFC3339),
-		"ends_at": when.Add(time.Hour).Format(time.RFC3339), "participants": []int64{ada.ID}}, nil)
+	inviteNextWeek(kapi, "Access review", addAda(t, capi, kapi).ID)
 	mails := smtp.WaitFor(t, 1, 30*time.Second)
 	if mails[0].User != "user" {
 		t.Errorf("mail sent as SMTP user %q, want user", mails[0].User)

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"syndic/shared/servicetest"
 	"syndic/shared/smtptest"
 )
 
@@ -100,29 +101,8 @@ func procFreePort(t testing.TB) int {
 // again.
 func procStart(t *testing.T, name string, env func(port int) []string) *procService {
 	t.Helper()
-	bin := filepath.Join(procBinaries(t), name)
 	for attempt := 1; ; attempt++ {
-		port := procFreePort(t)
-		p := &procService{name: name, URL: fmt.Sprintf("http://127.0.0.1:%d", port),
-			stdout: &secOutput{}, stderr: &secOutput{}, done: make(chan struct{})}
-		p.cmd = exec.Command(bin)
-		p.cmd.Env = append([]string{"PORT=" + strconv.Itoa(port)}, env(port)...)
-		p.cmd.Dir = t.TempDir() // where relative defaults such as data/ would land
-		p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-		if err := p.cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", name, err)
-		}
-		go func() {
-			p.cmd.Wait()
-			p.state = p.cmd.ProcessState
-			close(p.done)
-		}()
-		t.Cleanup(func() {
-			p.kill()
-			if t.Failed() {
-				t.Logf("%s stdout:\n%s\n%s stderr:\n%s", name, procTail(p.stdout.String()), name, procTail(p.stderr.String()))
-			}
-		})
+		p := procLaunch(t, name, procFreePort(t), env, "")
 		if p.waitReady(t) {
 			return p
 		}
@@ -133,31 +113,40 @@ func procStart(t *testing.T, name string, env func(port int) []string) *procServ
 	}
 }
 
+// procLaunch starts the binary name on port with the environment env(port)
+// and nothing else, and does not wait. The process is killed when the test
+// ends, unless it has exited already; what (like " (restarted)") names it
+// in the output logged when the test failed.
+func procLaunch(t *testing.T, name string, port int, env func(port int) []string, what string) *procService {
+	t.Helper()
+	p := &procService{name: name, URL: fmt.Sprintf("http://127.0.0.1:%d", port),
+		stdout: &secOutput{}, stderr: &secOutput{}, done: make(chan struct{})}
+	p.cmd = exec.Command(filepath.Join(procBinaries(t), name))
+	p.cmd.Env = append([]string{"PORT=" + strconv.Itoa(port)}, env(port)...)
+	p.cmd.Dir = t.TempDir() // where relative defaults such as data/ would land
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s%s: %v", name, what, err)
+	}
+	go func() {
+		p.cmd.Wait()
+		p.state = p.cmd.ProcessState
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("%s%s stdout:\n%s\n%s stderr:\n%s", name, what, procTail(p.stdout.String()), name, procTail(p.stderr.String()))
+		}
+	})
+	return p
+}
+
 // waitReady polls /readyz until it answers 200 (true) or the process exits
 // (false); it fails t after 20 s.
 func (p *procService) waitReady(t testing.TB) bool {
 	t.Helper()
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
-	defer c.CloseIdleConnections()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := c.Get(p.URL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return true
-			}
-		}
-		select {
-		case <-p.done:
-			return false
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s/readyz (%s): not ready after 20 s: %v", p.URL, p.name, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return servicetest.WaitReady(t, p.URL, p.done)
 }
 
 // terminate sends SIGTERM and waits for the process to exit; it fails t
@@ -202,7 +191,7 @@ func procTail(s string) string {
 // procMetric reads one sample of base's /metrics, with credentials.
 func procMetric(t testing.TB, base string, auth func(*http.Request), name string) (float64, bool) {
 	t.Helper()
-	resp, body := secDo(t, secClient(t), "GET", base+"/metrics", "", "", auth)
+	resp, body := request(t, secClient(t), "GET", base+"/metrics", "", "", auth)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s/metrics: status = %d", base, resp.StatusCode)
 	}
@@ -247,12 +236,7 @@ func TestProcessesStory(t *testing.T) {
 	})
 	capi, kapi, napi := secAPI(t, con.URL, cr.bearer), secAPI(t, cal.URL, cr.basic), secAPI(t, notif.URL, cr.bearer)
 
-	var ada contact
-	capi.must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &ada)
-	waitContacts(t, kapi, 1)
-	when := time.Now().Add(7 * 24 * time.Hour).UTC().Truncate(time.Hour)
-	kapi.must(201, "POST", "/api/appointments", map[string]any{"title": "Design review", "starts_at": when.Format(time.RFC3339),
-		"ends_at": when.Add(time.Hour).Format(time.RFC3339), "participants": []int64{ada.ID}}, nil)
+	inviteNextWeek(kapi, "Design review", addAda(t, capi, kapi).ID)
 	smtp.WaitFor(t, 1, 30*time.Second)
 
 	// Once calendar has nothing pending and notifications has sent its one
@@ -261,7 +245,7 @@ func TestProcessesStory(t *testing.T) {
 	for {
 		pending, found := procMetric(t, cal.URL, cr.bearer, "syndic_notify_pending")
 		var l list[notification]
-		napi.must(200, "GET", "/api/notifications", nil, &l)
+		napi.Must(200, "GET", "/api/notifications", nil, &l)
 		if found && pending == 0 && len(l.Items) == 1 && l.Items[0].Status == "sent" {
 			break
 		}
@@ -314,14 +298,14 @@ func TestProcessesSIGTERM(t *testing.T) {
 	c := secClient(t)
 
 	// Traffic with good and bad credentials before the signal.
-	capi.must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, nil)
-	secAPI(t, con.URL, cr.basic).must(200, "GET", "/api/contacts", nil, nil)
+	capi.Must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, nil)
+	secAPI(t, con.URL, cr.basic).Must(200, "GET", "/api/contacts", nil, nil)
 	for _, auth := range []func(*http.Request){wrong.bearer, func(r *http.Request) { r.SetBasicAuth(secUser, wrong.Password) }, nil} {
-		if resp, _ := secDo(t, c, "GET", con.URL+"/api/contacts", "", "", auth); resp.StatusCode != 401 {
+		if resp, _ := request(t, c, "GET", con.URL+"/api/contacts", "", "", auth); resp.StatusCode != 401 {
 			t.Errorf("wrong credentials: status = %d, want 401", resp.StatusCode)
 		}
 	}
-	resp, _ := secDo(t, c, "GET", con.URL+"/feed", "", "", cr.bearer)
+	resp, _ := request(t, c, "GET", con.URL+"/feed", "", "", cr.bearer)
 	etag := resp.Header.Get("ETag")
 	if resp.StatusCode != 200 || etag == "" {
 		t.Fatalf("GET /feed: status %d, ETag %q", resp.StatusCode, etag)
@@ -445,7 +429,7 @@ func TestProcessesSIGTERM(t *testing.T) {
 	// database.
 	again := procStart(t, "contacts", env)
 	var l list[contact]
-	secAPI(t, again.URL, cr.bearer).must(200, "GET", "/api/contacts", nil, &l)
+	secAPI(t, again.URL, cr.bearer).Must(200, "GET", "/api/contacts", nil, &l)
 	var names []string
 	for _, c := range l.Items {
 		names = append(names, c.Name)

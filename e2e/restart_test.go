@@ -100,7 +100,7 @@ func checkOnce(t *testing.T, databaseURL string, n int64) {
 func createN(t *testing.T, c *api, from, n int) {
 	t.Helper()
 	for i := from; i < from+n; i++ {
-		c.must(201, "POST", "/api/contacts", map[string]string{"name": fmt.Sprint("Person ", i), "email": fmt.Sprintf("p%d@example.org", i)}, nil)
+		c.Must(201, "POST", "/api/contacts", map[string]string{"name": fmt.Sprint("Person ", i), "email": fmt.Sprintf("p%d@example.org", i)}, nil)
 	}
 }
 
@@ -222,7 +222,7 @@ func TestPoisonedEntry(t *testing.T) {
 	}})
 	kapi := newAPI(t, cal.URL)
 	createN(t, capi, 0, 3)
-	capi.must(201, "POST", "/api/contacts", map[string]string{"name": "Poison Ivy", "email": "ivy@example.org"}, nil)
+	capi.Must(201, "POST", "/api/contacts", map[string]string{"name": "Poison Ivy", "email": "ivy@example.org"}, nil)
 	createN(t, capi, 3, 2)
 	s := waitSync(t, kapi, 20*time.Second, func(s syncStatus) bool { return s.FailingSeq == 4 && s.Errors >= 2 })
 	if s.CheckpointSeq != 3 || s.Lag != 3 || !strings.Contains(s.LastError, "seq 4") || !strings.Contains(s.LastError, "cannot apply") {
@@ -293,7 +293,7 @@ func TestCrashSafety(t *testing.T) {
 	wait:
 		for {
 			var s syncStatus
-			kapi.must(200, "GET", "/api/sync", nil, &s)
+			kapi.Must(200, "GET", "/api/sync", nil, &s)
 			select {
 			case <-crashed:
 				break wait

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
-	"io"
 	"mime"
 	"mime/multipart"
 	"net"
@@ -22,7 +21,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +32,7 @@ import (
 	"syndic/shared/config"
 	"syndic/shared/feed"
 	"syndic/shared/httpx"
+	"syndic/shared/servicetest"
 	"syndic/shared/smtptest"
 	"syndic/shared/sqldb/sqldbtest"
 )
@@ -64,24 +63,8 @@ func (c secCreds) common(level string) config.Common {
 func (c secCreds) bearer(r *http.Request) { r.Header.Set("Authorization", "Bearer "+c.Token) }
 func (c secCreds) basic(r *http.Request)  { r.SetBasicAuth(secUser, c.Password) }
 
-// secOutput is a bytes.Buffer safe for one writer and concurrent readers:
-// a service's stdout.
-type secOutput struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (o *secOutput) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.Write(p)
-}
-
-func (o *secOutput) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
-}
+// secOutput is a service's stdout, safe for its goroutines.
+type secOutput = servicetest.Output
 
 // secCheckLog fails t unless every line of out is a JSON object and no line
 // holds any of secrets; it returns the decoded lines.
@@ -123,7 +106,7 @@ func (a secAuthorizing) RoundTrip(r *http.Request) (*http.Response, error) {
 func secAPI(t testing.TB, base string, auth func(*http.Request)) *api {
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &api{t: t, base: base, c: &http.Client{Timeout: 30 * time.Second, Transport: secAuthorizing{auth, tr}}}
+	return &api{T: t, Base: base, HTTP: &http.Client{Timeout: 30 * time.Second, Transport: tr}, Auth: auth}
 }
 
 // secClient follows no redirects and has a transport of its own.
@@ -132,34 +115,6 @@ func secClient(t testing.TB) *http.Client {
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Timeout: 30 * time.Second, Transport: tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-}
-
-// secDo sends one request (body of content type ctype unless ctype is "")
-// with the changes in set, and returns the answer with its body read.
-func secDo(t testing.TB, c *http.Client, method, u, ctype, body string, set ...func(*http.Request)) (*http.Response, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, u, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	for _, f := range set {
-		if f != nil {
-			f(req)
-		}
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, u, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read: %v", method, u, err)
-	}
-	return resp, string(data)
 }
 
 func secHeader(k, v string) func(*http.Request) {
@@ -178,6 +133,52 @@ type secRoute struct {
 	key          bool          // a new Idempotency-Key for each request
 }
 
+// secTableRoute is a row of a service's route table.
+type secTableRoute struct{ pattern, access string }
+
+func secTable[R any](rs []R, row func(R) (pattern, access string)) []secTableRoute {
+	var t []secTableRoute
+	for _, r := range rs {
+		p, a := row(r)
+		t = append(t, secTableRoute{p, a})
+	}
+	return t
+}
+
+// secCheckCovered fails t unless the requests of routes reach every route
+// of the service's table, each with the access the test expects: a route
+// added to a server.go must be added here too.
+func secCheckCovered(t *testing.T, service, base string, table []secTableRoute, routes []secRoute) {
+	t.Helper()
+	mux := http.NewServeMux()
+	access := map[string]string{}
+	for _, r := range table {
+		mux.Handle(r.pattern, http.NotFoundHandler())
+		access[r.pattern] = r.access
+	}
+	reached := map[string]bool{}
+	for _, rt := range routes {
+		req, err := http.NewRequest(rt.method, base+strings.ReplaceAll(rt.path, "{new}", "1"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, pattern := mux.Handler(req)
+		if pattern == "" {
+			t.Errorf("%s %s %s: no route of the service's table serves it", service, rt.method, rt.path)
+			continue
+		}
+		reached[pattern] = true
+		if access[pattern] != rt.access {
+			t.Errorf("%s %s %s: the route table says %s has %q access, the test expects %q", service, rt.method, rt.path, pattern, access[pattern], rt.access)
+		}
+	}
+	for _, r := range table {
+		if !reached[r.pattern] {
+			t.Errorf("%s route %s (%s) is asked by no request of TestAccessMatrix: add one", service, r.pattern, r.access)
+		}
+	}
+}
+
 // TestAccessMatrix asks every route of the three services, with
 // API_TOKEN and UI_PASSWORD set, without credentials, with each kind of
 // valid credentials and with wrong ones: /healthz, /readyz and the static
@@ -185,6 +186,7 @@ type secRoute struct {
 // unless the credentials are right. Then, with no credentials configured,
 // the services listen on loopback only.
 func TestAccessMatrix(t *testing.T) {
+	t.Parallel()
 	cr := secNewCreds()
 	smtp := smtptest.Start(t)
 	con := startContacts(t, "", contacts.Config{FeedPageSize: 2, Common: cr.common("warn")})
@@ -194,7 +196,7 @@ func TestAccessMatrix(t *testing.T) {
 
 	newContact := func() int64 {
 		var c contact
-		capi.must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &c)
+		capi.Must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &c)
 		return c.ID
 	}
 	ada := newContact()
@@ -206,13 +208,13 @@ func TestAccessMatrix(t *testing.T) {
 		start.Format(time.RFC3339), start.Add(time.Hour).Format(time.RFC3339), ada)
 	newAppointment := func() int64 {
 		var a calendar.Appointment
-		kapi.must(201, "POST", "/api/appointments", json.RawMessage(apptJSON), &a)
+		kapi.Must(201, "POST", "/api/appointments", json.RawMessage(apptJSON), &a)
 		return a.ID
 	}
 	appt := newAppointment()
 	notifJSON := `{"to":"ada@example.org","subject":"Hello","text":"Hello Ada"}`
 	var n notification
-	napi.must(202, "POST", "/api/notifications", json.RawMessage(notifJSON), &n, "Idempotency-Key", secRandom("key"))
+	napi.Must(202, "POST", "/api/notifications", json.RawMessage(notifJSON), &n, "Idempotency-Key", secRandom("key"))
 
 	apptForm := url.Values{"title": {"Review"}, "starts_at": {start.Format("2006-01-02T15:04")},
 		"ends_at": {start.Add(time.Hour).Format("2006-01-02T15:04")}, "timezone": {"UTC"}, "participants": {fmt.Sprint(ada)}}
@@ -234,9 +236,10 @@ func TestAccessMatrix(t *testing.T) {
 
 	services := []struct {
 		name, base string
+		table      []secTableRoute // the service's own route table
 		routes     []secRoute
 	}{
-		{"contacts", con.URL, []secRoute{
+		{"contacts", con.URL, secTable(contacts.Routes(), func(r contacts.Route) (string, string) { return r.Pattern, r.Access }), []secRoute{
 			open("/healthz"), open("/readyz"), open("/static/base.css"), open("/static/style.css"),
 			get("machine", "/metrics"),
 			get("machine", "/feed"),
@@ -255,7 +258,7 @@ func TestAccessMatrix(t *testing.T) {
 			{method: "POST", path: "/contacts/{new}", access: "people", want: 303, ctype: formType, body: "name=Grace+Hopper&email=grace%40example.org&version=1", fresh: freshContact("/contacts/%d")},
 			{method: "POST", path: "/contacts/{new}/delete", access: "people", want: 303, ctype: formType, body: "version=1", fresh: freshContact("/contacts/%d/delete")},
 		}},
-		{"calendar", cal.URL, []secRoute{
+		{"calendar", cal.URL, secTable(calendar.Routes(), func(r calendar.Route) (string, string) { return r.Pattern, r.Access }), []secRoute{
 			open("/healthz"), open("/readyz"), open("/static/base.css"), open("/static/style.css"),
 			get("machine", "/metrics"),
 			get("machine", "/api/appointments"),
@@ -278,7 +281,7 @@ func TestAccessMatrix(t *testing.T) {
 			get("people", "/contacts"),
 			get("people", fmt.Sprintf("/contacts/%d", ada)),
 		}},
-		{"notifications", notif.URL, []secRoute{
+		{"notifications", notif.URL, secTable(notifications.Routes(), func(r notifications.Route) (string, string) { return r.Pattern, r.Access }), []secRoute{
 			open("/healthz"), open("/readyz"), open("/static/base.css"), open("/static/style.css"),
 			get("machine", "/metrics"),
 			{method: "POST", path: "/api/notifications", access: "machine", want: 202, ctype: jsonType, body: notifJSON, key: true},
@@ -307,6 +310,7 @@ func TestAccessMatrix(t *testing.T) {
 	}
 	c := secClient(t)
 	for _, svc := range services {
+		secCheckCovered(t, svc.name, svc.base, svc.table, svc.routes)
 		for _, rt := range svc.routes {
 			for _, p := range presentations {
 				path := rt.path
@@ -317,7 +321,7 @@ func TestAccessMatrix(t *testing.T) {
 				if rt.key {
 					set = append(set, secHeader("Idempotency-Key", secRandom("key")))
 				}
-				resp, body := secDo(t, c, rt.method, svc.base+path, rt.ctype, rt.body, set...)
+				resp, body := request(t, c, rt.method, svc.base+path, rt.ctype, rt.body, set...)
 				want := rt.want
 				if rt.access != "open" && !p.valid {
 					want = http.StatusUnauthorized
@@ -460,7 +464,7 @@ func secListenAddr(t *testing.T, service string, creds secCreds, check func(addr
 				if err != nil {
 					t.Fatalf("%s logged listening on %q", service, m.Addr)
 				}
-				secWaitReady(t, "http://127.0.0.1:"+port)
+				servicetest.WaitReady(t, "http://127.0.0.1:"+port, nil)
 				check(m.Addr)
 				return
 			}
@@ -482,27 +486,6 @@ func secDefaults(t testing.TB, cfg any) {
 	t.Helper()
 	if err := config.Defaults(cfg); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// secWaitReady polls base/readyz until it answers 200.
-func secWaitReady(t testing.TB, base string) {
-	t.Helper()
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
-	defer c.CloseIdleConnections()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := c.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s/readyz: not ready after 20 s (%v)", base, err)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -528,6 +511,7 @@ const (
 // Atom feed, the iCal documents and the invitation mail carry them exactly,
 // and control characters are refused at the door.
 func TestHostileNamesEscaped(t *testing.T) {
+	t.Parallel()
 	smtp := smtptest.Start(t)
 	notif := startNotifications(t, "", notifications.Config{SMTPURL: smtp.URL})
 	con := startContacts(t, "", contacts.Config{})
@@ -537,20 +521,20 @@ func TestHostileNamesEscaped(t *testing.T) {
 
 	// Control characters are refused, in the API and in the forms.
 	for _, bad := range []string{"Ada\x00Lovelace", "Ada\nLovelace", "Ada\r\nBcc: eve@example.org", "Ada\u0085Lovelace"} {
-		capi.must(400, "POST", "/api/contacts", map[string]string{"name": bad, "email": "ada@example.org"}, nil)
+		capi.Must(400, "POST", "/api/contacts", map[string]string{"name": bad, "email": "ada@example.org"}, nil)
 		form := url.Values{"name": {bad}, "email": {"ada@example.org"}}
-		if resp, _ := secDo(t, c, "POST", con.URL+"/contacts", formType, form.Encode()); resp.StatusCode != 400 {
+		if resp, _ := request(t, c, "POST", con.URL+"/contacts", formType, form.Encode()); resp.StatusCode != 400 {
 			t.Errorf("form with name %q: status = %d, want 400", bad, resp.StatusCode)
 		}
 	}
 	var l list[contact]
-	capi.must(200, "GET", "/api/contacts", nil, &l)
+	capi.Must(200, "GET", "/api/contacts", nil, &l)
 	if len(l.Items) != 0 {
 		t.Fatalf("%d contacts after refused creates, want 0", len(l.Items))
 	}
 
 	var who contact
-	capi.must(201, "POST", "/api/contacts", map[string]string{"name": secHostileName, "email": "hostile@example.org"}, &who)
+	capi.Must(201, "POST", "/api/contacts", map[string]string{"name": secHostileName, "email": "hostile@example.org"}, &who)
 	if who.Name != secHostileName {
 		t.Fatalf("stored name %q, want %q", who.Name, secHostileName)
 	}
@@ -561,11 +545,11 @@ func TestHostileNamesEscaped(t *testing.T) {
 		"location": secHostileLocation, "participants": []int64{who.ID}}
 	for _, bad := range []string{"Review\r\nBcc: eve@example.org", "Review\x00", "Review\tTab"} {
 		in["title"] = bad
-		kapi.must(400, "POST", "/api/appointments", in, nil)
+		kapi.Must(400, "POST", "/api/appointments", in, nil)
 	}
 	in["title"] = secHostileTitle
 	var appt calendar.Appointment
-	kapi.must(201, "POST", "/api/appointments", in, &appt)
+	kapi.Must(201, "POST", "/api/appointments", in, &appt)
 	if appt.Title != secHostileTitle || appt.Location != secHostileLocation {
 		t.Fatalf("stored title %q, location %q", appt.Title, appt.Location)
 	}
@@ -590,26 +574,26 @@ func TestHostileNamesEscaped(t *testing.T) {
 		{notif.URL, "/", nil}, // the subject, checked below
 	}
 	for _, p := range pages {
-		resp, body := secDo(t, c, "GET", p.base+p.path, "", "")
+		resp, body := request(t, c, "GET", p.base+p.path, "", "")
 		secCheckPage(t, p.base+p.path, resp, body, p.want...)
 	}
 	// A form sent back with problems shows the input escaped.
 	form := url.Values{"title": {secHostileTitle}, "starts_at": {"tomorrow"}, "ends_at": {"<script>alert(3)</script>"},
 		"timezone": {`<script>alert(4)</script>`}, "participants": {fmt.Sprint(who.ID)}}
-	resp, body := secDo(t, c, "POST", cal.URL+"/appointments", formType, form.Encode())
+	resp, body := request(t, c, "POST", cal.URL+"/appointments", formType, form.Encode())
 	if resp.StatusCode != 400 {
 		t.Errorf("POST /appointments with bad times: status = %d, want 400", resp.StatusCode)
 	}
 	secCheckPage(t, "calendar POST /appointments (problems)", resp, body, title, template.HTMLEscapeString(`<script>alert(4)</script>`))
 	form = url.Values{"name": {secHostileName}, "email": {"<script>alert(5)</script>"}}
-	resp, body = secDo(t, c, "POST", con.URL+"/contacts", formType, form.Encode())
+	resp, body = request(t, c, "POST", con.URL+"/contacts", formType, form.Encode())
 	if resp.StatusCode != 400 {
 		t.Errorf("POST /contacts with a bad email: status = %d, want 400", resp.StatusCode)
 	}
 	secCheckPage(t, "contacts POST /contacts (problems)", resp, body, name, template.HTMLEscapeString(`<script>alert(5)</script>`))
 
 	// Atom: parses, and gives the name back exactly.
-	resp, body = secDo(t, c, "GET", con.URL+"/feed", "", "")
+	resp, body = request(t, c, "GET", con.URL+"/feed", "", "")
 	page, err := feed.Parse(strings.NewReader(body))
 	if err != nil {
 		t.Fatalf("feed: %v\n%s", err, body)
@@ -628,7 +612,7 @@ func TestHostileNamesEscaped(t *testing.T) {
 		t.Errorf("feed entry title %q, want %q", got, want)
 	}
 	// Proxy headers that could break out of a link are ignored.
-	resp, body = secDo(t, c, "GET", con.URL+"/feed", "", "",
+	resp, body = request(t, c, "GET", con.URL+"/feed", "", "",
 		secHeader("X-Forwarded-Host", `evil.example/"><script>alert(6)</script>`), secHeader("X-Forwarded-Proto", "javascript"))
 	if page, err = feed.Parse(strings.NewReader(body)); err != nil {
 		t.Fatalf("feed with hostile proxy headers: %v\n%s", err, body)
@@ -640,7 +624,7 @@ func TestHostileNamesEscaped(t *testing.T) {
 	// iCal: parses, with the exact title and location; a double quote,
 	// which no iCal parameter can hold, becomes an apostrophe in CN.
 	for _, path := range []string{"/calendar.ics", fmt.Sprintf("/contacts/%d/calendar.ics", who.ID)} {
-		resp, body := secDo(t, c, "GET", cal.URL+path, "", "")
+		resp, body := request(t, c, "GET", cal.URL+path, "", "")
 		if resp.StatusCode != 200 {
 			t.Fatalf("GET %s: status = %d", path, resp.StatusCode)
 		}
@@ -657,7 +641,7 @@ func TestHostileNamesEscaped(t *testing.T) {
 	var sent list[struct {
 		Subject string `json:"subject"`
 	}]
-	napi.must(200, "GET", "/api/notifications", nil, &sent)
+	napi.Must(200, "GET", "/api/notifications", nil, &sent)
 	if len(sent.Items) != 1 {
 		t.Fatalf("%d notifications, want 1", len(sent.Items))
 	}
@@ -701,7 +685,7 @@ func TestHostileNamesEscaped(t *testing.T) {
 	secCheckEvent(t, "the invitation", secMailCalendar(t, m), strings.ReplaceAll(secHostileName, `"`, "'"))
 
 	// notifications' page escapes the subject.
-	resp, body = secDo(t, c, "GET", notif.URL+"/", "", "")
+	resp, body = request(t, c, "GET", notif.URL+"/", "", "")
 	secCheckPage(t, "notifications /", resp, body, template.HTMLEscapeString(subject))
 }
 
@@ -788,6 +772,7 @@ func secMailCalendar(t testing.TB, m smtptest.Mail) *ical.Calendar {
 // refused with 403 and changes nothing. The same request from the
 // service's own page works.
 func TestCSRFOnEveryForm(t *testing.T) {
+	t.Parallel()
 	cr := secNewCreds()
 	con := startContacts(t, "", contacts.Config{Common: cr.common("warn")})
 	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{Common: cr.common("warn")})
@@ -795,7 +780,7 @@ func TestCSRFOnEveryForm(t *testing.T) {
 
 	newContact := func() int64 {
 		var c contact
-		capi.must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &c)
+		capi.Must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &c)
 		return c.ID
 	}
 	ada := newContact()
@@ -803,7 +788,7 @@ func TestCSRFOnEveryForm(t *testing.T) {
 	start := time.Now().Add(7 * 24 * time.Hour).UTC().Truncate(time.Hour)
 	newAppointment := func() int64 {
 		var a calendar.Appointment
-		kapi.must(201, "POST", "/api/appointments", map[string]any{"title": "Review", "starts_at": start.Format(time.RFC3339),
+		kapi.Must(201, "POST", "/api/appointments", map[string]any{"title": "Review", "starts_at": start.Format(time.RFC3339),
 			"ends_at": start.Add(time.Hour).Format(time.RFC3339), "participants": []int64{ada}}, &a)
 		return a.ID
 	}
@@ -823,11 +808,11 @@ func TestCSRFOnEveryForm(t *testing.T) {
 			path string
 		}{{capi, "/api/contacts?limit=1000"}, {kapi, "/api/appointments?cancelled=true"}} {
 			var v any
-			s.a.must(200, "GET", s.path, nil, &v)
+			s.a.Must(200, "GET", s.path, nil, &v)
 			js, _ := json.Marshal(v)
 			b.Write(js)
 		}
-		resp, _ := secDo(t, secClient(t), "GET", con.URL+"/feed", "", "", cr.bearer)
+		resp, _ := request(t, secClient(t), "GET", con.URL+"/feed", "", "", cr.bearer)
 		b.WriteString(resp.Header.Get("ETag"))
 		return b.String()
 	}
@@ -861,7 +846,7 @@ func TestCSRFOnEveryForm(t *testing.T) {
 	for _, f := range forms {
 		before := state()
 		for _, a := range attacks {
-			resp, body := secDo(t, c, "POST", f.base+f.path, formType, f.body, append(a.set, cr.basic)...)
+			resp, body := request(t, c, "POST", f.base+f.path, formType, f.body, append(a.set, cr.basic)...)
 			if resp.StatusCode != http.StatusForbidden {
 				t.Errorf("POST %s %s: status = %d, want 403 (%s)", f.path, a.name, resp.StatusCode, secShort(body))
 			}
@@ -871,7 +856,7 @@ func TestCSRFOnEveryForm(t *testing.T) {
 			if a.body == "" {
 				method, ctype = "DELETE", ""
 			}
-			resp, _ := secDo(t, c, method, a.base+a.path, ctype, a.body, cr.basic, secHeader("Sec-Fetch-Site", "cross-site"), secHeader("Origin", "https://evil.example"))
+			resp, _ := request(t, c, method, a.base+a.path, ctype, a.body, cr.basic, secHeader("Sec-Fetch-Site", "cross-site"), secHeader("Origin", "https://evil.example"))
 			if resp.StatusCode != http.StatusForbidden {
 				t.Errorf("%s %s cross-site: status = %d, want 403", method, a.path, resp.StatusCode)
 			}
@@ -879,7 +864,7 @@ func TestCSRFOnEveryForm(t *testing.T) {
 		if after := state(); after != before {
 			t.Errorf("POST %s: refused cross-site requests changed the state:\nbefore %s\nafter  %s", f.path, before, after)
 		}
-		resp, body := secDo(t, c, "POST", f.base+f.path, formType, f.body, cr.basic,
+		resp, body := request(t, c, "POST", f.base+f.path, formType, f.body, cr.basic,
 			secHeader("Sec-Fetch-Site", "same-origin"), secHeader("Origin", f.base))
 		if resp.StatusCode != http.StatusSeeOther {
 			t.Errorf("POST %s same-origin: status = %d, want 303 (%s)", f.path, resp.StatusCode, secShort(body))
@@ -898,6 +883,7 @@ func TestCSRFOnEveryForm(t *testing.T) {
 // every log line: JSON, and never a secret or an Authorization header
 // value.
 func TestNoSecretsInLogs(t *testing.T) {
+	t.Parallel()
 	cr, wrong := secNewCreds(), secNewCreds()
 	smtpUser, smtpPass := "mailer", secRandom("smtp")
 	smtp := smtptest.Start(t)
@@ -906,13 +892,13 @@ func TestNoSecretsInLogs(t *testing.T) {
 	ncfg := notifications.Config{SMTPURL: fmt.Sprintf("smtp://%s:%s@%s", smtpUser, smtpPass, smtp.Addr), DatabaseURL: sqldbtest.SQLiteURL(t),
 		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Common: cr.common("debug")}
 	secDefaults(t, &ncfg)
-	notif := start(t, "", func(ctx context.Context, ln net.Listener) error {
+	notif := servicetest.Start(t, "", func(ctx context.Context, ln net.Listener) error {
 		ncfg.Listener = ln
 		return notifications.Run(ctx, ncfg, outs["notifications"])
 	})
 	ccfg := contacts.Config{DatabaseURL: sqldbtest.SQLiteURL(t), Common: cr.common("debug")}
 	secDefaults(t, &ccfg)
-	con := start(t, "", func(ctx context.Context, ln net.Listener) error {
+	con := servicetest.Start(t, "", func(ctx context.Context, ln net.Listener) error {
 		ccfg.Listener = ln
 		return contacts.Run(ctx, ccfg, outs["contacts"])
 	})
@@ -924,7 +910,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 		return cfg
 	}
 	kcfg := calCfg(cr.common("debug"))
-	cal := start(t, "", func(ctx context.Context, ln net.Listener) error {
+	cal := servicetest.Start(t, "", func(ctx context.Context, ln net.Listener) error {
 		kcfg.Listener = ln
 		return calendar.Run(ctx, kcfg, outs["calendar"])
 	})
@@ -932,19 +918,15 @@ func TestNoSecretsInLogs(t *testing.T) {
 	// be given it: refused, it must show up in no error.
 	wcfg := calCfg(config.Common{APIToken: wrong.Token, UIUser: secUser, LogLevel: "debug"})
 	wcfg.ContactsFeedURL = strings.Replace(con.URL, "http://", "http://"+secUser+":"+wrong.Password+"@", 1) + "/feed"
-	wcal := start(t, "", func(ctx context.Context, ln net.Listener) error {
+	wcal := servicetest.Start(t, "", func(ctx context.Context, ln net.Listener) error {
 		wcfg.Listener = ln
 		return calendar.Run(ctx, wcfg, outs["calendar with a wrong token"])
 	})
 
 	capi, kapi, napi := secAPI(t, con.URL, cr.bearer), secAPI(t, cal.URL, cr.basic), secAPI(t, notif.URL, cr.bearer)
-	var ada contact
-	capi.must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &ada)
-	waitContacts(t, kapi, 1)
+	ada := addAda(t, capi, kapi)
 	smtp.Fail(451, "try again later")
-	when := time.Now().Add(7 * 24 * time.Hour).UTC().Truncate(time.Hour)
-	kapi.must(201, "POST", "/api/appointments", map[string]any{"title": "Review", "starts_at": when.Format(time.RFC3339),
-		"ends_at": when.Add(time.Hour).Format(time.RFC3339), "participants": []int64{ada.ID}}, nil)
+	inviteNextWeek(kapi, "Review", ada.ID)
 	deadline := time.Now().Add(20 * time.Second)
 	for smtp.Attempts() == 0 {
 		if time.Now().After(deadline) {
@@ -959,7 +941,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	}
 	for {
 		var l list[notification]
-		napi.must(200, "GET", "/api/notifications", nil, &l)
+		napi.Must(200, "GET", "/api/notifications", nil, &l)
 		if len(l.Items) == 1 && l.Items[0].Status == "sent" {
 			break
 		}
@@ -976,18 +958,18 @@ func TestNoSecretsInLogs(t *testing.T) {
 		for _, set := range []func(*http.Request){wrong.bearer, func(r *http.Request) { r.SetBasicAuth(secUser, wrong.Password) },
 			func(r *http.Request) { r.SetBasicAuth(secUser, cr.Token) }, func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+cr.Password) }} {
 			for _, path := range []string{"/api/nowhere", "/", "/metrics"} {
-				if resp, _ := secDo(t, c, "GET", base+path, "", "", set); resp.StatusCode != 401 {
+				if resp, _ := request(t, c, "GET", base+path, "", "", set); resp.StatusCode != 401 {
 					t.Errorf("GET %s%s with wrong credentials: status = %d, want 401", base, path, resp.StatusCode)
 				}
 			}
 		}
-		secDo(t, c, "GET", base+"/api/nowhere?token="+cr.Token+"&password="+cr.Password, "", "", cr.bearer)
+		request(t, c, "GET", base+"/api/nowhere?token="+cr.Token+"&password="+cr.Password, "", "", cr.bearer)
 	}
-	secDo(t, c, "POST", con.URL+"/contacts", formType, "name=Grace+Hopper&email=not-an-address", cr.basic)
+	request(t, c, "POST", con.URL+"/contacts", formType, "name=Grace+Hopper&email=not-an-address", cr.basic)
 	// The calendar with the wrong token has been refused by contacts.
 	wapi := secAPI(t, wcal.URL, wrong.bearer)
 	st := waitSync(t, wapi, 20*time.Second, func(s syncStatus) bool { return s.Errors > 0 })
-	_, page := secDo(t, c, "GET", wcal.URL+"/contacts", "", "") // open: no UI_PASSWORD
+	_, page := request(t, c, "GET", wcal.URL+"/contacts", "", "") // open: no UI_PASSWORD
 	if !strings.Contains(st.LastError, "401") || strings.Contains(st.LastError, wrong.Password) || strings.Contains(page, wrong.Password) {
 		t.Errorf("calendar with a wrong token: last error %q (want a 401 without the feed URL's password); its /contacts page holds the password: %v",
 			st.LastError, strings.Contains(page, wrong.Password))

@@ -50,7 +50,7 @@ func churn(t *testing.T, c *api, n int, seed uint64) map[int64]bool {
 				switch {
 				case op < 6 || id == 0:
 					var got contact
-					c.must(201, "POST", "/api/contacts", map[string]string{
+					c.Must(201, "POST", "/api/contacts", map[string]string{
 						"name": fmt.Sprintf("Person %d «%s»", i, strings.Repeat("é", i%5)), "email": fmt.Sprintf("p%d@example.org", i), "phone": fmt.Sprint(i)}, &got)
 					mu.Lock()
 					ids[got.ID] = true
@@ -58,13 +58,13 @@ func churn(t *testing.T, c *api, n int, seed uint64) map[int64]bool {
 					mu.Unlock()
 				case op < 9:
 					var cur contact
-					if c.call("GET", contactPath(id), nil, &cur) != 200 {
+					if c.Call("GET", contactPath(id), nil, &cur) != 200 {
 						continue // deleted meanwhile
 					}
-					c.call("PUT", contactPath(id), map[string]any{"name": cur.Name + "+", "email": fmt.Sprintf("u%d@example.org", i), "phone": cur.Phone}, nil,
+					c.Call("PUT", contactPath(id), map[string]any{"name": cur.Name + "+", "email": fmt.Sprintf("u%d@example.org", i), "phone": cur.Phone}, nil,
 						"If-Match", fmt.Sprintf(`"%d"`, cur.Version)) // 412 when another writer won: fine
 				default:
-					if c.call("DELETE", contactPath(id), nil, nil) == 204 {
+					if c.Call("DELETE", contactPath(id), nil, nil) == 204 {
 						mu.Lock()
 						ids[id] = false
 						alive = slices.DeleteFunc(alive, func(x int64) bool { return x == id })
@@ -112,9 +112,9 @@ func head(t *testing.T, contactsURL string) int64 {
 func sameState(t *testing.T, con, cal *api, ids map[int64]bool) {
 	t.Helper()
 	var upstream list[contact]
-	con.must(200, "GET", "/api/contacts?limit=1000", nil, &upstream)
+	con.Must(200, "GET", "/api/contacts?limit=1000", nil, &upstream)
 	var local list[contact]
-	cal.must(200, "GET", "/api/contacts", nil, &local)
+	cal.Must(200, "GET", "/api/contacts", nil, &local)
 	byID := map[int64]contact{}
 	for _, c := range local.Items {
 		byID[c.ID] = c
@@ -164,7 +164,7 @@ func TestCatchUp(t *testing.T) {
 	for w := range 8 {
 		wg.Go(func() {
 			for i := range 1250 {
-				capi.must(201, "POST", "/api/contacts", map[string]string{"name": fmt.Sprint("P", w, "-", i), "email": fmt.Sprintf("p%d-%d@example.org", w, i)}, nil)
+				capi.Must(201, "POST", "/api/contacts", map[string]string{"name": fmt.Sprint("P", w, "-", i), "email": fmt.Sprintf("p%d-%d@example.org", w, i)}, nil)
 			}
 		})
 	}
@@ -187,7 +187,7 @@ func TestCatchUp(t *testing.T) {
 		t.Errorf("first requests %v: want /feed, then the oldest archive", requests[:min(3, len(requests))])
 	}
 	var local list[contact]
-	kapi.must(200, "GET", "/api/contacts", nil, &local)
+	kapi.Must(200, "GET", "/api/contacts", nil, &local)
 	if len(local.Items) != 10000 {
 		t.Errorf("calendar has %d contacts, want 10000", len(local.Items))
 	}

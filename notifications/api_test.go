@@ -27,6 +27,7 @@ type errorBody struct {
 }
 
 func TestAccept(t *testing.T) {
+	t.Parallel()
 	s := runService(t, Config{})
 	with := func(f func(r *Request)) Request { r := ada; f(&r); return r }
 	tooBig := fmt.Sprintf(`{"to":"ada@example.org","subject":"big","text":%q}`, strings.Repeat("x", 1<<20+1))
@@ -113,6 +114,7 @@ func TestAccept(t *testing.T) {
 }
 
 func TestIdempotencyKey(t *testing.T) {
+	t.Parallel()
 	s := runService(t, Config{})
 	first := s.accept(t, "invite-7-ada", ada)
 
@@ -144,6 +146,7 @@ func TestIdempotencyKey(t *testing.T) {
 
 // TestListAndGet: one notification of each status, filtered by ?status=.
 func TestListAndGet(t *testing.T) {
+	t.Parallel()
 	mx := smtptest.Start(t)
 	// A retry waits an hour: a temporary failure leaves the notification pending.
 	s := runService(t, Config{SMTPURL: mx.URL, RetryMin: time.Hour, RetryMax: time.Hour})
@@ -200,6 +203,7 @@ func TestListAndGet(t *testing.T) {
 }
 
 func TestAccess(t *testing.T) {
+	t.Parallel()
 	t.Run("API_TOKEN", func(t *testing.T) {
 		s := runService(t, Config{Common: commonWith("tok-1", "")})
 		s.Token = "" // each request below says what it sends
@@ -272,6 +276,7 @@ func commonWith(token, password string) (c config.Common) {
 }
 
 func TestMainHelp(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	if err := Main(context.Background(), []string{"-h"}, &out, &out); err != nil {
 		t.Fatal(err)

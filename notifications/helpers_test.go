@@ -1,23 +1,17 @@
 package notifications
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"syndic/shared/config"
 	"syndic/shared/servicetest"
-	"syndic/shared/sqldb"
 	"syndic/shared/sqldb/sqldbtest"
 )
 
@@ -84,42 +78,8 @@ func (s *testService) Stop(t testing.TB) {
 // header pairs, and returns the status, the body and the header.
 func (s *testService) do(t testing.TB, method, path string, body any, header ...string) (int, []byte, http.Header) {
 	t.Helper()
-	var r io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		r = strings.NewReader(b)
-	case []byte:
-		r = bytes.NewReader(b)
-	default:
-		js, err := json.Marshal(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r = bytes.NewReader(js)
-	}
-	req, err := http.NewRequest(method, s.URL+path, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if s.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+s.Token)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, path, err)
-	}
+	c := servicetest.Client{T: t, Base: s.URL, HTTP: s.client, Token: s.Token}
+	resp, data := c.Do(method, path, body, header...)
 	return resp.StatusCode, data, resp.Header
 }
 
@@ -136,25 +96,17 @@ func (s *testService) post(t testing.TB, key string, req Request) (int, Notifica
 // tryPost is post for other goroutines than the test's: it returns its
 // error instead of failing the test.
 func (s *testService) tryPost(key string, req Request) (int, Notification, error) {
-	js, err := json.Marshal(req)
+	r, err := servicetest.NewRequest("POST", s.URL+"/api/notifications", req, "Idempotency-Key", key)
 	if err != nil {
 		return 0, Notification{}, err
 	}
-	r, err := http.NewRequest("POST", s.URL+"/api/notifications", bytes.NewReader(js))
-	if err != nil {
-		return 0, Notification{}, err
-	}
-	r.Header.Set("Content-Type", "application/json")
-	r.Header.Set("Idempotency-Key", key)
 	if s.Token != "" {
 		r.Header.Set("Authorization", "Bearer "+s.Token)
 	}
-	resp, err := s.client.Do(r)
-	if err != nil {
+	resp, body, err := servicetest.Send(s.client, r)
+	if resp == nil {
 		return 0, Notification{}, fmt.Errorf("POST %q: %w", key, err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return 0, Notification{}, fmt.Errorf("POST %q: read body: %w", key, err)
 	}
@@ -245,22 +197,9 @@ func (s *testService) metrics(t testing.TB) map[string]float64 {
 	if status != http.StatusOK {
 		t.Fatalf("GET /metrics: status = %d", status)
 	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			t.Fatalf("metrics line %q has no value", line)
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("metrics line %q does not end in a number", line)
-		}
-		out[line[:i]] = v
+	out, err := servicetest.Metrics(body)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -284,11 +223,7 @@ func (s *testService) waitMetric(t testing.TB, name string, timeout time.Duratio
 // openStore opens a migrated store on databaseURL.
 func openStore(t testing.TB, databaseURL string) *SQLStore {
 	t.Helper()
-	db, err := sqldb.Open(context.Background(), databaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := servicetest.OpenDB(t, databaseURL)
 	store, err := NewSQLStore(context.Background(), db)
 	if err != nil {
 		t.Fatal(err)
@@ -296,20 +231,5 @@ func openStore(t testing.TB, databaseURL string) *SQLStore {
 	return store
 }
 
-// syncBuffer is a bytes.Buffer safe for the service's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a service's stdout, safe for its goroutines.
+type syncBuffer = servicetest.Output

@@ -15,6 +15,7 @@ import (
 
 // TestStore runs the store suite on SQLite and PostgreSQL.
 func TestStore(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		fn   func(t *testing.T, s *SQLStore)

@@ -86,6 +86,20 @@ func NewTab(t testing.TB, ctx context.Context) *Tab {
 	return &Tab{t: t, ctx: ctx, Step: 15 * time.Second}
 }
 
+// Open starts headless Chromium for the test (as Start does) and returns a
+// tab whose steps all end within timeout from now.
+func Open(t testing.TB, timeout time.Duration) *Tab {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	t.Cleanup(cancel)
+	return NewTab(t, Start(t, ctx))
+}
+
+// Submit clicks the submit button of the page's main form.
+func Submit() chromedp.Action[chromedp.Void] {
+	return chromedp.Click(chromedp.CSS(`main form button[type="submit"]`))
+}
+
 func (b *Tab) step() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(b.ctx, b.Step)
 }
@@ -103,33 +117,27 @@ func (b *Tab) Do(what string, steps ...chromedp.Action[chromedp.Void]) {
 // Text reads the visible text of the element sel selects, trimmed.
 func (b *Tab) Text(sel string) string {
 	b.t.Helper()
-	ctx, cancel := b.step()
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-	if err != nil {
-		b.t.Fatalf("text of %s: %v", sel, err)
-	}
-	return strings.TrimSpace(s)
+	return strings.TrimSpace(b.read("text of "+sel, chromedp.Text(chromedp.CSS(sel))))
 }
 
 // Value reads the value of the input sel selects.
 func (b *Tab) Value(sel string) string {
 	b.t.Helper()
-	ctx, cancel := b.step()
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Value(chromedp.CSS(sel)))
-	if err != nil {
-		b.t.Fatalf("value of %s: %v", sel, err)
-	}
-	return s
+	return b.read("value of "+sel, chromedp.Value(chromedp.CSS(sel)))
 }
 
 // Eval runs a JavaScript expression that yields a string.
 func (b *Tab) Eval(what, js string) string {
 	b.t.Helper()
+	return b.read(what, chromedp.Evaluate[string](js))
+}
+
+// read runs one step that yields a string, failing the test with what.
+func (b *Tab) read(what string, a chromedp.Action[string]) string {
+	b.t.Helper()
 	ctx, cancel := b.step()
 	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+	s, err := chromedp.Run(ctx, a)
 	if err != nil {
 		b.t.Fatalf("%s: %v", what, err)
 	}

@@ -37,6 +37,7 @@ func TestBadValueNamesTheVariable(t *testing.T) {
 }
 
 func TestHelpListsEveryVariable(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	var s spec
 	if err := Load("x", []string{"-h"}, &out, &s); !errors.Is(err, ErrHelp) {
@@ -53,6 +54,7 @@ func TestHelpListsEveryVariable(t *testing.T) {
 }
 
 func TestCommonValidate(t *testing.T) {
+	t.Parallel()
 	for _, c := range []Common{
 		{BaseURL: "ftp://x", LogLevel: "info"},
 		{BaseURL: "contacts.example.org", LogLevel: "info"},
@@ -72,6 +74,7 @@ func TestCommonValidate(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
+	t.Parallel()
 	var s struct {
 		Port int           `default:"8081"`
 		Name string        `default:"syndic"`

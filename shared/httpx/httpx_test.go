@@ -15,6 +15,7 @@ import (
 )
 
 func TestStatus(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		err  error
 		want int
@@ -35,6 +36,7 @@ func TestStatus(t *testing.T) {
 }
 
 func TestWriteErrorHidesInternals(t *testing.T) {
+	t.Parallel()
 	rec := httptest.NewRecorder()
 	WriteError(rec, httptest.NewRequest("GET", "/", nil), slog.New(slog.DiscardHandler), errors.New("password=hunter2 leaked"))
 	if rec.Code != 500 || strings.Contains(rec.Body.String(), "hunter2") {
@@ -49,6 +51,7 @@ func TestWriteErrorHidesInternals(t *testing.T) {
 }
 
 func TestDecodeJSON(t *testing.T) {
+	t.Parallel()
 	type in struct {
 		Name string `json:"name"`
 		Age  int    `json:"age"`
@@ -79,6 +82,7 @@ func TestDecodeJSON(t *testing.T) {
 }
 
 func TestBaseURL(t *testing.T) {
+	t.Parallel()
 	r := httptest.NewRequest("GET", "http://internal:8081/feed", nil)
 	if got := BaseURL("https://contacts.example.org", r); got != "https://contacts.example.org" {
 		t.Errorf("configured: %q", got)
@@ -104,6 +108,7 @@ func TestBaseURL(t *testing.T) {
 }
 
 func TestAccess(t *testing.T) {
+	t.Parallel()
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
 	a := Access{Token: "tok", User: "admin", Password: "pw"}
 	for _, tc := range []struct {

@@ -9,6 +9,7 @@ import (
 )
 
 func TestPrometheusAndJSON(t *testing.T) {
+	t.Parallel()
 	m := New()
 	m.Counter(`feed_requests{doc="archive"}`).Inc(3)
 	m.Counter(`feed_requests{doc="current"}`).Inc(2)

@@ -19,6 +19,7 @@ func message(subject string) []byte {
 }
 
 func TestReceive(t *testing.T) {
+	t.Parallel()
 	s := smtptest.Start(t)
 	if !strings.HasPrefix(s.URL, "smtp://127.0.0.1:") || !strings.HasSuffix(s.URL, s.Addr) {
 		t.Fatalf("URL = %q, Addr = %q", s.URL, s.Addr)
@@ -63,6 +64,7 @@ func TestReceive(t *testing.T) {
 }
 
 func TestFail(t *testing.T) {
+	t.Parallel()
 	s := smtptest.Start(t)
 	for _, tc := range []struct {
 		code int

@@ -61,6 +61,7 @@ func TestMigrationWords(t *testing.T) {
 }
 
 func TestOpenMigrateTx(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		db, err := sqldb.Open(ctx, url)
@@ -104,6 +105,7 @@ func TestOpenMigrateTx(t *testing.T) {
 }
 
 func TestOpenRefusesUnknownURLs(t *testing.T) {
+	t.Parallel()
 	for _, url := range []string{"mysql://x", "sqlite:", "", "postgres://nobody:secret@127.0.0.1:1/none"} {
 		_, err := sqldb.Open(context.Background(), url)
 		if err == nil {
@@ -118,6 +120,7 @@ func TestOpenRefusesUnknownURLs(t *testing.T) {
 // TestUnwritableIsUnavailable: a read-only or full database answers
 // ErrUnavailable (503 with the reason), not a bare error (500).
 func TestUnwritableIsUnavailable(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := sqldbtest.SQLiteURL(t)
 	db, err := sqldb.Open(ctx, path)
