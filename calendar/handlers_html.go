@@ -91,6 +91,16 @@ func htmlAppointment(r *http.Request, store Store) (Appointment, error) {
 	return store.Appointment(r.Context(), id)
 }
 
+// pathContact is the contact of the local copy that the {id} of the path
+// names; a malformed id or an unknown contact is ErrNotFound.
+func pathContact(r *http.Request, store Store) (Contact, error) {
+	id, err := httpx.PathID(r, "contact")
+	if err != nil {
+		return Contact{}, err
+	}
+	return store.Contact(r.Context(), id)
+}
+
 func htmlAppointmentPath(id int64) string { return "/appointments/" + strconv.FormatInt(id, 10) }
 
 // renderForm answers the form with the contacts to pick from; an error
@@ -300,15 +310,11 @@ func (ps pages) handleContacts(store Store, sync func() feed.Status) http.Handle
 // appointments and its iCal feed.
 func (ps pages) handleContact(store Store) http.Handler {
 	return ps.Handle(htmlNoContact, func(w http.ResponseWriter, r *http.Request) error {
-		id, err := httpx.PathID(r, "contact")
+		c, err := pathContact(r, store)
 		if err != nil {
 			return err
 		}
-		c, err := store.Contact(r.Context(), id)
-		if err != nil {
-			return err
-		}
-		items, err := store.Appointments(r.Context(), AppointmentQuery{From: time.Now(), Participant: id, Limit: htmlListLimit + 1})
+		items, err := store.Appointments(r.Context(), AppointmentQuery{From: time.Now(), Participant: c.ID, Limit: htmlListLimit + 1})
 		if err != nil {
 			return err
 		}

@@ -23,15 +23,11 @@ func icalHandler(log *slog.Logger, store Store, baseURL string, perContact bool)
 		base := httpx.BaseURL(baseURL, r)
 		opt := ICalOptions{Name: "syndic calendar", BaseURL: base, Host: uidHost(baseURL)}
 		if perContact {
-			id, err := httpx.PathID(r, "contact")
+			c, err := pathContact(r, store)
 			if err != nil {
 				return err
 			}
-			c, err := store.Contact(r.Context(), id)
-			if err != nil {
-				return err
-			}
-			q.Participant = id
+			q.Participant = c.ID
 			opt.Name = c.Name + "'s appointments"
 		}
 		apps, err := store.Appointments(r.Context(), q)
