@@ -14,7 +14,7 @@ import (
 
 // apiListAppointments answers GET /api/appointments?from=&participant=&cancelled=true.
 func apiListAppointments(log *slog.Logger, store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
 		v := r.URL.Query()
 		q := AppointmentQuery{WithCancelled: v.Get("cancelled") == "true"}
 		p := derrors.Problems{}
@@ -33,32 +33,30 @@ func apiListAppointments(log *slog.Logger, store Store) http.Handler {
 			q.Participant = id
 		}
 		if err := p.Err(); err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		apps, err := store.Appointments(r.Context(), q)
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		httpx.WriteJSON(w, http.StatusOK, httpx.List[Appointment]{Items: apps})
+		return nil
 	})
 }
 
 func apiGetAppointment(log *slog.Logger, store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
 		id, err := httpx.PathID(r, "appointment")
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		a, err := store.Appointment(r.Context(), id)
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		w.Header().Set("ETag", httpx.VersionETag(a.Version))
 		httpx.WriteJSON(w, http.StatusOK, a)
+		return nil
 	})
 }
 
@@ -73,20 +71,19 @@ func decodeInput(r *http.Request, body any, in *Input) error {
 
 // apiCreateAppointment answers POST /api/appointments: 201 with Location.
 func apiCreateAppointment(log *slog.Logger, store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
 		var in Input
 		if err := decodeInput(r, &in, &in); err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		a, err := store.Create(r.Context(), in)
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		w.Header().Set("Location", fmt.Sprintf("/api/appointments/%d", a.ID))
 		w.Header().Set("ETag", httpx.VersionETag(a.Version))
 		httpx.WriteJSON(w, http.StatusCreated, a)
+		return nil
 	})
 }
 
@@ -105,39 +102,24 @@ type updateBody struct {
 // apiUpdateAppointment answers PUT /api/appointments/{id}; a stale version
 // answers 412 (If-Match) or 409 (body) and changes nothing.
 func apiUpdateAppointment(log *slog.Logger, store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
 		id, err := httpx.PathID(r, "appointment")
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		var body updateBody
-		p := derrors.Problems{}
-		if err := decodeInput(r, &body, &body.Input); err != nil {
-			var ok bool
-			if p, ok = err.(derrors.Problems); !ok {
-				httpx.WriteError(w, r, log, err)
-				return
-			}
-		}
-		if body.ID != nil && *body.ID != id {
-			p.Add("id", fmt.Sprintf("is %d in the body but %d in the URL", *body.ID, id))
-		}
-		version, ifMatch, err := httpx.BasedOn(r, body.Version)
+		err = decodeInput(r, &body, &body.Input) // problems with the fields are answered with those of id and version
+		version, ifMatch, err := httpx.CheckUpdate(r, id, body.ID, body.Version, err)
 		if err != nil {
-			p.Add("version", err.Error())
-		}
-		if err := p.Err(); err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		a, err := store.Update(r.Context(), id, version, body.Input)
 		if err != nil {
-			httpx.WriteError(w, r, log, httpx.StaleAs(err, ifMatch))
-			return
+			return httpx.StaleAs(err, ifMatch)
 		}
 		w.Header().Set("ETag", httpx.VersionETag(a.Version))
 		httpx.WriteJSON(w, http.StatusOK, a)
+		return nil
 	})
 }
 
@@ -146,38 +128,34 @@ func apiUpdateAppointment(log *slog.Logger, store Store) http.Handler {
 // apps see the cancellation) and answered 200; If-Match makes it
 // conditional.
 func apiCancelAppointment(log *slog.Logger, store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
 		id, err := httpx.PathID(r, "appointment")
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
-		var version int64
-		if r.Header.Get("If-Match") != "" {
-			if version, _, err = httpx.BasedOn(r, nil); err != nil {
-				httpx.WriteError(w, r, log, derrors.Problems{"If-Match": err.Error()})
-				return
-			}
+		version, err := httpx.IfMatchVersion(r)
+		if err != nil {
+			return err
 		}
 		a, err := store.Cancel(r.Context(), id, version)
 		if err != nil {
-			httpx.WriteError(w, r, log, httpx.StaleAs(err, true))
-			return
+			return httpx.StaleAs(err, true)
 		}
 		w.Header().Set("ETag", httpx.VersionETag(a.Version))
 		httpx.WriteJSON(w, http.StatusOK, a)
+		return nil
 	})
 }
 
 // apiListContacts answers GET /api/contacts: the local copy.
 func apiListContacts(log *slog.Logger, store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
 		cs, err := store.Contacts(r.Context())
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		httpx.WriteJSON(w, http.StatusOK, httpx.List[Contact]{Items: cs})
+		return nil
 	})
 }
 

@@ -43,41 +43,41 @@ const (
 // handleUpcoming shows the appointments ending after now (cancelled ones
 // too with ?cancelled=1).
 func (ps pages) handleUpcoming(store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return ps.Handle(htmlNoAppointment, func(w http.ResponseWriter, r *http.Request) error {
 		withCancelled := r.URL.Query().Get("cancelled") == "1"
 		items, err := store.Appointments(r.Context(), AppointmentQuery{From: time.Now(), WithCancelled: withCancelled, Limit: htmlListLimit + 1})
 		if err != nil {
-			ps.Error(w, r, err, htmlNoAppointment)
-			return
+			return err
 		}
 		data := map[string]any{"Appointments": items, "WithCancelled": withCancelled, "Limit": htmlListLimit}
 		if len(items) > htmlListLimit {
 			data["Appointments"], data["More"] = items[:htmlListLimit], true
 		}
 		ps.Render(w, r, http.StatusOK, "upcoming", data)
+		return nil
 	})
 }
 
 // handleAppointment shows one appointment with its attendees.
 func (ps pages) handleAppointment(store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return ps.Handle(htmlNoAppointment, func(w http.ResponseWriter, r *http.Request) error {
 		a, err := htmlAppointment(r, store)
 		if err != nil {
-			ps.Error(w, r, err, htmlNoAppointment)
-			return
+			return err
 		}
-		ps.renderAppointment(w, r, store, http.StatusOK, a, "")
+		return ps.renderAppointment(w, r, store, http.StatusOK, a, "")
 	})
 }
 
-// renderAppointment shows an appointment with its notification requests.
-func (ps pages) renderAppointment(w http.ResponseWriter, r *http.Request, store Store, status int, a Appointment, notice string) {
+// renderAppointment shows an appointment with its notification requests;
+// an error reading them is returned before anything is written.
+func (ps pages) renderAppointment(w http.ResponseWriter, r *http.Request, store Store, status int, a Appointment, notice string) error {
 	ns, err := store.Notifications(r.Context(), a.ID)
 	if err != nil {
-		ps.Error(w, r, err, htmlNoAppointment)
-		return
+		return err
 	}
 	ps.Render(w, r, status, "appointment", map[string]any{"Appointment": a, "Notice": notice, "Notifications": ns})
+	return nil
 }
 
 // appointmentID is the {id} of the path; a malformed one is ErrNotFound.
@@ -91,46 +91,55 @@ func htmlAppointment(r *http.Request, store Store) (Appointment, error) {
 	return store.Appointment(r.Context(), id)
 }
 
+// pathContact is the contact of the local copy that the {id} of the path
+// names; a malformed id or an unknown contact is ErrNotFound.
+func pathContact(r *http.Request, store Store) (Contact, error) {
+	id, err := httpx.PathID(r, "contact")
+	if err != nil {
+		return Contact{}, err
+	}
+	return store.Contact(r.Context(), id)
+}
+
 func htmlAppointmentPath(id int64) string { return "/appointments/" + strconv.FormatInt(id, 10) }
 
-// renderForm answers the form with the contacts to pick from.
-func (ps pages) renderForm(w http.ResponseWriter, r *http.Request, store Store, status int, form htmlForm) {
+// renderForm answers the form with the contacts to pick from; an error
+// reading them is returned before anything is written.
+func (ps pages) renderForm(w http.ResponseWriter, r *http.Request, store Store, status int, form htmlForm) error {
 	contacts, err := store.Contacts(r.Context())
 	if err != nil {
-		ps.Error(w, r, err, htmlNoAppointment)
-		return
+		return err
 	}
 	form.Options = htmlOptions(contacts, form.Fields.Participants, form.Appointment)
 	ps.Render(w, r, status, "form", form)
+	return nil
 }
 
 // handleNewAppointment shows an empty form.
 func (ps pages) handleNewAppointment(store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ps.renderForm(w, r, store, http.StatusOK, htmlForm{Fields: htmlFields{Timezone: "UTC"}})
+	return ps.Handle(htmlNoAppointment, func(w http.ResponseWriter, r *http.Request) error {
+		return ps.renderForm(w, r, store, http.StatusOK, htmlForm{Fields: htmlFields{Timezone: "UTC"}})
 	})
 }
 
 // handleEditAppointment shows the form filled from the appointment, in its
 // own offset; a cancelled appointment cannot be edited.
 func (ps pages) handleEditAppointment(store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return ps.Handle(htmlNoAppointment, func(w http.ResponseWriter, r *http.Request) error {
 		a, err := htmlAppointment(r, store)
 		if err != nil {
-			ps.Error(w, r, err, htmlNoAppointment)
-			return
+			return err
 		}
 		if a.Status == StatusCancelled {
-			ps.renderCancelled(w, r, store, a)
-			return
+			return ps.renderCancelled(w, r, store, a)
 		}
-		ps.renderForm(w, r, store, http.StatusOK, htmlForm{Appointment: a, Fields: htmlFieldsOf(a)})
+		return ps.renderForm(w, r, store, http.StatusOK, htmlForm{Appointment: a, Fields: htmlFieldsOf(a)})
 	})
 }
 
 // renderCancelled answers 409 with the appointment page of a cancelled one.
-func (ps pages) renderCancelled(w http.ResponseWriter, r *http.Request, store Store, a Appointment) {
-	ps.renderAppointment(w, r, store, http.StatusConflict, a, "This appointment was cancelled: it can no longer be changed. Create a new one instead.")
+func (ps pages) renderCancelled(w http.ResponseWriter, r *http.Request, store Store, a Appointment) error {
+	return ps.renderAppointment(w, r, store, http.StatusConflict, a, "This appointment was cancelled: it can no longer be changed. Create a new one instead.")
 }
 
 // htmlWhen shows an appointment's time for people, in its own offset:
@@ -180,28 +189,25 @@ func htmlDescribe(a Appointment) string {
 // handleCreateAppointment creates from the form and redirects to the new
 // appointment; problems re-render the form (400) with the input kept.
 func (ps pages) handleCreateAppointment(store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return ps.Handle(htmlNoAppointment, func(w http.ResponseWriter, r *http.Request) error {
 		f, p, err := htmlReadForm(r)
 		if err != nil {
-			ps.Error(w, r, err, htmlNoAppointment)
-			return
+			return err
 		}
 		form := htmlForm{Fields: f, Problems: p}
 		in := htmlInput(f, p)
 		if len(p) > 0 {
-			ps.renderForm(w, r, store, http.StatusBadRequest, form)
-			return
+			return ps.renderForm(w, r, store, http.StatusBadRequest, form)
 		}
 		a, err := store.Create(r.Context(), in)
 		if errors.As(err, &form.Problems) {
-			ps.renderForm(w, r, store, http.StatusBadRequest, form)
-			return
+			return ps.renderForm(w, r, store, http.StatusBadRequest, form)
 		}
 		if err != nil {
-			ps.Error(w, r, err, htmlNoAppointment)
-			return
+			return err
 		}
 		http.Redirect(w, r, htmlAppointmentPath(a.ID), http.StatusSeeOther)
+		return nil
 	})
 }
 
@@ -209,70 +215,62 @@ func (ps pages) handleCreateAppointment(store Store) http.Handler {
 // a change made meanwhile re-renders it (409) with a notice and the input
 // kept, ready to be saved over the new version.
 func (ps pages) handleUpdateAppointment(store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return ps.Handle(htmlNoAppointment, func(w http.ResponseWriter, r *http.Request) error {
 		current, err := htmlAppointment(r, store)
 		if err != nil {
-			ps.Error(w, r, err, htmlNoAppointment)
-			return
+			return err
 		}
 		f, p, err := htmlReadForm(r)
 		if err != nil {
-			ps.Error(w, r, err, htmlNoAppointment)
-			return
+			return err
 		}
 		if current.Status == StatusCancelled {
-			ps.renderCancelled(w, r, store, current)
-			return
+			return ps.renderCancelled(w, r, store, current)
 		}
 		form := htmlForm{Appointment: current, Fields: f, Problems: p}
 		version, err := htmlVersion(r)
 		if err != nil {
 			p.Add("version", "The form lacks the version it was based on: reload the page.")
-			ps.renderForm(w, r, store, http.StatusBadRequest, form)
-			return
+			return ps.renderForm(w, r, store, http.StatusBadRequest, form)
 		}
 		form.Appointment.Version = version
 		in := htmlInput(f, p)
 		if len(p) > 0 {
-			ps.renderForm(w, r, store, http.StatusBadRequest, form)
-			return
+			return ps.renderForm(w, r, store, http.StatusBadRequest, form)
 		}
 		a, err := store.Update(r.Context(), current.ID, version, in)
 		var stale *StaleError
 		switch {
 		case errors.As(err, &stale) && stale.Current.Status == StatusCancelled:
-			ps.renderCancelled(w, r, store, stale.Current)
+			return ps.renderCancelled(w, r, store, stale.Current)
 		case errors.As(err, &stale):
 			form.Appointment = stale.Current
 			form.Notice = fmt.Sprintf("Someone else changed this appointment while you were editing (it is now at version %d: %s). Your changes are below and were not saved; submit again to save them over theirs.", stale.Current.Version, htmlDescribe(stale.Current))
-			ps.renderForm(w, r, store, http.StatusConflict, form)
+			return ps.renderForm(w, r, store, http.StatusConflict, form)
 		case errors.As(err, &form.Problems):
-			ps.renderForm(w, r, store, http.StatusBadRequest, form)
+			return ps.renderForm(w, r, store, http.StatusBadRequest, form)
 		case err != nil:
-			ps.Error(w, r, err, htmlNoAppointment)
-		default:
-			http.Redirect(w, r, htmlAppointmentPath(a.ID), http.StatusSeeOther)
+			return err
 		}
+		http.Redirect(w, r, htmlAppointmentPath(a.ID), http.StatusSeeOther)
+		return nil
 	})
 }
 
 // handleCancelAppointment cancels the version shown and redirects to the
 // appointment; a change made meanwhile shows it again (409) to look at.
 func (ps pages) handleCancelAppointment(store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return ps.Handle(htmlNoAppointment, func(w http.ResponseWriter, r *http.Request) error {
 		id, err := appointmentID(r)
 		if err != nil {
-			ps.Error(w, r, err, htmlNoAppointment)
-			return
+			return err
 		}
 		if err := view.ParseForm(r); err != nil {
-			ps.Error(w, r, err, htmlNoAppointment)
-			return
+			return err
 		}
 		version, err := htmlVersion(r)
 		if err != nil {
-			ps.Error(w, r, err, htmlNoAppointment)
-			return
+			return err
 		}
 		_, err = store.Cancel(r.Context(), id, version)
 		var stale *StaleError
@@ -281,57 +279,50 @@ func (ps pages) handleCancelAppointment(store Store) http.Handler {
 			if stale.Current.Status == StatusCancelled {
 				notice = "Someone else cancelled this appointment already."
 			}
-			ps.renderAppointment(w, r, store, http.StatusConflict, stale.Current, notice)
-			return
+			return ps.renderAppointment(w, r, store, http.StatusConflict, stale.Current, notice)
 		}
 		if err != nil {
-			ps.Error(w, r, err, htmlNoAppointment)
-			return
+			return err
 		}
 		http.Redirect(w, r, htmlAppointmentPath(id), http.StatusSeeOther)
+		return nil
 	})
 }
 
 // handleContacts shows the local copy of the contacts and how the sync
 // with the contacts feed is doing.
 func (ps pages) handleContacts(store Store, sync func() feed.Status) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return ps.Handle(htmlNoContact, func(w http.ResponseWriter, r *http.Request) error {
 		contacts, err := store.Contacts(r.Context())
 		if err != nil {
-			ps.Error(w, r, err, htmlNoContact)
-			return
+			return err
 		}
 		data := map[string]any{"Contacts": contacts}
 		if sync != nil {
 			data["Sync"] = sync()
 		}
 		ps.Render(w, r, http.StatusOK, "contacts", data)
+		return nil
 	})
 }
 
 // handleContact shows one contact of the local copy with its upcoming
 // appointments and its iCal feed.
 func (ps pages) handleContact(store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := httpx.PathID(r, "contact")
+	return ps.Handle(htmlNoContact, func(w http.ResponseWriter, r *http.Request) error {
+		c, err := pathContact(r, store)
 		if err != nil {
-			ps.Error(w, r, err, htmlNoContact)
-			return
+			return err
 		}
-		c, err := store.Contact(r.Context(), id)
+		items, err := store.Appointments(r.Context(), AppointmentQuery{From: time.Now(), Participant: c.ID, Limit: htmlListLimit + 1})
 		if err != nil {
-			ps.Error(w, r, err, htmlNoContact)
-			return
-		}
-		items, err := store.Appointments(r.Context(), AppointmentQuery{From: time.Now(), Participant: id, Limit: htmlListLimit + 1})
-		if err != nil {
-			ps.Error(w, r, err, htmlNoContact)
-			return
+			return err
 		}
 		data := map[string]any{"Contact": c, "Appointments": items, "Limit": htmlListLimit}
 		if len(items) > htmlListLimit {
 			data["Appointments"], data["More"] = items[:htmlListLimit], true
 		}
 		ps.Render(w, r, http.StatusOK, "contact", data)
+		return nil
 	})
 }

@@ -18,33 +18,25 @@ import (
 // The ETag is a hash of the body, so apps polling with If-None-Match get
 // 304 until something changes.
 func icalHandler(log *slog.Logger, store Store, baseURL string, perContact bool) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
 		q := AppointmentQuery{WithCancelled: true}
 		base := httpx.BaseURL(baseURL, r)
 		opt := ICalOptions{Name: "syndic calendar", BaseURL: base, Host: uidHost(baseURL)}
 		if perContact {
-			id, err := httpx.PathID(r, "contact")
+			c, err := pathContact(r, store)
 			if err != nil {
-				httpx.WriteError(w, r, log, err)
-				return
+				return err
 			}
-			c, err := store.Contact(r.Context(), id)
-			if err != nil {
-				httpx.WriteError(w, r, log, err)
-				return
-			}
-			q.Participant = id
+			q.Participant = c.ID
 			opt.Name = c.Name + "'s appointments"
 		}
 		apps, err := store.Appointments(r.Context(), q)
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		var b bytes.Buffer
 		if err := WriteICal(&b, opt, apps); err != nil {
-			httpx.WriteError(w, r, log, fmt.Errorf("ical: %w", err))
-			return
+			return fmt.Errorf("ical: %w", err)
 		}
 		sum := sha256.Sum256(b.Bytes())
 		etag := `"` + hex.EncodeToString(sum[:12]) + `"`
@@ -53,11 +45,12 @@ func icalHandler(log *slog.Logger, store Store, baseURL string, perContact bool)
 		h.Set("Cache-Control", "no-cache")
 		if inm := r.Header.Get("If-None-Match"); inm != "" && strings.Contains(inm, etag) {
 			w.WriteHeader(http.StatusNotModified)
-			return
+			return nil
 		}
 		h.Set("Content-Type", "text/calendar; charset=utf-8")
 		h.Set("Content-Disposition", `inline; filename="calendar.ics"`)
-		w.Write(b.Bytes())
+		w.Write(b.Bytes()) // the client went away; nothing to do
+		return nil
 	})
 }
 

@@ -1,7 +1,6 @@
 package contacts
 
 import (
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -13,18 +12,17 @@ import (
 
 // apiListContacts answers GET /api/contacts?q=&limit=&offset=.
 func apiListContacts(log *slog.Logger, store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
 		q, err := parseQuery(r)
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		items, err := store.List(r.Context(), q)
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		httpx.WriteJSON(w, http.StatusOK, httpx.List[Contact]{Items: items})
+		return nil
 	})
 }
 
@@ -54,43 +52,40 @@ func parseQuery(r *http.Request) (Query, error) {
 
 // apiGetContact answers GET /api/contacts/{id} with an ETag of its version.
 func apiGetContact(log *slog.Logger, store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
 		id, err := httpx.PathID(r, "contact")
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		c, err := store.Get(r.Context(), id)
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		w.Header().Set("ETag", httpx.VersionETag(c.Version))
 		httpx.WriteJSON(w, http.StatusOK, c)
+		return nil
 	})
 }
 
 // apiCreateContact answers POST /api/contacts: 201 with Location.
 func apiCreateContact(log *slog.Logger, store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
 		var in Input
 		if err := httpx.DecodeJSON(r, &in); err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		in = in.Normalize()
 		if err := in.Validate(); err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		c, err := store.Create(r.Context(), in)
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		w.Header().Set("Location", "/api/contacts/"+strconv.FormatInt(c.ID, 10))
 		w.Header().Set("ETag", httpx.VersionETag(c.Version))
 		httpx.WriteJSON(w, http.StatusCreated, c)
+		return nil
 	})
 }
 
@@ -109,63 +104,46 @@ type updateBody struct {
 // version it is based on, in If-Match or "version"; a stale one changes
 // nothing and answers 412 (If-Match) or 409 (version).
 func apiUpdateContact(log *slog.Logger, store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
 		id, err := httpx.PathID(r, "contact")
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		var body updateBody
 		if err := httpx.DecodeJSON(r, &body); err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		in := body.Input.Normalize()
-		p := derrors.Problems{}
-		if err := in.Validate(); err != nil {
-			p = err.(derrors.Problems)
-		}
-		if body.ID != nil && *body.ID != id {
-			p.Add("id", fmt.Sprintf("is %d in the body but %d in the URL", *body.ID, id))
-		}
-		version, ifMatch, err := httpx.BasedOn(r, body.Version)
+		version, ifMatch, err := httpx.CheckUpdate(r, id, body.ID, body.Version, in.Validate())
 		if err != nil {
-			p.Add("version", err.Error())
-		}
-		if err := p.Err(); err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		c, err := store.Update(r.Context(), id, version, in)
 		if err != nil {
-			httpx.WriteError(w, r, log, httpx.StaleAs(err, ifMatch))
-			return
+			return httpx.StaleAs(err, ifMatch)
 		}
 		w.Header().Set("ETag", httpx.VersionETag(c.Version))
 		httpx.WriteJSON(w, http.StatusOK, c)
+		return nil
 	})
 }
 
 // apiDeleteContact answers DELETE /api/contacts/{id} with 204; an If-Match
 // makes it conditional (412 when stale).
 func apiDeleteContact(log *slog.Logger, store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
 		id, err := httpx.PathID(r, "contact")
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
-		var version int64
-		if r.Header.Get("If-Match") != "" {
-			if version, _, err = httpx.BasedOn(r, nil); err != nil {
-				httpx.WriteError(w, r, log, derrors.Problems{"If-Match": err.Error()})
-				return
-			}
+		version, err := httpx.IfMatchVersion(r)
+		if err != nil {
+			return err
 		}
 		if err := store.Delete(r.Context(), id, version); err != nil {
-			httpx.WriteError(w, r, log, httpx.StaleAs(err, true))
-			return
+			return httpx.StaleAs(err, true)
 		}
 		w.WriteHeader(http.StatusNoContent)
+		return nil
 	})
 }

@@ -37,17 +37,15 @@ type formPage struct {
 const listPageSize = 100
 
 func (ps pages) handleList(store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return ps.Handle(notFoundMessage, func(w http.ResponseWriter, r *http.Request) error {
 		q, err := parseQuery(r)
 		if err != nil {
-			ps.Error(w, r, err, notFoundMessage)
-			return
+			return err
 		}
 		q.Limit = listPageSize + 1
 		items, err := store.List(r.Context(), q)
 		if err != nil {
-			ps.Error(w, r, err, notFoundMessage)
-			return
+			return err
 		}
 		link := func(offset int) string {
 			v := url.Values{}
@@ -71,17 +69,18 @@ func (ps pages) handleList(store Store) http.Handler {
 			data["Prev"] = link(max(0, q.Offset-listPageSize))
 		}
 		ps.Render(w, r, http.StatusOK, "list", data)
+		return nil
 	})
 }
 
 func (ps pages) handleShow(store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return ps.Handle(notFoundMessage, func(w http.ResponseWriter, r *http.Request) error {
 		c, err := ps.contact(r, store)
 		if err != nil {
-			ps.Error(w, r, err, notFoundMessage)
-			return
+			return err
 		}
 		ps.Render(w, r, http.StatusOK, "show", map[string]any{"Contact": c})
+		return nil
 	})
 }
 
@@ -100,13 +99,13 @@ func (ps pages) handleNew() http.Handler {
 }
 
 func (ps pages) handleEdit(store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return ps.Handle(notFoundMessage, func(w http.ResponseWriter, r *http.Request) error {
 		c, err := ps.contact(r, store)
 		if err != nil {
-			ps.Error(w, r, err, notFoundMessage)
-			return
+			return err
 		}
 		ps.Render(w, r, http.StatusOK, "form", formPage{Contact: c, Input: Input{c.Name, c.Email, c.Phone}})
+		return nil
 	})
 }
 
@@ -120,48 +119,45 @@ func formInput(r *http.Request) (Input, error) {
 }
 
 func (ps pages) handleCreate(store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return ps.Handle(notFoundMessage, func(w http.ResponseWriter, r *http.Request) error {
 		in, err := formInput(r)
 		if err != nil {
-			ps.Error(w, r, err, notFoundMessage)
-			return
+			return err
 		}
 		if err := in.Validate(); err != nil {
 			ps.Render(w, r, http.StatusBadRequest, "form", formPage{Input: in, Problems: err.(derrors.Problems)})
-			return
+			return nil
 		}
 		c, err := store.Create(r.Context(), in)
 		if err != nil {
-			ps.Error(w, r, err, notFoundMessage)
-			return
+			return err
 		}
 		http.Redirect(w, r, "/contacts/"+strconv.FormatInt(c.ID, 10), http.StatusSeeOther)
+		return nil
 	})
 }
 
 func (ps pages) handleUpdate(store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return ps.Handle(notFoundMessage, func(w http.ResponseWriter, r *http.Request) error {
 		current, err := ps.contact(r, store)
 		if err != nil {
-			ps.Error(w, r, err, notFoundMessage)
-			return
+			return err
 		}
 		in, err := formInput(r)
 		if err != nil {
-			ps.Error(w, r, err, notFoundMessage)
-			return
+			return err
 		}
 		version, verr := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
 		if verr != nil || version < 1 {
 			ps.Render(w, r, http.StatusBadRequest, "form", formPage{Contact: current, Input: in, Problems: derrors.Problems{"version": "The form lacks the version it was based on: reload the page."}})
-			return
+			return nil
 		}
 		form := formPage{Contact: current, Input: in}
 		form.Contact.Version = version
 		if err := in.Validate(); err != nil {
 			form.Problems = err.(derrors.Problems)
 			ps.Render(w, r, http.StatusBadRequest, "form", form)
-			return
+			return nil
 		}
 		c, err := store.Update(r.Context(), current.ID, version, in)
 		var stale *StaleError
@@ -169,44 +165,42 @@ func (ps pages) handleUpdate(store Store) http.Handler {
 			form.Contact = stale.Current
 			form.Notice = fmt.Sprintf("Someone else changed this contact while you were editing (it is now at version %d: %s). Your changes are below and were not saved; submit again to save them over theirs.", stale.Current.Version, describe(stale.Current))
 			ps.Render(w, r, http.StatusConflict, "form", form)
-			return
+			return nil
 		}
 		if err != nil {
-			ps.Error(w, r, err, notFoundMessage)
-			return
+			return err
 		}
 		http.Redirect(w, r, "/contacts/"+strconv.FormatInt(c.ID, 10), http.StatusSeeOther)
+		return nil
 	})
 }
 
 func (ps pages) handleDelete(store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return ps.Handle(notFoundMessage, func(w http.ResponseWriter, r *http.Request) error {
 		id, err := httpx.PathID(r, "contact")
 		if err != nil {
-			ps.Error(w, r, err, notFoundMessage)
-			return
+			return err
 		}
 		if err := r.ParseForm(); err != nil {
-			ps.Error(w, r, fmt.Errorf("form: %v: %w", err, derrors.ErrInvalid), notFoundMessage)
-			return
+			return fmt.Errorf("form: %v: %w", err, derrors.ErrInvalid)
 		}
 		version, err := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
 		if err != nil || version < 1 {
-			ps.Error(w, r, fmt.Errorf("the form lacks the version it was based on: %w", derrors.ErrInvalid), notFoundMessage)
-			return
+			return fmt.Errorf("the form lacks the version it was based on: %w", derrors.ErrInvalid)
 		}
-		if err := store.Delete(r.Context(), id, version); err != nil {
-			var stale *StaleError
-			if errors.As(err, &stale) {
-				ps.Render(w, r, http.StatusConflict, "error", view.Message{
-					Title:   "Not deleted",
-					Message: fmt.Sprintf("Someone else changed this contact after you opened it (it is now %s). Look at it again before deleting.", describe(stale.Current)),
-				})
-				return
-			}
-			ps.Error(w, r, err, notFoundMessage)
-			return
+		err = store.Delete(r.Context(), id, version)
+		var stale *StaleError
+		if errors.As(err, &stale) {
+			ps.Render(w, r, http.StatusConflict, "error", view.Message{
+				Title:   "Not deleted",
+				Message: fmt.Sprintf("Someone else changed this contact after you opened it (it is now %s). Look at it again before deleting.", describe(stale.Current)),
+			})
+			return nil
+		}
+		if err != nil {
+			return err
 		}
 		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return nil
 	})
 }

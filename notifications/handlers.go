@@ -18,7 +18,7 @@ var assets embed.FS
 // same notification when the Idempotency-Key was seen with the same body;
 // 422 when it was seen with another). accepted is called for each new one.
 func apiAccept(log *slog.Logger, store Store, accepted func()) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
 		key := r.Header.Get("Idempotency-Key")
 		var req Request
 		err := httpx.DecodeJSON(r, &req)
@@ -30,81 +30,77 @@ func apiAccept(log *slog.Logger, store Store, accepted func()) http.Handler {
 			err = req.Validate()
 		}
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		n, created, err := store.Accept(r.Context(), key, req)
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		w.Header().Set("Location", "/api/notifications/"+strconv.FormatInt(n.ID, 10))
 		if !created {
 			httpx.WriteJSON(w, http.StatusOK, n)
-			return
+			return nil
 		}
 		accepted()
 		httpx.WriteJSON(w, http.StatusAccepted, n)
+		return nil
 	})
 }
 
 func apiList(log *slog.Logger, store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
 		status := r.URL.Query().Get("status")
 		if status != "" && status != StatusPending && status != StatusSent && status != StatusFailed {
-			httpx.WriteError(w, r, log, derrors.Problems{"status": "must be pending, sent or failed"})
-			return
+			return derrors.Problems{"status": "must be pending, sent or failed"}
 		}
 		limit := 100
 		if s := r.URL.Query().Get("limit"); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 1 || n > 1000 {
-				httpx.WriteError(w, r, log, derrors.Problems{"limit": "must be a number from 1 to 1000"})
-				return
+				return derrors.Problems{"limit": "must be a number from 1 to 1000"}
 			}
 			limit = n
 		}
 		ns, err := store.List(r.Context(), status, limit)
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		httpx.WriteJSON(w, http.StatusOK, httpx.List[Notification]{Items: ns})
+		return nil
 	})
 }
 
 func apiGet(log *slog.Logger, store Store) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
 		id, err := httpx.PathID(r, "notification")
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		n, err := store.Get(r.Context(), id)
 		if err != nil {
-			httpx.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		httpx.WriteJSON(w, http.StatusOK, n)
+		return nil
 	})
 }
 
 // htmlList shows the notifications with their status, attempts and last
 // error, newest first.
 func htmlList(pages *view.Set, store Store, breakerState func() string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return pages.Handle("", func(w http.ResponseWriter, r *http.Request) error {
 		status := r.URL.Query().Get("status")
 		if status != StatusPending && status != StatusSent && status != StatusFailed {
 			status = ""
 		}
 		ns, err := store.List(r.Context(), status, 500)
 		if err != nil {
-			pages.Error(w, r, err, "")
-			return
+			return err
 		}
 		pending, _ := store.Pending(r.Context())
 		pages.Render(w, r, http.StatusOK, "list", map[string]any{
 			"Notifications": ns, "Status": status, "Pending": pending, "Breaker": breakerState(),
 		})
+		return nil
 	})
 }

@@ -53,3 +53,45 @@ func StaleAs(err error, ifMatch bool) error {
 	}
 	return err
 }
+
+// CheckUpdate checks what a PUT to resource id says besides its fields.
+// fieldErr is what checking the fields gave: nil, derrors.Problems (which
+// CheckUpdate adds to), or another error, returned as it is. It adds an "id"
+// problem when the body echoes an id other than the URL's, and a "version"
+// problem when the version the change is based on (see BasedOn) is missing
+// or malformed. It returns that version, whether it came from If-Match, and
+// all the problems as one derrors.Problems, or nil when there are none.
+func CheckUpdate(r *http.Request, id int64, bodyID, bodyVersion *int64, fieldErr error) (version int64, ifMatch bool, err error) {
+	p := derrors.Problems{}
+	if fieldErr != nil {
+		var ok bool
+		if p, ok = fieldErr.(derrors.Problems); !ok {
+			return 0, false, fieldErr
+		}
+		if p == nil {
+			p = derrors.Problems{}
+		}
+	}
+	if bodyID != nil && *bodyID != id {
+		p.Add("id", fmt.Sprintf("is %d in the body but %d in the URL", *bodyID, id))
+	}
+	version, ifMatch, err = BasedOn(r, bodyVersion)
+	if err != nil {
+		p.Add("version", err.Error())
+	}
+	return version, ifMatch, p.Err()
+}
+
+// IfMatchVersion returns the version an optional If-Match header names, for
+// a conditional DELETE, or 0 without one. A malformed one is
+// derrors.Problems{"If-Match": why}.
+func IfMatchVersion(r *http.Request) (int64, error) {
+	if r.Header.Get("If-Match") == "" {
+		return 0, nil
+	}
+	version, _, err := BasedOn(r, nil)
+	if err != nil {
+		return 0, derrors.Problems{"If-Match": err.Error()}
+	}
+	return version, nil
+}
