@@ -154,12 +154,9 @@ func (s *SQLStore) Appointment(ctx context.Context, id int64) (Appointment, erro
 }
 
 func (s *SQLStore) appointment(ctx context.Context, q sqldb.Querier, id int64) (Appointment, error) {
-	a, err := scanAppointment(q.QueryRow(ctx, `SELECT `+appointmentColumns+` FROM appointments WHERE id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Appointment{}, fmt.Errorf("appointment %d: %w", id, derrors.ErrNotFound)
-	}
+	a, err := sqldb.One(ctx, q, scanAppointment, fmt.Sprintf("appointment %d", id), `SELECT `+appointmentColumns+` FROM appointments WHERE id = $1`, id)
 	if err != nil {
-		return Appointment{}, fmt.Errorf("appointment %d: %w", id, err)
+		return Appointment{}, err
 	}
 	apps := []Appointment{a}
 	if err := s.attendees(ctx, q, apps); err != nil {
@@ -348,12 +345,5 @@ func (s *SQLStore) Contacts(ctx context.Context) ([]Contact, error) {
 
 // Contact returns contact id from the local copy.
 func (s *SQLStore) Contact(ctx context.Context, id int64) (Contact, error) {
-	c, err := scanContact(s.db.QueryRow(ctx, `SELECT `+contactColumns+` FROM contacts WHERE id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Contact{}, fmt.Errorf("contact %d: %w", id, derrors.ErrNotFound)
-	}
-	if err != nil {
-		return Contact{}, fmt.Errorf("contact %d: %w", id, err)
-	}
-	return c, nil
+	return sqldb.One(ctx, s.db, scanContact, fmt.Sprintf("contact %d", id), `SELECT `+contactColumns+` FROM contacts WHERE id = $1`, id)
 }

@@ -2,16 +2,13 @@ package contacts
 
 import (
 	"context"
-	"database/sql"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 	"strconv"
 	"strings"
 	"time"
 
-	"syndic/shared/derrors"
 	"syndic/shared/feed"
 	"syndic/shared/sqldb"
 )
@@ -79,14 +76,7 @@ func (s *SQLStore) Get(ctx context.Context, id int64) (Contact, error) {
 }
 
 func getContact(ctx context.Context, q sqldb.Querier, id int64) (Contact, error) {
-	c, err := scanContact(q.QueryRow(ctx, `SELECT `+contactColumns+` FROM contacts WHERE id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Contact{}, fmt.Errorf("contact %d: %w", id, derrors.ErrNotFound)
-	}
-	if err != nil {
-		return Contact{}, fmt.Errorf("contact %d: %w", id, err)
-	}
-	return c, nil
+	return sqldb.One(ctx, q, scanContact, fmt.Sprintf("contact %d", id), `SELECT `+contactColumns+` FROM contacts WHERE id = $1`, id)
 }
 
 // Create adds a contact and its contact.created event.

@@ -24,15 +24,8 @@ func FuzzRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte, key string) {
 		r := httptest.NewRequest("POST", "/api/notifications", strings.NewReader(string(body)))
 		r.Header.Set("Content-Type", "application/json")
-		var req Request
-		err := httpx.DecodeJSON(r, &req)
-		if err == nil {
-			err = ValidKey(key)
-		}
-		if err == nil {
-			req = req.Normalize()
-			err = req.Validate()
-		}
+		r.Header.Set("Idempotency-Key", key)
+		key, req, err := decodeRequest(r)
 		if err != nil {
 			var p derrors.Problems
 			if s := httpx.Status(err); s != 413 && (s != 400 || !errors.As(err, &p)) {

@@ -19,16 +19,7 @@ var assets embed.FS
 // 422 when it was seen with another). accepted is called for each new one.
 func apiAccept(log *slog.Logger, store Store, accepted func()) http.Handler {
 	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
-		key := r.Header.Get("Idempotency-Key")
-		var req Request
-		err := httpx.DecodeJSON(r, &req)
-		if err == nil {
-			err = ValidKey(key)
-		}
-		if err == nil {
-			req = req.Normalize()
-			err = req.Validate()
-		}
+		key, req, err := decodeRequest(r)
 		if err != nil {
 			return err
 		}
@@ -45,6 +36,20 @@ func apiAccept(log *slog.Logger, store Store, accepted func()) http.Handler {
 		httpx.WriteJSON(w, http.StatusAccepted, n)
 		return nil
 	})
+}
+
+// decodeRequest reads a POST /api/notifications: the Idempotency-Key and
+// the request, normalised and checked.
+func decodeRequest(r *http.Request) (key string, req Request, err error) {
+	key = r.Header.Get("Idempotency-Key")
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		return "", Request{}, err
+	}
+	if err := ValidKey(key); err != nil {
+		return "", Request{}, err
+	}
+	req = req.Normalize()
+	return key, req, req.Validate()
 }
 
 func apiList(log *slog.Logger, store Store) http.Handler {

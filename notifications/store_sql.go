@@ -84,14 +84,7 @@ func (s *SQLStore) Accept(ctx context.Context, key string, req Request) (Notific
 
 // Get returns notification id.
 func (s *SQLStore) Get(ctx context.Context, id int64) (Notification, error) {
-	n, err := scan(s.db.QueryRow(ctx, `SELECT `+columns+` FROM notifications WHERE id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Notification{}, fmt.Errorf("notification %d: %w", id, derrors.ErrNotFound)
-	}
-	if err != nil {
-		return Notification{}, fmt.Errorf("notification %d: %w", id, err)
-	}
-	return n, nil
+	return sqldb.One(ctx, s.db, scan, fmt.Sprintf("notification %d", id), `SELECT `+columns+` FROM notifications WHERE id = $1`, id)
 }
 
 // List returns the newest first.

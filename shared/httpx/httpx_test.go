@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -132,6 +133,163 @@ func TestAccess(t *testing.T) {
 		tc.h.ServeHTTP(rec, r)
 		if rec.Code != tc.want {
 			t.Errorf("%v: status %d, want %d", r.Header, rec.Code, tc.want)
+		}
+	}
+}
+
+func TestHandle(t *testing.T) {
+	var logged bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logged, nil))
+
+	t.Run("answered", func(t *testing.T) {
+		h := Handle(log, func(w http.ResponseWriter, r *http.Request) error {
+			w.Header().Set("ETag", `"3"`)
+			WriteJSON(w, http.StatusCreated, map[string]string{"name": "Ada"})
+			return nil
+		})
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("POST", "/", nil))
+		if rec.Code != http.StatusCreated {
+			t.Fatalf("status = %d, want %d", rec.Code, http.StatusCreated)
+		}
+		if got := rec.Header().Get("ETag"); got != `"3"` {
+			t.Errorf("ETag = %q, want %q", got, `"3"`)
+		}
+		if got, want := rec.Body.String(), `{"name":"Ada"}`+"\n"; got != want {
+			t.Errorf("body = %q, want %q", got, want)
+		}
+	})
+
+	for _, tc := range []struct {
+		name   string
+		err    error
+		status int
+		body   ErrorBody
+		logged bool
+	}{
+		{"not found", fmt.Errorf("contact 7: %w", derrors.ErrNotFound), 404, ErrorBody{Error: "contact 7: not found"}, false},
+		{"problems", derrors.Problems{"email": "is required"}, 400, ErrorBody{Error: "invalid email: is required", Problems: map[string]string{"email": "is required"}}, false},
+		{"stale If-Match", StaleAs(fmt.Errorf("version 2: %w", derrors.ErrConflict), true), 412, ErrorBody{Error: "version 2: conflict: precondition failed"}, false},
+		{"internal", errors.New("password=hunter2 leaked"), 500, ErrorBody{Error: "internal error"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logged.Reset()
+			h := Handle(log, func(w http.ResponseWriter, r *http.Request) error {
+				w.Header().Set("Cache-Control", "no-store") // set, but nothing written
+				return tc.err
+			})
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", "/x", nil))
+			if rec.Code != tc.status {
+				t.Fatalf("status = %d, want %d", rec.Code, tc.status)
+			}
+			if got := rec.Header().Get("Content-Type"); got != "application/json; charset=utf-8" {
+				t.Errorf("Content-Type = %q, want JSON", got)
+			}
+			if got := rec.Header().Get("Cache-Control"); got != "no-store" {
+				t.Errorf("Cache-Control = %q, want the handler's no-store kept", got)
+			}
+			var body ErrorBody
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+				t.Fatalf("body %q: %v", rec.Body, err)
+			}
+			if body.Error != tc.body.Error || fmt.Sprint(body.Problems) != fmt.Sprint(tc.body.Problems) {
+				t.Errorf("body = %+v, want %+v", body, tc.body)
+			}
+			if got := strings.Contains(logged.String(), "request failed"); got != tc.logged {
+				t.Errorf("logged %q, want logged = %v", logged.String(), tc.logged)
+			}
+			if tc.logged && !strings.Contains(logged.String(), "hunter2") {
+				t.Errorf("log %q lacks the detail of the 500", logged.String())
+			}
+		})
+	}
+
+	t.Run("unauthorized", func(t *testing.T) {
+		h := Handle(log, func(w http.ResponseWriter, r *http.Request) error {
+			return fmt.Errorf("token: %w", derrors.ErrUnauthorized)
+		})
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		if rec.Code != http.StatusUnauthorized || rec.Header().Get("WWW-Authenticate") == "" {
+			t.Fatalf("status = %d, WWW-Authenticate = %q; want 401 with a challenge", rec.Code, rec.Header().Get("WWW-Authenticate"))
+		}
+	})
+}
+
+func TestCheckUpdate(t *testing.T) {
+	n := func(v int64) *int64 { return &v }
+	other := fmt.Errorf("content type: %w", derrors.ErrUnsupportedMedia)
+	for _, tc := range []struct {
+		name        string
+		ifMatch     string
+		bodyID      *int64
+		bodyVersion *int64
+		fieldErr    error
+		version     int64
+		fromIfMatch bool
+		problems    derrors.Problems
+		err         error
+	}{
+		{name: "body version", bodyID: n(7), bodyVersion: n(3), version: 3},
+		{name: "If-Match wins", ifMatch: `W/"4"`, bodyVersion: n(3), version: 4, fromIfMatch: true},
+		{name: "no version", problems: derrors.Problems{"version": `is required: the version this change is based on (or an If-Match header)`}},
+		{name: "other id", bodyID: n(8), bodyVersion: n(3), version: 3, problems: derrors.Problems{"id": "is 8 in the body but 7 in the URL"}},
+		{name: "bad If-Match", ifMatch: "x", bodyVersion: n(3), fromIfMatch: true, problems: derrors.Problems{"version": `If-Match "x" is not a version ETag like "3"`}},
+		{name: "field problems kept", bodyVersion: n(0), fieldErr: derrors.Problems{"name": "is required"}, problems: derrors.Problems{"name": "is required", "version": "must be 1 or more"}},
+		{name: "other error as it is", bodyVersion: n(3), fieldErr: other, err: other},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("PUT", "/things/7", nil)
+			if tc.ifMatch != "" {
+				r.Header.Set("If-Match", tc.ifMatch)
+			}
+			version, ifMatch, err := CheckUpdate(r, 7, tc.bodyID, tc.bodyVersion, tc.fieldErr)
+			if tc.err != nil {
+				if err != tc.err {
+					t.Fatalf("err = %v, want %v", err, tc.err)
+				}
+				return
+			}
+			if version != tc.version || ifMatch != tc.fromIfMatch {
+				t.Errorf("version, ifMatch = %d, %v; want %d, %v", version, ifMatch, tc.version, tc.fromIfMatch)
+			}
+			if tc.problems == nil {
+				if err != nil {
+					t.Fatalf("err = %v, want nil", err)
+				}
+				return
+			}
+			var p derrors.Problems
+			if !errors.As(err, &p) || fmt.Sprint(p) != fmt.Sprint(tc.problems) {
+				t.Errorf("err = %v, want %v", err, tc.problems)
+			}
+		})
+	}
+}
+
+func TestIfMatchVersion(t *testing.T) {
+	for _, tc := range []struct {
+		ifMatch string
+		version int64
+		problem string
+	}{
+		{"", 0, ""},
+		{`"5"`, 5, ""},
+		{`W/"5"`, 5, ""},
+		{"five", 0, `If-Match "five" is not a version ETag like "3"`},
+	} {
+		r := httptest.NewRequest("DELETE", "/things/7", nil)
+		if tc.ifMatch != "" {
+			r.Header.Set("If-Match", tc.ifMatch)
+		}
+		version, err := IfMatchVersion(r)
+		var p derrors.Problems
+		switch {
+		case tc.problem == "" && (err != nil || version != tc.version):
+			t.Errorf("If-Match %q: %d, %v; want %d, nil", tc.ifMatch, version, err, tc.version)
+		case tc.problem != "" && (!errors.As(err, &p) || p["If-Match"] != tc.problem):
+			t.Errorf("If-Match %q: err = %v, want If-Match problem %q", tc.ifMatch, err, tc.problem)
 		}
 	}
 }

@@ -46,21 +46,25 @@ func TestCommittedAcrossInstances(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// b listens from Open on; its first LISTEN fires Committed once. Wait
-	// until a commit by a really reaches it.
-	deadline := time.Now().Add(10 * time.Second)
-	for reached := false; !reached; {
-		ch := b.Committed()
-		insert(a, 1)
-		select {
-		case <-ch:
-			reached = true
-		case <-time.After(100 * time.Millisecond):
-			if time.Now().After(deadline) {
-				t.Fatal("a commit by one instance never woke the other")
+	// untilHeard commits on a until a commit wakes b (b listens from Open
+	// on, and fires once whenever its LISTEN is in place).
+	untilHeard := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ch := b.Committed()
+			insert(a, 1)
+			select {
+			case <-ch:
+				return
+			case <-time.After(100 * time.Millisecond):
+				if time.Now().After(deadline) {
+					t.Fatal(what)
+				}
 			}
 		}
 	}
+	untilHeard("a commit by one instance never woke the other")
 	for i := range 3 {
 		ch := b.Committed()
 		insert(a, i)
@@ -74,18 +78,7 @@ func TestCommittedAcrossInstances(t *testing.T) {
 	if err != nil || n == 0 {
 		t.Fatalf("terminate listeners: %d, %v", n, err)
 	}
-	for reached := false; !reached; {
-		ch := b.Committed()
-		insert(a, 9)
-		select {
-		case <-ch:
-			reached = true
-		case <-time.After(100 * time.Millisecond):
-			if time.Now().After(deadline.Add(10 * time.Second)) {
-				t.Fatal("after its LISTEN connection was cut, the instance never heard of commits again")
-			}
-		}
-	}
+	untilHeard("after its LISTEN connection was cut, the instance never heard of commits again")
 	for i := range 3 {
 		ch := b.Committed()
 		insert(a, i)

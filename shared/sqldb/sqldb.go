@@ -94,23 +94,9 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 		if extra != "" {
 			dsn += "&" + extra
 		}
-		sdb, err := sql.Open("sqlite", dsn)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: %w", err)
-		}
-		sdb.SetMaxOpenConns(8)
-		sdb.SetMaxIdleConns(4)
-		sdb.SetConnMaxIdleTime(5 * time.Minute)
-		db = &DB{sql: sdb, Dialect: SQLite}
+		db = &DB{sql: pool("sqlite", dsn, 8), Dialect: SQLite}
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		sdb, err := sql.Open("pgx", url)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: %w", err)
-		}
-		sdb.SetMaxOpenConns(16)
-		sdb.SetMaxIdleConns(4)
-		sdb.SetConnMaxIdleTime(5 * time.Minute)
-		db = &DB{sql: sdb, Dialect: Postgres}
+		db = &DB{sql: pool("pgx", url, 16), Dialect: Postgres}
 	default:
 		return nil, fmt.Errorf("unsupported database URL %q: want sqlite:PATH or postgres://…", config.Redact(url))
 	}
@@ -129,6 +115,16 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 		db.peers = p
 	}
 	return db, nil
+}
+
+// pool is a connection pool of driver on dsn with at most open
+// connections. sql.Open only checks its arguments, which are ours.
+func pool(driver, dsn string, open int) *sql.DB {
+	sdb, _ := sql.Open(driver, dsn)
+	sdb.SetMaxOpenConns(open)
+	sdb.SetMaxIdleConns(4)
+	sdb.SetConnMaxIdleTime(5 * time.Minute)
+	return sdb
 }
 
 func sqliteDSN(p string) string {

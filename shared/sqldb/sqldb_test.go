@@ -117,20 +117,26 @@ func TestOpenRefusesUnknownURLs(t *testing.T) {
 	}
 }
 
+// migrated applies the test migrations to the database at url.
+func migrated(t *testing.T, url string) {
+	t.Helper()
+	db, err := sqldb.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(context.Background(), migrations); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestUnwritableIsUnavailable: a read-only or full database answers
 // ErrUnavailable (503 with the reason), not a bare error (500).
 func TestUnwritableIsUnavailable(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := sqldbtest.SQLiteURL(t)
-	db, err := sqldb.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Migrate(ctx, migrations); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	migrated(t, path)
 	insert := func(db *sqldb.DB, n int) error {
 		return db.Write(ctx, func(tx *sqldb.Tx) error {
 			for i := range n {
@@ -163,14 +169,7 @@ func TestUnwritableIsUnavailable(t *testing.T) {
 	}
 	t.Run("postgres read-only", func(t *testing.T) {
 		url := sqldbtest.PostgresURL(t)
-		db, err := sqldb.Open(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := db.Migrate(ctx, migrations); err != nil {
-			t.Fatal(err)
-		}
-		db.Close()
+		migrated(t, url)
 		ro, err := sqldb.Open(ctx, url+"&default_transaction_read_only=on")
 		if err != nil {
 			t.Fatal(err)

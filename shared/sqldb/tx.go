@@ -3,8 +3,11 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync"
+
+	"syndic/shared/derrors"
 )
 
 // Querier reads: a *DB outside any transaction, or a *Tx inside one.
@@ -229,4 +232,17 @@ func All[T any](ctx context.Context, q Querier, scan func(Scanner) (T, error), q
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+// One runs a read of one row on q and returns it as scan reads it. No row
+// is derrors.ErrNotFound; errors name what was read, e.g. "contact 7".
+func One[T any](ctx context.Context, q Querier, scan func(Scanner) (T, error), what, query string, args ...any) (T, error) {
+	v, err := scan(q.QueryRow(ctx, query, args...))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return v, fmt.Errorf("%s: %w", what, derrors.ErrNotFound)
+	case err != nil:
+		return v, fmt.Errorf("%s: %w", what, err)
+	}
+	return v, nil
 }
