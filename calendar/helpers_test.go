@@ -34,24 +34,8 @@ func runService(t testing.TB, cfg Config) *testService {
 	if cfg.NotificationsURL == "" {
 		cfg.NotificationsURL = "http://127.0.0.1:1" // nobody: requests wait in the outbox
 	}
-	// Fast timings for tests; everything else as the environment's defaults.
-	if cfg.NotifyRetryMin == 0 {
-		cfg.NotifyRetryMin, cfg.NotifyRetryMax = 10*time.Millisecond, 200*time.Millisecond
-	}
-	if cfg.NotifySweep == 0 {
-		cfg.NotifySweep = 100 * time.Millisecond
-	}
-	if cfg.BreakerFailures == 0 {
-		cfg.BreakerFailures = 3
-	}
-	if cfg.BreakerOpenFor == 0 {
-		cfg.BreakerOpenFor = 200 * time.Millisecond
-	}
-
-	if cfg.LogLevel == "" {
-		cfg.LogLevel = "error"
-	}
-	if err := config.Defaults(&cfg); err != nil {
+	// Fast timings (the test tags); everything else as the environment's defaults.
+	if err := config.DefaultsForTests(&cfg); err != nil {
 		t.Fatal(err)
 	}
 	svc := servicetest.Start(t, "", func(ctx context.Context, ln net.Listener) error {

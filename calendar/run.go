@@ -32,11 +32,11 @@ type Config struct {
 	NotifyBuffer      int           `envconfig:"NOTIFY_BUFFER" default:"1000" desc:"capacity of the channel between the outbox and the notify workers"`
 	NotifyWorkers     int           `envconfig:"NOTIFY_WORKERS" default:"4" desc:"concurrent calls to notifications"`
 	NotifyMaxAttempts int           `envconfig:"NOTIFY_MAX_ATTEMPTS" default:"10" desc:"failed calls before a notification request is marked failed"`
-	NotifyRetryMin    time.Duration `envconfig:"NOTIFY_RETRY_MIN" default:"1s" desc:"first retry delay; doubles each time, with jitter"`
-	NotifyRetryMax    time.Duration `envconfig:"NOTIFY_RETRY_MAX" default:"5m" desc:"longest retry delay"`
-	NotifySweep       time.Duration `envconfig:"NOTIFY_SWEEP" default:"5s" desc:"how often the outbox is swept for requests the channel had no room for"`
-	BreakerFailures   int           `envconfig:"BREAKER_FAILURES" default:"5" desc:"consecutive failed calls to notifications that open the circuit breaker"`
-	BreakerOpenFor    time.Duration `envconfig:"BREAKER_OPEN_FOR" default:"10s" desc:"how long the breaker stays open before a probe"`
+	NotifyRetryMin    time.Duration `envconfig:"NOTIFY_RETRY_MIN" default:"1s" test:"10ms" desc:"first retry delay; doubles each time, with jitter"`
+	NotifyRetryMax    time.Duration `envconfig:"NOTIFY_RETRY_MAX" default:"5m" test:"200ms" desc:"longest retry delay"`
+	NotifySweep       time.Duration `envconfig:"NOTIFY_SWEEP" default:"5s" test:"100ms" desc:"how often the outbox is swept for requests the channel had no room for"`
+	BreakerFailures   int           `envconfig:"BREAKER_FAILURES" default:"5" test:"3" desc:"consecutive failed calls to notifications that open the circuit breaker"`
+	BreakerOpenFor    time.Duration `envconfig:"BREAKER_OPEN_FOR" default:"10s" test:"200ms" desc:"how long the breaker stays open before a probe"`
 	config.Common
 
 	// Listener, when set (by tests), is used instead of listening on Port.

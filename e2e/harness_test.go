@@ -58,24 +58,10 @@ func startCalendar(t testing.TB, addr, feedURL string, cfg calendar.Config) *ser
 	if cfg.NotificationsURL == "" {
 		cfg.NotificationsURL = "http://127.0.0.1:1" // nobody: requests wait in the outbox
 	}
-	// Fast timings for tests; everything else as the environment's defaults.
-	if cfg.NotifyRetryMin == 0 {
-		cfg.NotifyRetryMin, cfg.NotifyRetryMax = 10*time.Millisecond, 200*time.Millisecond
-	}
-	if cfg.NotifySweep == 0 {
-		cfg.NotifySweep = 100 * time.Millisecond
-	}
-	if cfg.BreakerFailures == 0 {
-		cfg.BreakerFailures = 3
-	}
-	if cfg.BreakerOpenFor == 0 {
-		cfg.BreakerOpenFor = 200 * time.Millisecond
-	}
-
 	if cfg.LogLevel == "" {
 		cfg.Common = common()
 	}
-	if err := config.Defaults(&cfg); err != nil {
+	if err := config.DefaultsForTests(&cfg); err != nil {
 		t.Fatal(err)
 	}
 	return servicetest.Start(t, addr, func(ctx context.Context, ln net.Listener) error {
@@ -96,23 +82,11 @@ func startNotifications(t testing.TB, addr string, cfg notifications.Config) *se
 	if cfg.DatabaseURL == "" {
 		cfg.DatabaseURL = sqldbtest.SQLiteURL(t)
 	}
-	if cfg.MailFrom == "" {
-		cfg.MailFrom = "syndic <noreply@syndic.test>"
-	}
-	if cfg.RetryMin == 0 {
-		cfg.RetryMin = 10 * time.Millisecond
-	}
-	if cfg.RetryMax == 0 {
-		cfg.RetryMax = 200 * time.Millisecond
-	}
-	if cfg.BreakerOpenFor == 0 {
-		cfg.BreakerOpenFor = 200 * time.Millisecond
-	}
 	if cfg.LogLevel == "" {
 		cfg.Common = common()
 		cfg.LogLevel = "error"
 	}
-	if err := config.Defaults(&cfg); err != nil {
+	if err := config.DefaultsForTests(&cfg); err != nil {
 		t.Fatal(err)
 	}
 	return servicetest.Start(t, addr, func(ctx context.Context, ln net.Listener) error {

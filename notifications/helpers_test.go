@@ -35,22 +35,11 @@ func runService(t testing.TB, cfg Config) *testService {
 	if cfg.DatabaseURL == "" {
 		cfg.DatabaseURL = sqldbtest.SQLiteURL(t)
 	}
-	if cfg.MailFrom == "" {
-		cfg.MailFrom = "syndic <noreply@syndic.test>"
-	}
-	if cfg.RetryMin == 0 {
-		cfg.RetryMin = 10 * time.Millisecond
-	}
 	if cfg.RetryMax == 0 {
 		cfg.RetryMax = 100 * time.Millisecond
 	}
-	if cfg.BreakerOpenFor == 0 {
-		cfg.BreakerOpenFor = 200 * time.Millisecond
-	}
-	if cfg.LogLevel == "" {
-		cfg.LogLevel = "error"
-	}
-	if err := config.Defaults(&cfg); err != nil {
+	// Fast timings (the test tags); everything else as the environment's defaults.
+	if err := config.DefaultsForTests(&cfg); err != nil {
 		t.Fatal(err)
 	}
 	out := &syncBuffer{}

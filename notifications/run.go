@@ -21,13 +21,13 @@ type Config struct {
 	Port            int           `envconfig:"PORT" default:"8083" desc:"TCP port to listen on"`
 	DatabaseURL     string        `envconfig:"DATABASE_URL" default:"sqlite:data/notifications.db" desc:"sqlite:PATH or postgres://user:pass@host/db"`
 	SMTPURL         string        `envconfig:"SMTP_URL" desc:"smtp://user:pass@host:port (STARTTLS when offered); empty writes each mail as a JSON line on stdout"`
-	MailFrom        string        `envconfig:"MAIL_FROM" default:"syndic <noreply@syndic.localhost>" desc:"From address of the mails"`
+	MailFrom        string        `envconfig:"MAIL_FROM" default:"syndic <noreply@syndic.localhost>" test:"syndic <noreply@syndic.test>" desc:"From address of the mails"`
 	Workers         int           `envconfig:"DELIVERY_WORKERS" default:"4" desc:"mails sent at once"`
 	MaxAttempts     int           `envconfig:"MAX_ATTEMPTS" default:"8" desc:"temporary failures (SMTP 4xx, connection errors) before a mail is marked failed"`
-	RetryMin        time.Duration `envconfig:"RETRY_MIN" default:"1s" desc:"first retry delay; doubles each time, with jitter"`
-	RetryMax        time.Duration `envconfig:"RETRY_MAX" default:"10m" desc:"longest retry delay"`
+	RetryMin        time.Duration `envconfig:"RETRY_MIN" default:"1s" test:"10ms" desc:"first retry delay; doubles each time, with jitter"`
+	RetryMax        time.Duration `envconfig:"RETRY_MAX" default:"10m" test:"200ms" desc:"longest retry delay"`
 	BreakerFailures int           `envconfig:"BREAKER_FAILURES" default:"5" desc:"consecutive SMTP failures that open the circuit breaker"`
-	BreakerOpenFor  time.Duration `envconfig:"BREAKER_OPEN_FOR" default:"30s" desc:"how long the breaker stays open before a probe"`
+	BreakerOpenFor  time.Duration `envconfig:"BREAKER_OPEN_FOR" default:"30s" test:"200ms" desc:"how long the breaker stays open before a probe"`
 	Lease           time.Duration `envconfig:"DELIVERY_LEASE" default:"1m" desc:"how long a worker holds a mail it is sending; after a crash the mail waits this long to be tried again (keep it above the 30 s SMTP timeout)"`
 	config.Common
 

@@ -25,7 +25,7 @@ var ErrHelp = flag.ErrHelp
 // Common is the configuration every service shares; services embed it.
 type Common struct {
 	BaseURL    string `envconfig:"BASE_URL" desc:"public URL used in absolute links (feeds, mail); empty derives it from each request, honouring X-Forwarded-Proto/X-Forwarded-Host"`
-	LogLevel   string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogLevel   string `envconfig:"LOG_LEVEL" default:"info" test:"error" desc:"debug, info, warn or error"`
 	APIToken   string `envconfig:"API_TOKEN" desc:"bearer token for /api/*, feeds and /metrics (shared by the services); with no credentials at all the service listens on loopback only"`
 	UIUser     string `envconfig:"UI_USER" default:"admin" desc:"HTTP Basic user for browsers and feed readers"`
 	UIPassword string `envconfig:"UI_PASSWORD" desc:"HTTP Basic password; when set the HTML pages require it"`

@@ -90,3 +90,23 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("got %+v", s)
 	}
 }
+
+func TestTestTagsWin(t *testing.T) {
+	var cfg struct {
+		Retry   time.Duration `default:"1s" test:"10ms"`
+		Workers int           `default:"4"`
+		Name    string        `default:"x" test:"y"`
+		Set     time.Duration `default:"1s" test:"10ms"`
+		Common
+	}
+	cfg.Set = time.Minute
+	if err := DefaultsForTests(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Retry != 10*time.Millisecond || cfg.Workers != 4 || cfg.Name != "y" || cfg.Set != time.Minute || cfg.LogLevel != "error" {
+		t.Fatalf("DefaultsForTests gave %+v", cfg)
+	}
+	if err := Defaults(&cfg.Common); err != nil || cfg.LogLevel != "error" {
+		t.Fatalf("Defaults over a set field: %v %q", err, cfg.LogLevel)
+	}
+}

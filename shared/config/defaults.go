@@ -16,10 +16,22 @@ func Defaults(spec any) error {
 	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
 		return fmt.Errorf("config.Defaults: want a pointer to a struct, not %T", spec)
 	}
-	return defaults(v.Elem())
+	return defaults(v.Elem(), "default")
 }
 
-func defaults(v reflect.Value) error {
+// DefaultsForTests is Defaults for tests: a field's `test` tag, where it has
+// one, wins over its `default` tag. The tags say, beside each variable,
+// what tests shorten (retry delays, breaker timings) or quieten (logs).
+func DefaultsForTests(spec any) error {
+	v := reflect.ValueOf(spec)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return fmt.Errorf("config.DefaultsForTests: want a pointer to a struct, not %T", spec)
+	}
+	return defaults(v.Elem(), "test", "default")
+}
+
+// defaults sets each zero field of v to the first of its tags present.
+func defaults(v reflect.Value, tags ...string) error {
 	t := v.Type()
 	for i := range t.NumField() {
 		f, sf := v.Field(i), t.Field(i)
@@ -27,12 +39,18 @@ func defaults(v reflect.Value) error {
 			continue
 		}
 		if sf.Anonymous && f.Kind() == reflect.Struct {
-			if err := defaults(f); err != nil {
+			if err := defaults(f, tags...); err != nil {
 				return err
 			}
 			continue
 		}
-		def, ok := sf.Tag.Lookup("default")
+		var def string
+		ok := false
+		for _, tag := range tags {
+			if def, ok = sf.Tag.Lookup(tag); ok {
+				break
+			}
+		}
 		if !ok || !f.IsZero() {
 			continue
 		}
