@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"syndic/shared/derrors"
 )
@@ -90,21 +89,8 @@ func (in Input) Normalize() Input {
 // store's to check) and returns derrors.Problems, or nil.
 func (in Input) Validate() error {
 	p := derrors.Problems{}
-	switch n := utf8.RuneCountInString(in.Title); {
-	case n == 0:
-		p.Add("title", "is required")
-	case n > MaxTitle:
-		p.Add("title", fmt.Sprintf("must be at most %d characters, not %d", MaxTitle, n))
-	}
-	if why := derrors.BadText(in.Title); why != "" {
-		p.Add("title", why)
-	}
-	if n := utf8.RuneCountInString(in.Location); n > MaxLocation {
-		p.Add("location", fmt.Sprintf("must be at most %d characters", MaxLocation))
-	}
-	if why := derrors.BadText(in.Location); why != "" {
-		p.Add("location", why)
-	}
+	p.Text("title", in.Title, true, MaxTitle)
+	p.Text("location", in.Location, false, MaxLocation)
 	start, serr := parseTime(in.StartsAt)
 	end, eerr := parseTime(in.EndsAt)
 	if serr != nil {

@@ -47,15 +47,7 @@ func (in Input) Normalize() Input {
 // Validate returns derrors.Problems naming each field that is wrong, or nil.
 func (in Input) Validate() error {
 	p := derrors.Problems{}
-	switch n := utf8.RuneCountInString(in.Name); {
-	case n == 0:
-		p.Add("name", "is required")
-	case n > MaxName:
-		p.Add("name", fmt.Sprintf("must be at most %d characters, not %d", MaxName, n))
-	}
-	if why := derrors.BadText(in.Name); why != "" {
-		p.Add("name", why)
-	}
+	p.Text("name", in.Name, true, MaxName)
 	switch {
 	case in.Email == "":
 		p.Add("email", "is required")

@@ -1,7 +1,6 @@
 package contacts
 
 import (
-	"io/fs"
 	"log/slog"
 	"net/http"
 
@@ -21,61 +20,39 @@ func NewServer(log *slog.Logger, store Store, db *sqldb.DB, pub *feed.Publisher,
 	}
 	feeds := http.NewServeMux() // the publisher's routes, guarded here
 	pub.Register(feeds, func(h http.Handler) http.Handler { return h })
-	guard := map[string]func(http.Handler) http.Handler{
-		"open": func(h http.Handler) http.Handler { return h }, "machine": access.Machine, "people": access.People}
-	mux := http.NewServeMux()
-	for _, rt := range routes(log, store, db, feeds, m, ps) {
-		mux.Handle(rt.Pattern, guard[rt.Access](rt.h))
-	}
+	mux := access.Mux(routes(log, store, db, feeds, m, ps))
 	return httpx.Chain(mux, httpx.Log(log), m.Middleware, httpx.Secure()), nil
 }
 
-// Route is one route of the service: a mux pattern and who may use it —
-// "open" (anyone), "machine" (API token or credentials) or "people" (the
-// UI password once set).
-type Route struct{ Pattern, Access string }
+// Route is one route of the service (httpx.Route: pattern, access, handler).
+type Route = httpx.Route
 
 // Routes lists every route NewServer serves, for tests that visit them
 // all.
-func Routes() []Route {
-	var rs []Route
-	for _, rt := range routes(nil, nil, nil, nil, nil, pages{}) {
-		rs = append(rs, rt.Route)
-	}
-	return rs
-}
-
-type route struct {
-	Route
-	h http.Handler
-}
+func Routes() []Route { return routes(nil, nil, nil, nil, nil, pages{}) }
 
 // routes is the route table: the routes on one screen. feeds serves the
 // publisher's pages.
-func routes(log *slog.Logger, store Store, db *sqldb.DB, feeds http.Handler, m *metrics.Set, ps pages) []route {
-	static, _ := fs.Sub(assets, "static")
-	return []route{
-		{Route{"GET /healthz", "open"}, httpx.Healthz()},
-		{Route{"GET /readyz", "open"}, httpx.Readyz(db.Ready)},
-		{Route{"GET /metrics", "machine"}, m.Handler()},
-		{Route{"GET /static/", "open"}, http.StripPrefix("/static/", view.Static(static))},
+func routes(log *slog.Logger, store Store, db *sqldb.DB, feeds http.Handler, m *metrics.Set, ps pages) []Route {
+	return append(httpx.Ops(db.Ready, m.Handler()),
+		view.Static(assets),
 
-		{Route{"GET /feed", "machine"}, feeds},
-		{Route{"GET /feed/archive/{k}", "machine"}, feeds},
+		httpx.On("GET /feed", "machine", feeds),
+		httpx.On("GET /feed/archive/{k}", "machine", feeds),
 
-		{Route{"GET /api/contacts", "machine"}, apiListContacts(log, store)},
-		{Route{"POST /api/contacts", "machine"}, apiCreateContact(log, store)},
-		{Route{"GET /api/contacts/{id}", "machine"}, apiGetContact(log, store)},
-		{Route{"PUT /api/contacts/{id}", "machine"}, apiUpdateContact(log, store)},
-		{Route{"DELETE /api/contacts/{id}", "machine"}, apiDeleteContact(log, store)},
-		{Route{"/api/", "machine"}, httpx.NotFoundJSON(log)},
+		httpx.On("GET /api/contacts", "machine", apiListContacts(log, store)),
+		httpx.On("POST /api/contacts", "machine", apiCreateContact(log, store)),
+		httpx.On("GET /api/contacts/{id}", "machine", apiGetContact(log, store)),
+		httpx.On("PUT /api/contacts/{id}", "machine", apiUpdateContact(log, store)),
+		httpx.On("DELETE /api/contacts/{id}", "machine", apiDeleteContact(log, store)),
+		httpx.On("/api/", "machine", httpx.NotFoundJSON(log)),
 
-		{Route{"GET /{$}", "people"}, ps.handleList(store)},
-		{Route{"GET /contacts/new", "people"}, ps.handleNew()},
-		{Route{"POST /contacts", "people"}, ps.handleCreate(store)},
-		{Route{"GET /contacts/{id}", "people"}, ps.handleShow(store)},
-		{Route{"GET /contacts/{id}/edit", "people"}, ps.handleEdit(store)},
-		{Route{"POST /contacts/{id}", "people"}, ps.handleUpdate(store)},
-		{Route{"POST /contacts/{id}/delete", "people"}, ps.handleDelete(store)},
-	}
+		httpx.On("GET /{$}", "people", ps.handleList(store)),
+		httpx.On("GET /contacts/new", "people", ps.handleNew()),
+		httpx.On("POST /contacts", "people", ps.handleCreate(store)),
+		httpx.On("GET /contacts/{id}", "people", ps.handleShow(store)),
+		httpx.On("GET /contacts/{id}/edit", "people", ps.handleEdit(store)),
+		httpx.On("POST /contacts/{id}", "people", ps.handleUpdate(store)),
+		httpx.On("POST /contacts/{id}/delete", "people", ps.handleDelete(store)),
+	)
 }

@@ -1,7 +1,6 @@
 package notifications
 
 import (
-	"io/fs"
 	"log/slog"
 	"net/http"
 
@@ -20,50 +19,28 @@ func NewServer(log *slog.Logger, store Store, db *sqldb.DB, m *metrics.Set, acce
 		return nil, err
 	}
 	accept := m.Counter("notifications_accepted")
-	guard := map[string]func(http.Handler) http.Handler{
-		"open": func(h http.Handler) http.Handler { return h }, "machine": access.Machine, "people": access.People}
-	mux := http.NewServeMux()
-	for _, rt := range routes(log, store, db, m, pages, breakerState, func() { accept.Inc(1) }) {
-		mux.Handle(rt.Pattern, guard[rt.Access](rt.h))
-	}
+	mux := access.Mux(routes(log, store, db, m, pages, breakerState, func() { accept.Inc(1) }))
 	return httpx.Chain(mux, httpx.Log(log), m.Middleware, httpx.Secure()), nil
 }
 
-// Route is one route of the service: a mux pattern and who may use it —
-// "open" (anyone), "machine" (API token or credentials) or "people" (the
-// UI password once set).
-type Route struct{ Pattern, Access string }
+// Route is one route of the service (httpx.Route: pattern, access, handler).
+type Route = httpx.Route
 
 // Routes lists every route NewServer serves, for tests that visit them
 // all.
-func Routes() []Route {
-	var rs []Route
-	for _, rt := range routes(nil, nil, nil, nil, nil, nil, nil) {
-		rs = append(rs, rt.Route)
-	}
-	return rs
-}
-
-type route struct {
-	Route
-	h http.Handler
-}
+func Routes() []Route { return routes(nil, nil, nil, nil, nil, nil, nil) }
 
 // routes is the route table: the routes on one screen. accepted counts a
 // notification taken.
-func routes(log *slog.Logger, store Store, db *sqldb.DB, m *metrics.Set, pages *view.Set, breakerState func() string, accepted func()) []route {
-	static, _ := fs.Sub(assets, "static")
-	return []route{
-		{Route{"GET /healthz", "open"}, httpx.Healthz()},
-		{Route{"GET /readyz", "open"}, httpx.Readyz(db.Ready)},
-		{Route{"GET /metrics", "machine"}, m.Handler()},
-		{Route{"GET /static/", "open"}, http.StripPrefix("/static/", view.Static(static))},
+func routes(log *slog.Logger, store Store, db *sqldb.DB, m *metrics.Set, pages *view.Set, breakerState func() string, accepted func()) []Route {
+	return append(httpx.Ops(db.Ready, m.Handler()),
+		view.Static(assets),
 
-		{Route{"POST /api/notifications", "machine"}, apiAccept(log, store, accepted)},
-		{Route{"GET /api/notifications", "machine"}, apiList(log, store)},
-		{Route{"GET /api/notifications/{id}", "machine"}, apiGet(log, store)},
-		{Route{"/api/", "machine"}, httpx.NotFoundJSON(log)},
+		httpx.On("POST /api/notifications", "machine", apiAccept(log, store, accepted)),
+		httpx.On("GET /api/notifications", "machine", apiList(log, store)),
+		httpx.On("GET /api/notifications/{id}", "machine", apiGet(log, store)),
+		httpx.On("/api/", "machine", httpx.NotFoundJSON(log)),
 
-		{Route{"GET /{$}", "people"}, htmlList(pages, store, breakerState)},
-	}
+		httpx.On("GET /{$}", "people", htmlList(pages, store, breakerState)),
+	)
 }

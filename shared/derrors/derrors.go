@@ -54,6 +54,20 @@ func (p Problems) Add(field, why string) {
 	}
 }
 
+// Text checks a text field: present when required, at most max
+// characters, and storable (see BadText).
+func (p Problems) Text(field, s string, required bool, max int) {
+	switch n := utf8.RuneCountInString(s); {
+	case n == 0 && required:
+		p.Add(field, "is required")
+	case n > max:
+		p.Add(field, fmt.Sprintf("must be at most %d characters, not %d", max, n))
+	}
+	if why := BadText(s); why != "" {
+		p.Add(field, why)
+	}
+}
+
 // Err returns p as an error, or nil when there are no problems.
 func (p Problems) Err() error {
 	if len(p) == 0 {

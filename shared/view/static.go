@@ -12,11 +12,12 @@ import (
 //go:embed static templates
 var shared embed.FS
 
-// Static serves a service's static files from own, with the stylesheet the
-// services share, base.css, beside them.
-func Static(own fs.FS) http.Handler {
+// Static is the route /static/: the files of assets' static folder, with
+// the stylesheet the services share, base.css, beside them.
+func Static(assets fs.FS) httpx.Route {
+	own, _ := fs.Sub(assets, "static")
 	base, _ := fs.Sub(shared, "static")
-	return httpx.Static(overlay{own, base})
+	return httpx.On("GET /static/", "open", http.StripPrefix("/static/", httpx.Static(overlay{own, base})))
 }
 
 // overlay opens a file from the first file system that has it.
