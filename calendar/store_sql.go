@@ -6,7 +6,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"slices"
 	"strings"
 	"time"
@@ -31,8 +30,7 @@ type SQLStore struct {
 // NewSQLStore migrates db (with the feed follower's schema) and returns a
 // Store on it whose notifications mailer words.
 func NewSQLStore(ctx context.Context, db *sqldb.DB, mailer Mailer) (*SQLStore, error) {
-	dirs, _ := fs.Sub(migrations, "migrations")
-	if err := db.Migrate(ctx, dirs, feed.Migrations()); err != nil {
+	if err := db.Migrate(ctx, migrations, feed.Migrations()); err != nil {
 		return nil, err
 	}
 	return &SQLStore{db: db, now: time.Now, mailer: mailer}, nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -27,8 +26,7 @@ type SQLStore struct {
 
 // NewSQLStore migrates db and returns a Store on it.
 func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
-	dirs, _ := fs.Sub(migrations, "migrations")
-	if err := db.Migrate(ctx, dirs); err != nil {
+	if err := db.Migrate(ctx, migrations); err != nil {
 		return nil, err
 	}
 	return &SQLStore{db: db, now: time.Now}, nil

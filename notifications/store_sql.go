@@ -6,7 +6,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"syndic/shared/derrors"
@@ -23,8 +22,7 @@ type SQLStore struct {
 
 // NewSQLStore migrates db and returns a Store on it.
 func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
-	dirs, _ := fs.Sub(migrations, "migrations")
-	if err := db.Migrate(ctx, dirs); err != nil {
+	if err := db.Migrate(ctx, migrations); err != nil {
 		return nil, err
 	}
 	return &SQLStore{db: db}, nil

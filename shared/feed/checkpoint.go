@@ -3,25 +3,12 @@ package feed
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"syndic/shared/sqldb"
 )
-
-//go:embed migrations
-var migrations embed.FS
-
-// Migrations returns the schema a follower needs (feed_checkpoints and
-// feed_leases), for
-// the service's sqldb.DB.Migrate beside its own.
-func Migrations() fs.FS {
-	sub, _ := fs.Sub(migrations, "migrations")
-	return sub
-}
 
 // Checkpoint is the last applied seq and the page it came from.
 type Checkpoint struct {

@@ -34,7 +34,7 @@ func newSink(t *testing.T) *sink {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	schema := fstest.MapFS{"test_001_applied.sql": {Data: []byte(`CREATE TABLE applied (seq INTEGER PRIMARY KEY, n INTEGER NOT NULL)`)}}
+	schema := fstest.MapFS{"migrations/test_001_applied.sql": {Data: []byte(`CREATE TABLE applied (seq INTEGER PRIMARY KEY, n INTEGER NOT NULL)`)}}
 	if err := db.Migrate(context.Background(), schema, Migrations()); err != nil {
 		t.Fatal(err)
 	}

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sync"
 	"time"
@@ -15,6 +17,14 @@ import (
 	"syndic/shared/retry"
 	"syndic/shared/sqldb"
 )
+
+//go:embed migrations
+var migrations embed.FS
+
+// Migrations returns the schema a follower needs (feed_checkpoints and
+// feed_leases), for
+// the service's sqldb.DB.Migrate beside its own.
+func Migrations() fs.FS { return migrations }
 
 // ErrLeaseLost says another instance holds the follower lease now: this
 // one must not apply anything more.

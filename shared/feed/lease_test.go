@@ -22,7 +22,7 @@ func openApplied(t *testing.T, url string) *sqldb.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	schema := fstest.MapFS{"test_001_applied.sql": {Data: []byte(`CREATE TABLE applied (seq {{int}} PRIMARY KEY, n {{int}} NOT NULL)`)}}
+	schema := fstest.MapFS{"migrations/test_001_applied.sql": {Data: []byte(`CREATE TABLE applied (seq {{int}} PRIMARY KEY, n {{int}} NOT NULL)`)}}
 	if err := db.Migrate(context.Background(), schema, Migrations()); err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,8 @@ import (
 // made under, so instances starting together on one database take turns.
 const migrationLock = 7349122
 
-// Migrate applies, in name order, the *.sql files at the top of each set
-// that are not yet recorded in schema_migrations, each in its own
+// Migrate applies, in name order, the *.sql files in the migrations folder
+// of each set (a package's //go:embed migrations) that are not yet recorded in schema_migrations, each in its own
 // transaction. One schema serves both dialects: a few words stand for
 // what they spell differently (see words). Names must be unique across
 // the sets (a shared package prefixes its own, e.g. feed_001_checkpoints.sql). Several
@@ -26,7 +26,7 @@ func (db *DB) Migrate(ctx context.Context, sets ...fs.FS) error {
 	bodies := map[string]fs.FS{}
 	var names []string
 	for _, fsys := range sets {
-		entries, err := fs.ReadDir(fsys, ".")
+		entries, err := fs.ReadDir(fsys, "migrations")
 		if err != nil {
 			return fmt.Errorf("migrations: %w", err)
 		}
@@ -56,7 +56,7 @@ func (db *DB) Migrate(ctx context.Context, sets ...fs.FS) error {
 		if applied[name] {
 			continue
 		}
-		body, err := fs.ReadFile(bodies[name], name)
+		body, err := fs.ReadFile(bodies[name], "migrations/"+name)
 		if err != nil {
 			return fmt.Errorf("migration %s: %w", name, err)
 		}

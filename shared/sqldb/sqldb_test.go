@@ -13,8 +13,8 @@ import (
 )
 
 var migrations = fstest.MapFS{
-	"001_t.sql": {Data: []byte(`CREATE TABLE t (v {{int}} NOT NULL);`)},
-	"002_u.sql": {Data: []byte(`CREATE TABLE u (v {{int}} NOT NULL);`)},
+	"migrations/001_t.sql": {Data: []byte(`CREATE TABLE t (v {{int}} NOT NULL);`)},
+	"migrations/002_u.sql": {Data: []byte(`CREATE TABLE u (v {{int}} NOT NULL);`)},
 }
 
 // TestMigrationWords: one schema, with the words for what the dialects
@@ -27,7 +27,7 @@ func TestMigrationWords(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer db.Close()
-		schema := fstest.MapFS{"001_w.sql": {Data: []byte(`CREATE TABLE w (
+		schema := fstest.MapFS{"migrations/001_w.sql": {Data: []byte(`CREATE TABLE w (
 			id {{id}}, n {{int}} NOT NULL, flag {{bool}} NOT NULL DEFAULT {{false}});`)}}
 		if err := db.Migrate(ctx, schema); err != nil {
 			t.Fatal(err)
