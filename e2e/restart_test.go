@@ -104,6 +104,15 @@ func createN(t *testing.T, c *api, from, n int) {
 	}
 }
 
+// syncUntil runs a calendar on database db, following con's feed through
+// probe p, until its sync status meets done, then stops it.
+func syncUntil(t *testing.T, con, db string, p *probe, done func(syncStatus) bool) {
+	t.Helper()
+	cal := startCalendar(t, "", con+"/feed", calendar.Config{DatabaseURL: db, Follow: p.follow})
+	waitSync(t, newAPI(t, cal.URL), 20*time.Second, done)
+	cal.Stop()
+}
+
 // TestResumeInsideAnArchive: a calendar stopped with its checkpoint inside
 // archive page 2 resumes there and re-applies nothing.
 func TestResumeInsideAnArchive(t *testing.T) {
@@ -118,15 +127,11 @@ func TestResumeInsideAnArchive(t *testing.T) {
 		}
 		return nil
 	})
-	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{DatabaseURL: db, Follow: p.follow})
-	waitSync(t, newAPI(t, cal.URL), 20*time.Second, func(s syncStatus) bool { return s.CheckpointSeq == 75 && s.FailingSeq == 76 })
-	cal.Stop()
+	syncUntil(t, con.URL, db, p, func(s syncStatus) bool { return s.CheckpointSeq == 75 && s.FailingSeq == 76 })
 
 	p.failWith(nil)
 	p.reset()
-	cal = startCalendar(t, "", con.URL+"/feed", calendar.Config{DatabaseURL: db, Follow: p.follow})
-	waitSync(t, newAPI(t, cal.URL), 20*time.Second, func(s syncStatus) bool { return s.CheckpointSeq == 120 })
-	cal.Stop()
+	syncUntil(t, con.URL, db, p, func(s syncStatus) bool { return s.CheckpointSeq == 120 })
 	p.mu.Lock()
 	reqs := p.requests
 	p.mu.Unlock()
@@ -144,15 +149,11 @@ func TestWalkBackAfterThreePages(t *testing.T) {
 	createN(t, capi, 0, 30)
 	db := sqldbtest.SQLiteURL(t)
 	p := &probe{}
-	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{DatabaseURL: db, Follow: p.follow})
-	waitSync(t, newAPI(t, cal.URL), 20*time.Second, func(s syncStatus) bool { return s.CheckpointSeq == 30 })
-	cal.Stop()
+	syncUntil(t, con.URL, db, p, func(s syncStatus) bool { return s.CheckpointSeq == 30 })
 
 	createN(t, capi, 30, 150) // pages 1–3 fill: seq 180 is in /feed, 31–150 behind it
 	p.reset()
-	cal = startCalendar(t, "", con.URL+"/feed", calendar.Config{DatabaseURL: db, Follow: p.follow})
-	waitSync(t, newAPI(t, cal.URL), 20*time.Second, func(s syncStatus) bool { return s.CheckpointSeq == 180 })
-	cal.Stop()
+	syncUntil(t, con.URL, db, p, func(s syncStatus) bool { return s.CheckpointSeq == 180 })
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	walk := strings.Join(p.requests, " ")

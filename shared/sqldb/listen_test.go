@@ -25,18 +25,8 @@ func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
 func TestCommittedAcrossInstances(t *testing.T) {
 	url := sqldbtest.PostgresURL(t)
 	ctx := context.Background()
-	open := func() *sqldb.DB {
-		db, err := sqldb.Open(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		if err := db.Migrate(ctx, migrations); err != nil {
-			t.Fatal(err)
-		}
-		return db
-	}
-	a, b := open(), open()
+	migrated(t, url)
+	a, b := open(t, url), open(t, url)
 	insert := func(db *sqldb.DB, v int) {
 		t.Helper()
 		if err := db.Write(ctx, func(tx *sqldb.Tx) error {

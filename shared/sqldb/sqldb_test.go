@@ -17,16 +17,23 @@ var migrations = fstest.MapFS{
 	"migrations/002_u.sql": {Data: []byte(`CREATE TABLE u (v {{int}} NOT NULL);`)},
 }
 
+// open opens the database at url until t ends.
+func open(t *testing.T, url string) *sqldb.DB {
+	t.Helper()
+	db, err := sqldb.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
 // TestMigrationWords: one schema, with the words for what the dialects
 // spell differently, makes the same table on both.
 func TestMigrationWords(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, url string) {
 		ctx := context.Background()
-		db, err := sqldb.Open(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
+		db := open(t, url)
 		schema := fstest.MapFS{"migrations/001_w.sql": {Data: []byte(`CREATE TABLE w (
 			id {{id}}, n {{int}} NOT NULL, flag {{bool}} NOT NULL DEFAULT {{false}});`)}}
 		if err := db.Migrate(ctx, schema); err != nil {
@@ -64,11 +71,7 @@ func TestOpenMigrateTx(t *testing.T) {
 	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, url string) {
 		ctx := context.Background()
-		db, err := sqldb.Open(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
+		db := open(t, url)
 		if err := db.Ready(ctx); err == nil {
 			t.Error("ready before migrations")
 		}
@@ -81,7 +84,7 @@ func TestOpenMigrateTx(t *testing.T) {
 			t.Fatal(err)
 		}
 		boom := errors.New("boom")
-		err = db.Write(ctx, func(tx *sqldb.Tx) error {
+		err := db.Write(ctx, func(tx *sqldb.Tx) error {
 			if _, err := tx.Exec(ctx, `INSERT INTO t (v) VALUES ($1)`, 1); err != nil {
 				return err
 			}
