@@ -10,6 +10,7 @@ import (
 
 	"github.com/emersion/go-ical"
 
+	"syndic/shared/servicetest"
 	"syndic/shared/sqldb"
 	"syndic/shared/sqldb/sqldbtest"
 )
@@ -20,11 +21,7 @@ var testMailer = Mailer{ICal: ICalOptions{BaseURL: "https://calendar.example.org
 // openMailStore opens a store on url whose notifications testMailer words.
 func openMailStore(t testing.TB, url string) (*SQLStore, *sqldb.DB) {
 	t.Helper()
-	db, err := sqldb.Open(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := servicetest.OpenDB(t, url)
 	s, err := NewSQLStore(context.Background(), db, testMailer)
 	if err != nil {
 		t.Fatal(err)

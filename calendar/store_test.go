@@ -9,17 +9,14 @@ import (
 
 	"syndic/shared/derrors"
 	"syndic/shared/feed"
+	"syndic/shared/servicetest"
 	"syndic/shared/sqldb"
 	"syndic/shared/sqldb/sqldbtest"
 )
 
 func openStore(t testing.TB, url string) (*SQLStore, *sqldb.DB) {
 	t.Helper()
-	db, err := sqldb.Open(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := servicetest.OpenDB(t, url)
 	s, err := NewSQLStore(context.Background(), db, Mailer{})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"syndic/shared/servicetest"
 	"syndic/shared/sqldb"
 	"syndic/shared/sqldb/sqldbtest"
 )
@@ -17,11 +18,7 @@ import (
 // the counting table the sink writes.
 func openApplied(t *testing.T, url string) *sqldb.DB {
 	t.Helper()
-	db, err := sqldb.Open(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := servicetest.OpenDB(t, url)
 	schema := fstest.MapFS{"migrations/test_001_applied.sql": {Data: []byte(`CREATE TABLE applied (seq {{int}} PRIMARY KEY, n {{int}} NOT NULL)`)}}
 	if err := db.Migrate(context.Background(), schema, Migrations()); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"syndic/shared/servicetest"
 	"syndic/shared/sqldb"
 	"syndic/shared/sqldb/sqldbtest"
 )
@@ -26,7 +27,7 @@ func TestCommittedAcrossInstances(t *testing.T) {
 	url := sqldbtest.PostgresURL(t)
 	ctx := context.Background()
 	migrated(t, url)
-	a, b := open(t, url), open(t, url)
+	a, b := servicetest.OpenDB(t, url), servicetest.OpenDB(t, url)
 	insert := func(db *sqldb.DB, v int) {
 		t.Helper()
 		if err := db.Write(ctx, func(tx *sqldb.Tx) error {

@@ -8,6 +8,7 @@ import (
 	"testing/fstest"
 
 	"syndic/shared/derrors"
+	"syndic/shared/servicetest"
 	"syndic/shared/sqldb"
 	"syndic/shared/sqldb/sqldbtest"
 )
@@ -17,23 +18,12 @@ var migrations = fstest.MapFS{
 	"migrations/002_u.sql": {Data: []byte(`CREATE TABLE u (v {{int}} NOT NULL);`)},
 }
 
-// open opens the database at url until t ends.
-func open(t *testing.T, url string) *sqldb.DB {
-	t.Helper()
-	db, err := sqldb.Open(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
 // TestMigrationWords: one schema, with the words for what the dialects
 // spell differently, makes the same table on both.
 func TestMigrationWords(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, url string) {
 		ctx := context.Background()
-		db := open(t, url)
+		db := servicetest.OpenDB(t, url)
 		schema := fstest.MapFS{"migrations/001_w.sql": {Data: []byte(`CREATE TABLE w (
 			id {{id}}, n {{int}} NOT NULL, flag {{bool}} NOT NULL DEFAULT {{false}});`)}}
 		if err := db.Migrate(ctx, schema); err != nil {
@@ -71,7 +61,7 @@ func TestOpenMigrateTx(t *testing.T) {
 	t.Parallel()
 	sqldbtest.Each(t, func(t *testing.T, url string) {
 		ctx := context.Background()
-		db := open(t, url)
+		db := servicetest.OpenDB(t, url)
 		if err := db.Ready(ctx); err == nil {
 			t.Error("ready before migrations")
 		}
