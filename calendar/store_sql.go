@@ -194,46 +194,31 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Appointment, error) {
 // Update changes appointment id if it is at version. A change that alters
 // nothing writes nothing.
 func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (Appointment, error) {
-	now := s.now().UTC().Truncate(time.Microsecond)
-	var out Appointment
-	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
-		before, err := s.at(ctx, tx, id, version)
-		if err != nil {
-			return err
-		}
-		out = before
+	return s.change(ctx, "update", id, version, func(tx *sqldb.Tx, before Appointment, now time.Time) (Appointment, error) {
 		if before.Status == StatusCancelled {
-			return fmt.Errorf("appointment %d is cancelled: %w", id, derrors.ErrConflict)
+			return Appointment{}, fmt.Errorf("appointment %d is cancelled: %w", id, derrors.ErrConflict)
 		}
 		if err := checkParticipants(ctx, tx, in.Participants, before.Participants); err != nil {
-			return err
+			return Appointment{}, err
 		}
 		if unchanged(before, in) {
-			return nil
+			return before, nil
 		}
 		a := Appointment{StartsAt: in.StartsAt, EndsAt: in.EndsAt}
-		res, err := tx.Exec(ctx, `UPDATE appointments SET title = $1, starts_at = $2, ends_at = $3, start_utc = $4, end_utc = $5,
-			location = $6, version = version + 1, updated_at = $7 WHERE id = $8 AND version = $9`,
-			in.Title, in.StartsAt, in.EndsAt, sqldb.Micro(a.Start()), sqldb.Micro(a.End()), in.Location, sqldb.Micro(now), id, before.Version)
+		err := s.bump(ctx, tx, before, version, `UPDATE appointments SET title = $3, starts_at = $4, ends_at = $5, start_utc = $6, end_utc = $7,
+			location = $8, version = version + 1, updated_at = $9 WHERE id = $1 AND version = $2`,
+			in.Title, in.StartsAt, in.EndsAt, sqldb.Micro(a.Start()), sqldb.Micro(a.End()), in.Location, sqldb.Micro(now))
 		if err != nil {
-			return fmt.Errorf("update appointment: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return s.stale(ctx, tx, id, version)
+			return Appointment{}, err
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM participants WHERE appointment_id = $1`, id); err != nil {
-			return fmt.Errorf("update participants: %w", err)
+			return Appointment{}, fmt.Errorf("update participants: %w", err)
 		}
 		if err := setParticipants(ctx, tx, id, in.Participants); err != nil {
-			return err
+			return Appointment{}, err
 		}
-		out, err = s.announce(ctx, tx, before, id, now)
-		return err
+		return s.announce(ctx, tx, before, id, now)
 	})
-	if err != nil {
-		return Appointment{}, fmt.Errorf("update appointment %d: %w", id, err)
-	}
-	return out, nil
 }
 
 func unchanged(a Appointment, in Input) bool {
@@ -244,6 +229,22 @@ func unchanged(a Appointment, in Input) bool {
 // Cancel marks appointment id cancelled. Cancelling a cancelled
 // appointment changes nothing.
 func (s *SQLStore) Cancel(ctx context.Context, id, version int64) (Appointment, error) {
+	return s.change(ctx, "cancel", id, version, func(tx *sqldb.Tx, before Appointment, now time.Time) (Appointment, error) {
+		if before.Status == StatusCancelled {
+			return before, nil
+		}
+		err := s.bump(ctx, tx, before, version, `UPDATE appointments SET status = $3, version = version + 1, updated_at = $4 WHERE id = $1 AND version = $2`,
+			StatusCancelled, sqldb.Micro(now))
+		if err != nil {
+			return Appointment{}, err
+		}
+		return s.announce(ctx, tx, before, id, now)
+	})
+}
+
+// change runs fn in a write transaction on appointment id, read there and
+// checked to be at version (0: any); fn returns the appointment as answered.
+func (s *SQLStore) change(ctx context.Context, verb string, id, version int64, fn func(tx *sqldb.Tx, before Appointment, now time.Time) (Appointment, error)) (Appointment, error) {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	var out Appointment
 	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
@@ -251,25 +252,26 @@ func (s *SQLStore) Cancel(ctx context.Context, id, version int64) (Appointment, 
 		if err != nil {
 			return err
 		}
-		out = before
-		if before.Status == StatusCancelled {
-			return nil
-		}
-		res, err := tx.Exec(ctx, `UPDATE appointments SET status = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND version = $4`,
-			StatusCancelled, sqldb.Micro(now), id, before.Version)
-		if err != nil {
-			return fmt.Errorf("cancel appointment: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return s.stale(ctx, tx, id, version)
-		}
-		out, err = s.announce(ctx, tx, before, id, now)
+		out, err = fn(tx, before, now)
 		return err
 	})
 	if err != nil {
-		return Appointment{}, fmt.Errorf("cancel appointment %d: %w", id, err)
+		return Appointment{}, fmt.Errorf("%s appointment %d: %w", verb, id, err)
 	}
 	return out, nil
+}
+
+// bump runs update, whose $1 and $2 are the appointment's id and version
+// (args are $3 on), and answers a StaleError when another change came first.
+func (s *SQLStore) bump(ctx context.Context, tx *sqldb.Tx, before Appointment, version int64, update string, args ...any) error {
+	res, err := tx.Exec(ctx, update, append([]any{before.ID, before.Version}, args...)...)
+	if err != nil {
+		return fmt.Errorf("write appointment: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return s.stale(ctx, tx, before.ID, version)
+	}
+	return nil
 }
 
 // at reads appointment id in tx and checks it is at version (0: any).
