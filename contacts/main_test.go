@@ -2,14 +2,12 @@ package contacts
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"syndic/shared/servicetest"
 	"syndic/shared/sqldb/sqldbtest"
@@ -17,37 +15,19 @@ import (
 
 func TestMainHelp(t *testing.T) {
 	t.Parallel()
-	var out bytes.Buffer
-	if err := Main(context.Background(), []string{"-h"}, &out, &out); err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range []string{"PORT", "DATABASE_URL", "FEED_PAGE_SIZE", "BASE_URL", "LOG_LEVEL", "API_TOKEN", "UI_USER", "UI_PASSWORD"} {
-		if !strings.Contains(out.String(), v) {
-			t.Errorf("-h lacks %s:\n%s", v, out.String())
-		}
-	}
+	servicetest.CheckHelp(t, Main, "PORT", "DATABASE_URL", "FEED_PAGE_SIZE", "BASE_URL", "LOG_LEVEL", "API_TOKEN", "UI_USER", "UI_PASSWORD")
 }
 
 // TestMainRefusesBadValues: a bad value stops the service at start with a
 // message naming the variable.
 func TestMainRefusesBadValues(t *testing.T) {
-	for name, val := range map[string]string{
-		"PORT":           "http",
-		"FEED_PAGE_SIZE": "0",
-		"DATABASE_URL":   "mysql://localhost/x",
-		"BASE_URL":       "not a url",
-		"LOG_LEVEL":      "chatty",
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Setenv(name, val)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			err := Main(ctx, nil, &bytes.Buffer{}, &bytes.Buffer{})
-			if err == nil || !strings.Contains(err.Error(), name) {
-				t.Fatalf("%s=%q: err = %v, want one naming %s", name, val, err, name)
-			}
-		})
-	}
+	servicetest.CheckRefuses(t, Main, [][2]string{
+		{"PORT", "http"},
+		{"FEED_PAGE_SIZE", "0"},
+		{"DATABASE_URL", "mysql://localhost/x"},
+		{"BASE_URL", "not a url"},
+		{"LOG_LEVEL", "chatty"},
+	}...)
 }
 
 // TestLogs: every line on stdout is a JSON object, requests are logged

@@ -1,8 +1,6 @@
 package notifications
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,8 +9,8 @@ import (
 	"time"
 
 	"syndic/shared/config"
+	"syndic/shared/servicetest"
 	"syndic/shared/smtptest"
-	"syndic/shared/sqldb/sqldbtest"
 )
 
 var ada = Request{To: "ada@example.org", Subject: "Tea on Friday", Text: "Hello Ada,\nsee you on Friday.\n"}
@@ -277,22 +275,14 @@ func commonWith(token, password string) (c config.Common) {
 
 func TestMainHelp(t *testing.T) {
 	t.Parallel()
-	var out bytes.Buffer
-	if err := Main(context.Background(), []string{"-h"}, &out, &out); err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range []string{"PORT", "DATABASE_URL", "SMTP_URL", "MAIL_FROM", "DELIVERY_WORKERS", "MAX_ATTEMPTS",
-		"RETRY_MIN", "RETRY_MAX", "BREAKER_FAILURES", "BREAKER_OPEN_FOR", "BASE_URL", "LOG_LEVEL", "API_TOKEN", "UI_USER", "UI_PASSWORD"} {
-		if !strings.Contains(out.String(), v) {
-			t.Errorf("-h lacks %s:\n%s", v, out.String())
-		}
-	}
+	servicetest.CheckHelp(t, Main, "PORT", "DATABASE_URL", "SMTP_URL", "MAIL_FROM", "DELIVERY_WORKERS", "MAX_ATTEMPTS",
+		"RETRY_MIN", "RETRY_MAX", "BREAKER_FAILURES", "BREAKER_OPEN_FOR", "BASE_URL", "LOG_LEVEL", "API_TOKEN", "UI_USER", "UI_PASSWORD")
 }
 
 // TestMainRefusesBadValues: a bad value stops the service at start with a
 // message naming the variable.
 func TestMainRefusesBadValues(t *testing.T) {
-	for _, tc := range []struct{ name, val string }{
+	servicetest.CheckRefuses(t, Main, [][2]string{
 		{"SMTP_URL", "http://x"},
 		{"SMTP_URL", "smtp://"},
 		{"MAIL_FROM", "nope"},
@@ -307,19 +297,5 @@ func TestMainRefusesBadValues(t *testing.T) {
 		{"DATABASE_URL", "mysql://localhost/x"},
 		{"LOG_LEVEL", "chatty"},
 		{"BASE_URL", "not a url"},
-	} {
-		t.Run(tc.name+"="+tc.val, func(t *testing.T) {
-			// Should a bad value be taken, the service would start on a
-			// throwaway database and a free port, and the test fail.
-			t.Setenv("DATABASE_URL", sqldbtest.SQLiteURL(t))
-			t.Setenv("PORT", "0")
-			t.Setenv(tc.name, tc.val)
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			err := Main(ctx, nil, &bytes.Buffer{}, &bytes.Buffer{})
-			if err == nil || !strings.Contains(err.Error(), tc.name) {
-				t.Fatalf("%s=%q: err = %v, want one naming %s", tc.name, tc.val, err, tc.name)
-			}
-		})
-	}
+	}...)
 }
