@@ -18,10 +18,7 @@ func TestMainHelp(t *testing.T) {
 
 func TestMainRefusesBadValues(t *testing.T) {
 	servicetest.CheckRefuses(t, Main, [][2]string{
-		{"PORT", "99999"},
-		{"CONTACTS_FEED_URL", "localhost:8081/feed"},
-		{"POLL_INTERVAL", "often"},
-		{"FEED_WAIT", "90s"},
-		{"DATABASE_URL", "oracle://x"},
+		{"PORT", "99999"}, {"CONTACTS_FEED_URL", "localhost:8081/feed"}, {"POLL_INTERVAL", "often"},
+		{"FEED_WAIT", "90s"}, {"DATABASE_URL", "oracle://x"}, {"FOLLOWER_LEASE", "1ms"},
 	}...)
 }

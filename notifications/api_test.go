@@ -283,19 +283,10 @@ func TestMainHelp(t *testing.T) {
 // message naming the variable.
 func TestMainRefusesBadValues(t *testing.T) {
 	servicetest.CheckRefuses(t, Main, [][2]string{
-		{"SMTP_URL", "http://x"},
-		{"SMTP_URL", "smtp://"},
-		{"MAIL_FROM", "nope"},
-		{"BREAKER_OPEN_FOR", "-1s"},
-		{"BREAKER_OPEN_FOR", "soon"},
-		{"BREAKER_FAILURES", "0"},
-		{"MAX_ATTEMPTS", "0"},
-		{"DELIVERY_WORKERS", "0"},
-		{"RETRY_MIN", "0s"},
+		{"SMTP_URL", "http://x"}, {"SMTP_URL", "smtp://"}, {"MAIL_FROM", "nope"},
+		{"BREAKER_OPEN_FOR", "-1s"}, {"BREAKER_OPEN_FOR", "soon"}, {"BREAKER_FAILURES", "0"},
+		{"MAX_ATTEMPTS", "0"}, {"DELIVERY_WORKERS", "0"}, {"RETRY_MIN", "0s"},
 		{"RETRY_MAX", "1ms"}, // below RETRY_MIN's default
-		{"PORT", "http"},
-		{"DATABASE_URL", "mysql://localhost/x"},
-		{"LOG_LEVEL", "chatty"},
-		{"BASE_URL", "not a url"},
+		{"PORT", "http"}, {"DATABASE_URL", "mysql://localhost/x"}, {"LOG_LEVEL", "chatty"}, {"BASE_URL", "not a url"},
 	}...)
 }
