@@ -104,6 +104,15 @@ func createN(t *testing.T, c *api, from, n int) {
 	}
 }
 
+// contactsWith starts contacts with n contacts created through its API.
+func contactsWith(t *testing.T, n int) (*service, *api) {
+	t.Helper()
+	con := startContacts(t, "", contacts.Config{})
+	capi := newAPI(t, con.URL)
+	createN(t, capi, 0, n)
+	return con, capi
+}
+
 // syncUntil runs a calendar on database db, following con's feed through
 // probe p, until its sync status meets done, then stops it.
 func syncUntil(t *testing.T, con, db string, p *probe, done func(syncStatus) bool) {
@@ -116,9 +125,7 @@ func syncUntil(t *testing.T, con, db string, p *probe, done func(syncStatus) boo
 // TestResumeInsideAnArchive: a calendar stopped with its checkpoint inside
 // archive page 2 resumes there and re-applies nothing.
 func TestResumeInsideAnArchive(t *testing.T) {
-	con := startContacts(t, "", contacts.Config{})
-	capi := newAPI(t, con.URL)
-	createN(t, capi, 0, 120)
+	con, _ := contactsWith(t, 120)
 	db := sqldbtest.SQLiteURL(t)
 	p := &probe{}
 	p.failWith(func(e feed.Event) error {
@@ -144,9 +151,7 @@ func TestResumeInsideAnArchive(t *testing.T) {
 // TestWalkBackAfterThreePages: a calendar stopped while three archive pages
 // filled walks prev-archive back and closes the gap in order.
 func TestWalkBackAfterThreePages(t *testing.T) {
-	con := startContacts(t, "", contacts.Config{})
-	capi := newAPI(t, con.URL)
-	createN(t, capi, 0, 30)
+	con, capi := contactsWith(t, 30)
 	db := sqldbtest.SQLiteURL(t)
 	p := &probe{}
 	syncUntil(t, con.URL, db, p, func(s syncStatus) bool { return s.CheckpointSeq == 30 })
