@@ -21,7 +21,7 @@ import (
 
 // outbox is what the notifier needs of the store.
 type outbox interface {
-	OutboxEntry(ctx context.Context, id int64) (OutboxEntry, error)
+	ClaimOutbox(ctx context.Context, id int64, now time.Time, lease time.Duration) (OutboxEntry, bool, error)
 	DueOutbox(ctx context.Context, now time.Time, limit int) ([]int64, error)
 	PendingOutbox(ctx context.Context) (int64, error)
 	MarkOutbox(ctx context.Context, id int64, status string, attempts int, lastErr string, next time.Time) error
@@ -45,6 +45,9 @@ type Notifier struct {
 	MinBackoff  time.Duration // first retry; 1 s
 	MaxBackoff  time.Duration // longest retry; 5 min
 	Sweep       time.Duration // how often the outbox is swept; 5 s
+	// Lease is how long a replica's claim on an entry lasts (the call and
+	// its record take far less); another replica sends it after that. 2 min.
+	Lease time.Duration
 	// Committed returns a channel closed at the store's next commit
 	// (sqldb.DB.Committed): entries written are swept at once.
 	Committed func() <-chan struct{}
@@ -76,6 +79,9 @@ func (n *Notifier) init() {
 		}
 		if n.Sweep <= 0 {
 			n.Sweep = 5 * time.Second
+		}
+		if n.Lease <= 0 {
+			n.Lease = 2 * time.Minute
 		}
 		if n.Client == nil {
 			n.Client = &http.Client{Timeout: 10 * time.Second}
@@ -172,13 +178,14 @@ func (n *Notifier) sweep(ctx context.Context) {
 // deliver posts one entry until it is sent, fails for good, or is put off.
 func (n *Notifier) deliver(ctx context.Context, id int64) {
 	bg := context.WithoutCancel(ctx) // a call made is recorded, even at shutdown
-	e, err := n.Store.OutboxEntry(bg, id)
-	if err != nil || e.Status != "pending" || e.NextAttemptAt.After(time.Now()) {
-		return // gone, done, or not due: the sweep brings it back when due
+	e, ok, err := n.Store.ClaimOutbox(bg, id, time.Now(), n.Lease)
+	if err != nil || !ok {
+		return // gone, done, not due, or another replica's: the sweep brings it back when due
 	}
 	for {
 		n.Breaker.Wait(ctx)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil { // shutting down before the call: give it back untried
+			n.record(n.Store.MarkOutbox(bg, id, "pending", e.Attempts, e.LastError, e.NextAttemptAt))
 			return
 		}
 		err = n.Breaker.Do(func() error { return n.post(bg, e) })

@@ -381,3 +381,40 @@ func TestNotifierRestart(t *testing.T) {
 		t.Errorf("%d attempts in all, want %d (%d before the restart, one each after)", attempts, want, tried)
 	}
 }
+
+// TestNotifiersShareTheOutbox: two notifiers on one database, as two
+// calendar replicas run them, make one call per entry between them; when
+// one is stopped mid-way the other sends the rest.
+func TestNotifiersShareTheOutbox(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, url string) {
+		s, db := openMailStore(t, url)
+		seedMailContacts(t, db)
+		other, otherDB := openMailStore(t, url) // the second replica's own handle
+		// A slow notifications: a call is still under way when the other
+		// replica sweeps.
+		srv := newStandIn(t, func(int) int { time.Sleep(5 * time.Millisecond); return http.StatusAccepted })
+		stopA := startNotifier(t, &Notifier{Store: s, URL: srv.URL, Committed: db.Committed, Sweep: 20 * time.Millisecond})
+		startNotifier(t, &Notifier{Store: other, URL: srv.URL, Committed: otherDB.Committed, Sweep: 20 * time.Millisecond})
+		var ids []int64
+		for i := range 40 {
+			ids = append(ids, appointmentWith(t, s, 7, 8, 9))
+			if i == 20 {
+				stopA()
+			}
+		}
+		waitFor(t, "every entry sent", settled(t, s, "sent", ids...))
+		es := outboxOf(t, s, ids...)
+		calls := map[string]int{}
+		for _, c := range srv.Calls() {
+			calls[c.Key]++
+		}
+		for _, e := range es {
+			if calls[e.Key] != 1 || e.Attempts != 1 {
+				t.Errorf("entry %d: %d calls, %d attempts; want one of each", e.ID, calls[e.Key], e.Attempts)
+			}
+		}
+		if len(es) != 120 || len(calls) != 120 {
+			t.Fatalf("%d entries, %d keys called; want 120", len(es), len(calls))
+		}
+	})
+}

@@ -3,6 +3,7 @@ package calendar
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -46,21 +47,10 @@ func (s *SQLStore) Notifications(ctx context.Context, id int64) ([]OutboxEntry, 
 	return s.queryOutbox(ctx, `appointment_id = $1 ORDER BY id`, id)
 }
 
-// OutboxEntry returns entry id.
-func (s *SQLStore) OutboxEntry(ctx context.Context, id int64) (OutboxEntry, error) {
-	es, err := s.queryOutbox(ctx, `id = $1`, id)
-	if err != nil {
-		return OutboxEntry{}, err
-	}
-	if len(es) == 0 {
-		return OutboxEntry{}, fmt.Errorf("outbox entry %d: %w", id, sql.ErrNoRows)
-	}
-	return es[0], nil
-}
-
-// DueOutbox returns the ids of pending entries due at now, oldest first.
+// DueOutbox returns the ids of pending entries due at now and claimed by
+// no replica, oldest first.
 func (s *SQLStore) DueOutbox(ctx context.Context, now time.Time, limit int) ([]int64, error) {
-	ids, err := sqldb.All(ctx, s.db, scanID, `SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2`, sqldb.Micro(now), limit)
+	ids, err := sqldb.All(ctx, s.db, scanID, `SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 AND lease_until <= $1 ORDER BY next_attempt_at, id LIMIT $2`, sqldb.Micro(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("due outbox: %w", err)
 	}
@@ -73,6 +63,25 @@ func scanID(row sqldb.Scanner) (int64, error) {
 	return id, err
 }
 
+// ClaimOutbox claims entry id until now+lease if it is pending, due and
+// unclaimed, and returns it; ok is false when it is not (another replica
+// has it, or it is done). MarkOutbox ends the claim.
+func (s *SQLStore) ClaimOutbox(ctx context.Context, id int64, now time.Time, lease time.Duration) (e OutboxEntry, ok bool, err error) {
+	err = s.db.Write(ctx, func(tx *sqldb.Tx) error {
+		e, err = scanOutbox(tx.QueryRow(ctx, `UPDATE outbox SET lease_until = $1
+			WHERE id = $2 AND status = 'pending' AND next_attempt_at <= $3 AND lease_until <= $3 RETURNING `+outboxColumns,
+			sqldb.Micro(now.Add(lease)), id, sqldb.Micro(now)))
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return OutboxEntry{}, false, nil
+	}
+	if err != nil {
+		return OutboxEntry{}, false, fmt.Errorf("claim outbox %d: %w", id, err)
+	}
+	return e, true, nil
+}
+
 // PendingOutbox counts the entries not yet delivered or failed.
 func (s *SQLStore) PendingOutbox(ctx context.Context) (int64, error) {
 	var n int64
@@ -80,11 +89,13 @@ func (s *SQLStore) PendingOutbox(ctx context.Context) (int64, error) {
 	return n, err
 }
 
-// MarkOutbox records an attempt: status (sent, failed or pending again),
-// attempts so far, the last error and, when pending, the next attempt.
+// MarkOutbox records an attempt and ends the claim: status (sent, failed
+// or pending again), attempts so far, the last error and, when pending,
+// the next attempt. Status "pending" with attempts unchanged gives the
+// entry back untried.
 func (s *SQLStore) MarkOutbox(ctx context.Context, id int64, status string, attempts int, lastErr string, next time.Time) error {
 	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE outbox SET status = $1, attempts = $2, last_error = $3, next_attempt_at = $4, updated_at = $5 WHERE id = $6 AND status = 'pending'`,
+		_, err := tx.Exec(ctx, `UPDATE outbox SET status = $1, attempts = $2, last_error = $3, next_attempt_at = $4, updated_at = $5, lease_until = 0 WHERE id = $6 AND status = 'pending'`,
 			status, attempts, lastErr, sqldb.Micro(next), sqldb.Micro(time.Now()), id)
 		return err
 	})
