@@ -22,6 +22,7 @@ import (
 // outbox is what the notifier needs of the store.
 type outbox interface {
 	ClaimOutbox(ctx context.Context, id int64, now time.Time, lease time.Duration) (OutboxEntry, bool, error)
+	RenewOutbox(ctx context.Context, id int64, until time.Time) error
 	DueOutbox(ctx context.Context, now time.Time, limit int) ([]int64, error)
 	PendingOutbox(ctx context.Context) (int64, error)
 	MarkOutbox(ctx context.Context, id int64, status string, attempts int, lastErr string, next time.Time) error
@@ -45,8 +46,10 @@ type Notifier struct {
 	MinBackoff  time.Duration // first retry; 1 s
 	MaxBackoff  time.Duration // longest retry; 5 min
 	Sweep       time.Duration // how often the outbox is swept; 5 s
-	// Lease is how long a replica's claim on an entry lasts (the call and
-	// its record take far less); another replica sends it after that. 2 min.
+	// Lease is how long a replica's claim on an entry lasts unless renewed;
+	// it is renewed three times as often while the call is under way, so
+	// the entries a replica that died had claimed go out after at most
+	// this long. 10 s.
 	Lease time.Duration
 	// Committed returns a channel closed at the store's next commit
 	// (sqldb.DB.Committed): entries written are swept at once.
@@ -81,7 +84,7 @@ func (n *Notifier) init() {
 			n.Sweep = 5 * time.Second
 		}
 		if n.Lease <= 0 {
-			n.Lease = 2 * time.Minute
+			n.Lease = 10 * time.Second
 		}
 		if n.Client == nil {
 			n.Client = &http.Client{Timeout: 10 * time.Second}
@@ -182,9 +185,14 @@ func (n *Notifier) deliver(ctx context.Context, id int64) {
 	if err != nil || !ok {
 		return // gone, done, not due, or another replica's: the sweep brings it back when due
 	}
+	keep := retry.Every(bg, n.Lease/3, func(ctx context.Context) {
+		n.record(n.Store.RenewOutbox(ctx, id, time.Now().Add(n.Lease)))
+	})
+	defer keep()
 	for {
 		n.Breaker.Wait(ctx)
 		if ctx.Err() != nil { // shutting down before the call: give it back untried
+			keep()
 			n.record(n.Store.MarkOutbox(bg, id, "pending", e.Attempts, e.LastError, e.NextAttemptAt))
 			return
 		}
@@ -194,6 +202,7 @@ func (n *Notifier) deliver(ctx context.Context, id int64) {
 		}
 		retry.Sleep(ctx, 50*time.Millisecond+rand.N(50*time.Millisecond))
 	}
+	keep() // the claim ends with the record below
 	attempts := e.Attempts + 1
 	var perm *permanentError
 	switch {

@@ -82,6 +82,18 @@ func (s *SQLStore) ClaimOutbox(ctx context.Context, id int64, now time.Time, lea
 	return e, true, nil
 }
 
+// RenewOutbox extends a claim on entry id until until.
+func (s *SQLStore) RenewOutbox(ctx context.Context, id int64, until time.Time) error {
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE outbox SET lease_until = $1 WHERE id = $2 AND status = 'pending' AND lease_until > 0`, sqldb.Micro(until), id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("renew outbox claim %d: %w", id, err)
+	}
+	return nil
+}
+
 // PendingOutbox counts the entries not yet delivered or failed.
 func (s *SQLStore) PendingOutbox(ctx context.Context) (int64, error) {
 	var n int64

@@ -24,7 +24,7 @@ type Delivery struct {
 	MaxAttempts int           // temporary failures before giving up; 8
 	MinBackoff  time.Duration // after the first failure; 1 s
 	MaxBackoff  time.Duration // at most; 10 min
-	Lease       time.Duration // a claim lasts (DELIVERY_LEASE); 1 min
+	Lease       time.Duration // a claim lasts unless renewed (DELIVERY_LEASE); 10 s
 	// Committed returns a channel closed at the store's next commit
 	// (sqldb.DB.Committed): a notification accepted wakes an idle worker.
 	Committed func() <-chan struct{}
@@ -51,7 +51,7 @@ func (d *Delivery) init() {
 			d.MaxBackoff = max(10*time.Minute, d.MinBackoff)
 		}
 		if d.Lease <= 0 {
-			d.Lease = time.Minute
+			d.Lease = 10 * time.Second
 		}
 	})
 }
@@ -95,7 +95,11 @@ func (d *Delivery) work(ctx context.Context) {
 		// be marked sent, or it would go out again.
 		bg := context.WithoutCancel(ctx)
 		start := time.Now()
+		keep := retry.Every(bg, d.Lease/3, func(ctx context.Context) { // a slow send keeps its claim
+			d.record(d.Store.Renew(ctx, n.ID, time.Now().Add(d.Lease)))
+		})
 		err = d.send(bg, n)
+		keep()
 		switch {
 		case err == nil:
 			took.UpdateSince(start)

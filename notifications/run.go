@@ -28,7 +28,7 @@ type Config struct {
 	RetryMax        time.Duration `envconfig:"RETRY_MAX" default:"10m" test:"200ms" desc:"longest retry delay"`
 	BreakerFailures int           `envconfig:"BREAKER_FAILURES" default:"5" desc:"consecutive SMTP failures that open the circuit breaker"`
 	BreakerOpenFor  time.Duration `envconfig:"BREAKER_OPEN_FOR" default:"30s" test:"200ms" desc:"how long the breaker stays open before a probe"`
-	Lease           time.Duration `envconfig:"DELIVERY_LEASE" default:"1m" desc:"how long a worker holds a mail it is sending; after a crash the mail waits this long to be tried again (keep it above the 30 s SMTP timeout)"`
+	Lease           time.Duration `envconfig:"DELIVERY_LEASE" default:"10s" desc:"how long a worker's claim on a mail lasts unless renewed (it is renewed three times as often while the mail is being sent): after a crash the mail goes out again within this long"`
 	config.Common
 
 	// Listener, when set (by tests), is used instead of listening on Port.

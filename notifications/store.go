@@ -20,6 +20,8 @@ type Store interface {
 	// Claim leases the next pending notification due at now until now+lease
 	// (ok false when none is due).
 	Claim(ctx context.Context, now time.Time, lease time.Duration) (n Notification, ok bool, err error)
+	// Renew extends the lease on notification id, while it is being sent.
+	Renew(ctx context.Context, id int64, until time.Time) error
 	// NextDue is when the next pending notification falls due (ok false: none).
 	NextDue(ctx context.Context) (at time.Time, ok bool, err error)
 	MarkSent(ctx context.Context, id int64, at time.Time) error

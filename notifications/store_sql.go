@@ -178,6 +178,11 @@ func (s *SQLStore) MarkFailed(ctx context.Context, id int64, attempts int, lastE
 		attempts, lastErr, sqldb.Micro(time.Now()), id)
 }
 
+// Renew extends the lease on a notification being sent.
+func (s *SQLStore) Renew(ctx context.Context, id int64, until time.Time) error {
+	return s.exec(ctx, "renew lease", `UPDATE notifications SET lease_until = $1 WHERE id = $2 AND status = 'pending' AND lease_until > 0`, sqldb.Micro(until), id)
+}
+
 // Release gives a claimed notification back untried.
 func (s *SQLStore) Release(ctx context.Context, id int64) error {
 	return s.exec(ctx, "release", `UPDATE notifications SET lease_until = 0 WHERE id = $1`, id)

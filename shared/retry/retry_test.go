@@ -44,3 +44,21 @@ func TestSleepEndsWithContext(t *testing.T) {
 		t.Fatal("Sleep with a done context did not return")
 	}
 }
+
+func TestEvery(t *testing.T) {
+	calls := make(chan struct{}, 100)
+	stop := Every(context.Background(), time.Millisecond, func(context.Context) { calls <- struct{}{} })
+	for range 3 {
+		select {
+		case <-calls:
+		case <-time.After(10 * time.Second):
+			t.Fatal("fn was not called again")
+		}
+	}
+	stop()
+	n := len(calls)
+	time.Sleep(20 * time.Millisecond) // a stopped Every calls nothing more
+	if len(calls) != n {
+		t.Fatalf("fn called %d times after stop", len(calls)-n)
+	}
+}
