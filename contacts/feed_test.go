@@ -172,3 +172,42 @@ func TestFeedHTTP(t *testing.T) {
 		t.Fatalf("idle long-poll: status %d after %v, want 304 after 1 s", resp.StatusCode, time.Since(start))
 	}
 }
+
+// TestArchivesAndSharedCaches: with credentials configured, archive pages
+// are private (no shared cache keeps them) unless ARCHIVE_CACHE=public
+// says the cache in front checks the credentials, and every feed answer
+// varies by Authorization; without credentials they are public.
+func TestArchivesAndSharedCaches(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, token, archiveCache string
+		cacheControl, vary        string
+	}{
+		{"no credentials", "", "", "public, max-age=31536000, immutable", "Accept-Encoding, X-Forwarded-Host, X-Forwarded-Proto"},
+		{"credentials", "tok", "", "private, max-age=31536000, immutable", "Accept-Encoding, X-Forwarded-Host, X-Forwarded-Proto, Authorization"},
+		{"credentials, private", "tok", "private", "private, max-age=31536000, immutable", "Accept-Encoding, X-Forwarded-Host, X-Forwarded-Proto, Authorization"},
+		{"credentials, checking cache", "tok", "public", "public, max-age=31536000, immutable", "Accept-Encoding, X-Forwarded-Host, X-Forwarded-Proto, Authorization"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := newClient(t, runService(t, Config{FeedPageSize: 2, ArchiveCache: tc.archiveCache, Common: configCommon(tc.token, "")}))
+			c.Token = tc.token
+			for i := range 3 {
+				c.create(Input{Name: fmt.Sprint("P", i), Email: fmt.Sprintf("p%d@example.org", i)})
+			}
+			resp, body := c.Do("GET", "/feed/archive/1", nil)
+			if resp.StatusCode != 200 {
+				t.Fatalf("archive: %d %s", resp.StatusCode, body)
+			}
+			if got := resp.Header.Get("Cache-Control"); got != tc.cacheControl {
+				t.Errorf("archive Cache-Control = %q, want %q", got, tc.cacheControl)
+			}
+			for _, path := range []string{"/feed/archive/1", "/feed"} {
+				resp, _ := c.Do("GET", path, nil)
+				if got := resp.Header.Get("Vary"); got != tc.vary {
+					t.Errorf("%s Vary = %q, want %q", path, got, tc.vary)
+				}
+			}
+		})
+	}
+}

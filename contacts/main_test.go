@@ -22,7 +22,7 @@ func TestMainHelp(t *testing.T) {
 // message naming the variable.
 func TestMainRefusesBadValues(t *testing.T) {
 	servicetest.CheckRefuses(t, Main, [][2]string{
-		{"PORT", "http"}, {"FEED_PAGE_SIZE", "0"}, {"DATABASE_URL", "mysql://localhost/x"},
+		{"PORT", "http"}, {"FEED_PAGE_SIZE", "0"}, {"DATABASE_URL", "mysql://localhost/x"}, {"ARCHIVE_CACHE", "shared"},
 		{"BASE_URL", "not a url"}, {"LOG_LEVEL", "chatty"},
 	}...)
 }

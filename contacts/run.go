@@ -20,6 +20,7 @@ type Config struct {
 	Port         int    `envconfig:"PORT" default:"8081" desc:"TCP port to listen on"`
 	DatabaseURL  string `envconfig:"DATABASE_URL" default:"sqlite:data/contacts.db" desc:"sqlite:PATH or postgres://user:pass@host/db"`
 	FeedPageSize int    `envconfig:"FEED_PAGE_SIZE" default:"50" desc:"events per feed archive page; changing it renumbers the archives"`
+	ArchiveCache string `envconfig:"ARCHIVE_CACHE" desc:"who may cache archive pages when credentials are set: private (browsers and followers only; the default) or public (a shared cache in front that checks the same credentials itself)"`
 	config.Common
 
 	// Listener, when set (by tests), is used instead of listening on Port.
@@ -34,6 +35,12 @@ func (c Config) Validate() error {
 		func() error {
 			if c.FeedPageSize < 1 || c.FeedPageSize > 1000 {
 				return fmt.Errorf("FEED_PAGE_SIZE %d: want 1–1000", c.FeedPageSize)
+			}
+			return nil
+		}(),
+		func() error {
+			if c.ArchiveCache != "" && c.ArchiveCache != "private" && c.ArchiveCache != "public" {
+				return fmt.Errorf("ARCHIVE_CACHE %q: want private or public", c.ArchiveCache)
 			}
 			return nil
 		}(),
@@ -75,15 +82,17 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		headMaxAge = -1
 	}
 	pub := feed.NewPublisher(store, feed.Options{
-		Title:      "syndic contacts",
-		ID:         "urn:syndic:contacts:feed",
-		EntryID:    "urn:syndic:contacts:event:",
-		Author:     "contacts",
-		Path:       "/feed",
-		PageSize:   cfg.FeedPageSize,
-		BaseURL:    cfg.PublicBase(),
-		Changed:    db.Committed,
-		HeadMaxAge: headMaxAge,
+		Title:       "syndic contacts",
+		ID:          "urn:syndic:contacts:feed",
+		EntryID:     "urn:syndic:contacts:event:",
+		Author:      "contacts",
+		Path:        "/feed",
+		PageSize:    cfg.FeedPageSize,
+		BaseURL:     cfg.PublicBase(),
+		Changed:     db.Committed,
+		HeadMaxAge:  headMaxAge,
+		Credentials: cfg.Access().Configured(),
+		SharedCache: cfg.ArchiveCache == "public",
 	}, log, m)
 	access := cfg.Access()
 	h, err := NewServer(log, store, db, pub, m, access)

@@ -22,11 +22,14 @@ func (p *Publisher) notModified(w http.ResponseWriter, etag, cacheControl string
 }
 
 func (p *Publisher) vary(h http.Header) {
+	v := "Accept-Encoding"
 	if p.opt.BaseURL == "" {
-		h.Set("Vary", "Accept-Encoding, X-Forwarded-Host, X-Forwarded-Proto")
-	} else {
-		h.Set("Vary", "Accept-Encoding")
+		v += ", X-Forwarded-Host, X-Forwarded-Proto"
 	}
+	if p.opt.Credentials {
+		v += ", Authorization"
+	}
+	h.Set("Vary", v)
 }
 
 // write answers doc, gzip-encoded when the client accepts it, or 304 when

@@ -53,6 +53,13 @@ type Options struct {
 	// process (several instances on one PostgreSQL) wait up to this long to
 	// show. 250 ms when zero; negative reads the source on every request.
 	HeadMaxAge time.Duration
+	// Credentials says the feed is served only with credentials. Its
+	// answers then vary by Authorization, and archive pages are
+	// Cache-Control: private — kept a year by browsers and followers, by no
+	// shared cache (a proxy, a CDN) — unless SharedCache says the cache in
+	// front checks the same credentials itself.
+	Credentials bool
+	SharedCache bool
 	// Changed returns a channel that is closed when the source next commits
 	// events (sqldb.DB.Committed): it wakes long-polls and clears the head
 	// kept in memory. Nil: only Recheck and HeadMaxAge notice new events.
@@ -187,6 +194,14 @@ func (p *Publisher) Close() {
 	}
 }
 
+// archiveCache is the Cache-Control of a full archive page.
+func (p *Publisher) archiveCache() string {
+	if p.opt.Credentials && !p.opt.SharedCache {
+		return "private, max-age=31536000, immutable"
+	}
+	return "public, max-age=31536000, immutable"
+}
+
 // Register mounts the subscription document at Path and the archive pages
 // at Path/archive/{k} on mux, each wrapped by guard.
 func (p *Publisher) Register(mux *http.ServeMux, guard func(http.Handler) http.Handler) {
@@ -211,7 +226,7 @@ func (p *Publisher) serveArchive(w http.ResponseWriter, r *http.Request) {
 	key := pageKey{k, p.base(r)}
 	if doc := p.cachedArchive(key); doc != nil {
 		p.mHits.Inc(1)
-		p.write(w, r, doc, "public, max-age=31536000, immutable")
+		p.write(w, r, doc, p.archiveCache())
 		return
 	}
 	p.mMisses.Inc(1)
@@ -238,7 +253,7 @@ func (p *Publisher) serveArchive(w http.ResponseWriter, r *http.Request) {
 	}
 	doc.gzip() // archives are kept in both encodings, counted in the cache size
 	p.keep(doc)
-	p.write(w, r, doc, "public, max-age=31536000, immutable")
+	p.write(w, r, doc, p.archiveCache())
 }
 
 func (p *Publisher) serveCurrent(w http.ResponseWriter, r *http.Request) {
