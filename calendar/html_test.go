@@ -77,7 +77,7 @@ func TestHTML(t *testing.T) {
 	}
 
 	_, page = get(t, s.URL+"/contacts")
-	for _, want := range []string{"Ada &lt;Lovelace&gt;", "Grace", "connection refused"} {
+	for _, want := range []string{"Ada &lt;Lovelace&gt;", "Grace", "connection refused", "follows the feed (holds the follower lease)"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("contacts page lacks %q", want)
 		}
