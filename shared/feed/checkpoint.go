@@ -51,10 +51,10 @@ func (f *Follower) commit(ctx context.Context, events []Event, page string) (int
 		}
 		// The checkpoint only moves forward: a write that would take it back
 		// (it cannot happen under the lease) fails instead.
-		res, err := tx.Exec(ctx, `INSERT INTO feed_checkpoints (name, seq, page, updated_at) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, page = excluded.page, updated_at = excluded.updated_at
+		res, err := tx.Exec(ctx, `INSERT INTO feed_checkpoints (name, seq, page, updated_at, lease_token) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, page = excluded.page, updated_at = excluded.updated_at, lease_token = excluded.lease_token
 			WHERE feed_checkpoints.seq < excluded.seq`,
-			f.cfg.Name, cp.Seq, cp.Page, time.Now().UnixMicro())
+			f.cfg.Name, cp.Seq, cp.Page, time.Now().UnixMicro(), f.lease.token)
 		if err != nil {
 			failed = len(events)
 			return fmt.Errorf("save checkpoint: %w", err)

@@ -26,6 +26,13 @@ func openApplied(t *testing.T, url string) *sqldb.DB {
 	return db
 }
 
+// storedWithToken reads the stored checkpoint of feed "contacts" and the
+// fencing token it was written under.
+func storedWithToken(db *sqldb.DB) (seq, token int64) {
+	db.QueryRow(context.Background(), `SELECT seq, lease_token FROM feed_checkpoints WHERE name = 'contacts'`).Scan(&seq, &token)
+	return seq, token
+}
+
 // TestLeaseFence: one holder at a time; a holder whose lease was taken
 // over can neither renew it nor commit under it.
 func TestLeaseFence(t *testing.T) {
@@ -130,8 +137,7 @@ func TestFollowersTakeTurns(t *testing.T) {
 			return found
 		}
 		stored := func() int64 {
-			var seq int64
-			check.db.QueryRow(context.Background(), `SELECT coalesce(max(seq), 0) FROM feed_checkpoints WHERE name = 'contacts'`).Scan(&seq)
+			seq, _ := storedWithToken(check.db)
 			return seq
 		}
 		publish := func(n int, want int64) {
@@ -158,14 +164,15 @@ func TestFollowersTakeTurns(t *testing.T) {
 		sampled := make(chan struct{})
 		go func() {
 			defer close(sampled)
-			last := int64(0)
+			var last, lastToken int64
 			for sample.Err() == nil {
-				if seq := stored(); seq < last {
+				seq, token := storedWithToken(check.db)
+				if seq < last || token < lastToken {
 					mu.Lock()
-					backwards = append(backwards, fmt.Sprintf("%d after %d", seq, last))
+					backwards = append(backwards, fmt.Sprintf("seq %d token %d after seq %d token %d", seq, token, last, lastToken))
 					mu.Unlock()
 				} else {
-					last = seq
+					last, lastToken = seq, token
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
@@ -202,7 +209,10 @@ func TestFollowersTakeTurns(t *testing.T) {
 		<-sampled
 		check.check(t, 60)
 		if len(backwards) > 0 {
-			t.Fatalf("the checkpoint moved backwards: %v", backwards)
+			t.Fatalf("the checkpoint moved backwards, or was written under an older lease: %v", backwards)
+		}
+		if _, token := storedWithToken(check.db); token < 3 {
+			t.Fatalf("checkpoint written under token %d after two handovers, want 3 or more", token)
 		}
 		if st := three.f.Status(); st.LeaseHolder != "three" || st.Instance != "three" {
 			t.Fatalf("status %+v, want instance and holder three", st)
