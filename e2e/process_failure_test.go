@@ -65,8 +65,8 @@ func pkNotifications(napi *api) map[string]int {
 // pkSameCopy reports how calendar's copy of contacts differs from
 // contacts' state; "" when it does not.
 func pkSameCopy(capi, kapi *api, gone map[int64]bool) string {
-	var upstream, local list[contact]
-	capi.Must(200, "GET", "/api/contacts?limit=1000", nil, &upstream)
+	upstream := allContacts(capi)
+	var local list[contact]
 	kapi.Must(200, "GET", "/api/contacts", nil, &local)
 	byID := map[int64]contact{}
 	for _, c := range local.Items {

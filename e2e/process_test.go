@@ -119,12 +119,22 @@ func procStart(t *testing.T, name string, env func(port int) []string) *procServ
 // in the output logged when the test failed.
 func procLaunch(t *testing.T, name string, port int, env func(port int) []string, what string) *procService {
 	t.Helper()
-	p := &procService{name: name, URL: fmt.Sprintf("http://127.0.0.1:%d", port),
-		stdout: &secOutput{}, stderr: &secOutput{}, done: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(procBinaries(t), name))
-	p.cmd.Env = append([]string{"PORT=" + strconv.Itoa(port)}, env(port)...)
-	p.cmd.Dir = t.TempDir() // where relative defaults such as data/ would land
+	cmd := exec.Command(filepath.Join(procBinaries(t), name))
+	cmd.Env = append([]string{"PORT=" + strconv.Itoa(port)}, env(port)...)
+	cmd.Dir = t.TempDir() // where relative defaults such as data/ would land
+	return procRun(t, name, fmt.Sprintf("http://127.0.0.1:%d", port), cmd, what)
+}
+
+// procRun starts cmd, named name (and what) in the output logged when the
+// test failed, serving url; it is killed when the test ends, unless it has
+// exited already.
+func procRun(t *testing.T, name, url string, cmd *exec.Cmd, what string) *procService {
+	t.Helper()
+	p := &procService{name: name, URL: url, cmd: cmd, stdout: &secOutput{}, stderr: &secOutput{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	// A group of its own, so that kill ends what it started too (nginx's
+	// workers, which hold its output open).
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s%s: %v", name, what, err)
 	}
@@ -177,7 +187,7 @@ func (p *procService) kill() {
 		return
 	default:
 	}
-	p.cmd.Process.Kill()
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.done
 }
 
