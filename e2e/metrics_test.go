@@ -64,6 +64,8 @@ func TestMetricsLint(t *testing.T) {
 			`syndic_follower_applied_events_total`:              atLeast(3),
 			`syndic_follower_apply_seconds_count`:               atLeast(1),
 			`syndic_follower_apply_seconds_bucket{le="60"}`:     atLeast(1),
+			`syndic_notify_failed_total`:                        equal(0),
+			`syndic_notify_retries_total`:                       equal(0),
 			`syndic_notify_sent_total`:                          equal(3),
 			`syndic_notify_pending`:                             equal(0),
 			`syndic_breaker_opened_total{peer="notifications"}`: equal(0),
