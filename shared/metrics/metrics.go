@@ -10,7 +10,7 @@
 // In the text format every name gets the prefix "syndic_"; counters end in
 // "_total" (added there, not in the registered name, so the registered
 // names and the JSON stay as they are); timers are histograms in seconds
-// with the bounds of [Buckets].
+// with bucket bounds from 0.25 ms to 60 s.
 package metrics
 
 import (
@@ -100,7 +100,7 @@ func (s *Set) Timer(name, help string) *Timer {
 	if t, ok := s.reg.Get(name).(*Timer); ok {
 		return t
 	}
-	t := &Timer{Timer: gometrics.NewTimer(), counts: make([]int64, len(Buckets)+1)}
+	t := &Timer{Timer: gometrics.NewTimer(), counts: make([]int64, len(bounds)+1)}
 	if err := s.reg.Register(name, t); err != nil {
 		panic(fmt.Sprintf("metrics: %s is registered and is not a timer", name))
 	}
@@ -115,14 +115,14 @@ func (s *Set) Histogram(name, help string) gometrics.Histogram {
 	return gometrics.GetOrRegisterHistogram(name, s.reg, gometrics.NewExpDecaySample(1028, 0.015))
 }
 
-// Buckets are the upper bounds, in seconds, of every timer's histogram
+// bounds are the upper bounds, in seconds, of every timer's histogram
 // buckets: from a quarter of a millisecond (a follower applying a page of
 // events, a request served from memory) to a minute (a feed long-poll,
 // FEED_WAIT at most 60 s).
-var Buckets = []float64{0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+var bounds = []float64{0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 
 // Timer is a go-metrics timer (which the JSON format shows as before)
-// that also counts each duration in the bucket of [Buckets] it falls in,
+// that also counts each duration in the histogram bucket it falls in,
 // for the Prometheus histogram.
 type Timer struct {
 	gometrics.Timer
@@ -135,7 +135,7 @@ type Timer struct {
 // Update records that an event took d.
 func (t *Timer) Update(d time.Duration) {
 	t.Timer.Update(d)
-	i, _ := slices.BinarySearch(Buckets, d.Seconds()) // le: a duration on a bound is in that bound's bucket
+	i, _ := slices.BinarySearch(bounds, d.Seconds()) // le: a duration on a bound is in that bound's bucket
 	t.mu.Lock()
 	t.counts[i]++
 	t.sum += d
@@ -280,8 +280,8 @@ func histogram(counts []int64, sum time.Duration) func(*bufio.Writer, string, st
 	return func(w *bufio.Writer, name, labels string) {
 		for i, n := range counts {
 			le := "+Inf"
-			if i < len(Buckets) {
-				le = fmtFloat(Buckets[i])
+			if i < len(bounds) {
+				le = fmtFloat(bounds[i])
 			}
 			fmt.Fprintf(w, "%s_bucket%s %d\n", name, braces(join(labels, `le="`+le+`"`)), n)
 		}
