@@ -61,6 +61,8 @@ type Notifier struct {
 	ch       chan int64
 	mu       sync.Mutex
 	inflight map[int64]bool // queued or being sent: not queued twice
+
+	sent, failed, retries interface{ Inc(int64) } // registered at init: 0 before the first
 }
 
 func (n *Notifier) init() {
@@ -91,8 +93,11 @@ func (n *Notifier) init() {
 		}
 		n.ch = make(chan int64, n.Buffer)
 		n.inflight = map[int64]bool{}
-		n.Metrics.GaugeFunc("notify_queue", func() int64 { return int64(len(n.ch)) })
-		n.Metrics.GaugeFunc("notify_pending", func() int64 {
+		n.sent = n.Metrics.Counter("notify_sent", "Notification requests that notifications accepted (200 or 202).")
+		n.failed = n.Metrics.Counter("notify_failed", "Notification requests given up: a permanent error, or the last attempt failed.")
+		n.retries = n.Metrics.Counter("notify_retries", "Failed notification requests that will be tried again.")
+		n.Metrics.GaugeFunc("notify_queue", "Outbox entries queued in memory for the workers.", func() int64 { return int64(len(n.ch)) })
+		n.Metrics.GaugeFunc("notify_pending", "Outbox entries not yet sent to notifications or failed (in the shared database).", func() int64 {
 			c, _ := n.Store.PendingOutbox(context.Background())
 			return c
 		})
@@ -102,7 +107,7 @@ func (n *Notifier) init() {
 // enqueue offers ids to the workers without ever blocking: an id that
 // does not fit stays in the outbox for the next sweep.
 func (n *Notifier) enqueue(ids []int64) {
-	overflow := n.Metrics.Counter("notify_queue_full")
+	overflow := n.Metrics.Counter("notify_queue_full", "Outbox entries that did not fit the in-memory queue; the next sweep offers them again.")
 	for _, id := range ids {
 		n.mu.Lock()
 		if n.inflight[id] {
@@ -207,14 +212,14 @@ func (n *Notifier) deliver(ctx context.Context, id int64) {
 	var perm *permanentError
 	switch {
 	case err == nil:
-		n.Metrics.Counter("notify_sent").Inc(1)
+		n.sent.Inc(1)
 		n.record(n.Store.MarkOutbox(bg, id, "sent", attempts, "", time.Now()))
 	case errors.As(err, &perm) || attempts >= n.MaxAttempts:
-		n.Metrics.Counter("notify_failed").Inc(1)
+		n.failed.Inc(1)
 		n.Log.Warn("notification request failed", "outbox", id, "attempts", attempts, "err", err)
 		n.record(n.Store.MarkOutbox(bg, id, "failed", attempts, err.Error(), time.Now()))
 	default:
-		n.Metrics.Counter("notify_retries").Inc(1)
+		n.retries.Inc(1)
 		next := time.Now().Add(retry.Backoff{Min: n.MinBackoff, Max: n.MaxBackoff}.Wait(attempts))
 		n.Log.Info("notification request will be retried", "outbox", id, "attempt", attempts, "at", next, "err", err)
 		n.record(n.Store.MarkOutbox(bg, id, "pending", attempts, err.Error(), next))

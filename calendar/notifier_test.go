@@ -325,7 +325,7 @@ func TestNotifierBreakerOpen(t *testing.T) {
 	}
 	// Every entry was taken after the breaker had opened: a worker that
 	// waits never gets as far as the breaker's refusal.
-	if n := m.Counter(`breaker_rejected{peer="notifications"}`).Count(); n != 0 {
+	if n := m.Counter(`breaker_rejected{peer="notifications"}`, "").Count(); n != 0 {
 		t.Errorf("breaker refused %d calls, want none: the workers should wait it out", n)
 	}
 	if got := b.State(); got != "open" {

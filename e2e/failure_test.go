@@ -92,7 +92,7 @@ func TestKillAndRestartMidTraffic(t *testing.T) {
 	// notifications down: calendar still takes appointments, and the
 	// clients keep making them.
 	flowing(20)
-	const opened = `syndic_breaker_opened{peer="notifications"}`
+	const opened = `syndic_breaker_opened_total{peer="notifications"}`
 	before := metrics(t, cal.URL)[opened]
 	notif.Stop()
 	for i := range 3 {

@@ -393,7 +393,7 @@ func TestNotificationsDown(t *testing.T) {
 	created := time.Since(began)
 
 	// Watch the breaker for at least 1.5 s of the outage.
-	const state, opened = `syndic_breaker_state{peer="notifications"}`, `syndic_breaker_opened{peer="notifications"}`
+	const state, opened = `syndic_breaker_state{peer="notifications"}`, `syndic_breaker_opened_total{peer="notifications"}`
 	sawOpen := false
 	var m map[string]float64
 	deadline := time.Now().Add(20 * time.Second)
@@ -445,8 +445,8 @@ func TestNotificationsDown(t *testing.T) {
 	if m[state] != 0 {
 		t.Errorf("breaker state %v after recovery, want 0 (closed)", m[state])
 	}
-	if m["syndic_notify_sent"] != n {
-		t.Errorf("calendar posted %v requests successfully, want %d: one each", m["syndic_notify_sent"], n)
+	if m["syndic_notify_sent_total"] != n {
+		t.Errorf("calendar posted %v requests successfully, want %d: one each", m["syndic_notify_sent_total"], n)
 	}
 }
 
@@ -484,7 +484,7 @@ func TestCalendarRestartWithPending(t *testing.T) {
 	mails := waitDelivered(t, cal, notif, smtp, n, 30*time.Second)
 	t.Logf("%d mails delivered %s after the restart", len(mails), time.Since(began).Round(time.Millisecond))
 	checkOncePerAppointment(t, mails, n, "Review")
-	if sent := metrics(t, cal.URL)["syndic_notify_sent"]; sent != n {
+	if sent := metrics(t, cal.URL)["syndic_notify_sent_total"]; sent != n {
 		t.Errorf("calendar posted %v requests successfully after the restart, want %d: one each", sent, n)
 	}
 	var sent list[notification]

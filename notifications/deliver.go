@@ -76,8 +76,10 @@ func (d *Delivery) Run(ctx context.Context) {
 }
 
 func (d *Delivery) work(ctx context.Context) {
-	sent, failed, retries := d.Metrics.Counter("notifications_sent"), d.Metrics.Counter("notifications_failed"), d.Metrics.Counter("notifications_retries")
-	took := d.Metrics.Timer("notifications_delivery")
+	sent := d.Metrics.Counter("notifications_sent", "Notifications sent to the SMTP server.")
+	failed := d.Metrics.Counter("notifications_failed", "Notifications given up: a permanent error, or the last attempt failed.")
+	retries := d.Metrics.Counter("notifications_retries", "Failed sends of a notification that will be tried again.")
+	took := d.Metrics.Timer("notifications_delivery", "Time to send a notification that was sent, from building the mail to the SMTP server's answer.")
 	for ctx.Err() == nil {
 		d.Breaker.Wait(ctx)
 		n, ok, err := d.Store.Claim(context.WithoutCancel(ctx), time.Now(), d.Lease)

@@ -262,8 +262,8 @@ func TestTemporaryFailureGivesUp(t *testing.T) {
 	if n.Attempts != 3 || !strings.Contains(n.LastError, "451") {
 		t.Errorf("failed notification: %d attempts, last error %q; want 3 and the 451", n.Attempts, n.LastError)
 	}
-	if got := s.metrics(t)["syndic_notifications_failed"]; got != 1 {
-		t.Errorf("syndic_notifications_failed = %v, want 1", got)
+	if got := s.metrics(t)["syndic_notifications_failed_total"]; got != 1 {
+		t.Errorf("syndic_notifications_failed_total = %v, want 1", got)
 	}
 	s.Stop(t)
 	if got := mx.Attempts(); got != 3 {
@@ -313,7 +313,7 @@ func TestBreakerWhileSMTPDown(t *testing.T) {
 	)
 	mx := smtptest.Start(t)
 	s := runService(t, Config{SMTPURL: mx.URL, BreakerFailures: failures, BreakerOpenFor: openFor, Workers: workers, MaxAttempts: 1000})
-	const state, opened = `syndic_breaker_state{peer="smtp"}`, `syndic_breaker_opened{peer="smtp"}`
+	const state, opened = `syndic_breaker_state{peer="smtp"}`, `syndic_breaker_opened_total{peer="smtp"}`
 
 	first := s.accept(t, "down-0", Request{To: "user0@example.org", Subject: "before", Text: "before"})
 	s.waitStatus(t, first.ID, StatusSent, 10*time.Second)

@@ -105,7 +105,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		sender = &StdoutSender{W: stdout}
 	}
 	m := metrics.New()
-	m.GaugeFunc("notifications_pending", func() int64 {
+	m.GaugeFunc("notifications_pending", "Notifications not yet sent or failed (in the shared database).", func() int64 {
 		n, _ := store.Pending(context.Background())
 		return n
 	})

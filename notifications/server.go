@@ -18,7 +18,7 @@ func NewServer(log *slog.Logger, store Store, db *sqldb.DB, m *metrics.Set, acce
 	if err != nil {
 		return nil, err
 	}
-	accept := m.Counter("notifications_accepted")
+	accept := m.Counter("notifications_accepted", "Notification requests taken (202); a repeated idempotency key is not counted.")
 	mux := access.Mux(routes(log, store, db, m, pages, breakerState, func() { accept.Inc(1) }))
 	return httpx.Chain(mux, httpx.Log(log), m.Middleware, httpx.Secure()), nil
 }

@@ -60,8 +60,8 @@ func New(s Settings) *Breaker {
 	b := &Breaker{openFor: s.OpenFor, closed: make(chan struct{})}
 	close(b.closed)
 	label := `{peer="` + s.Name + `"}`
-	b.rejected = s.Met.Counter("breaker_rejected" + label)
-	b.opened = s.Met.Counter("breaker_opened" + label)
+	b.rejected = s.Met.Counter("breaker_rejected"+label, "Calls the circuit breaker refused while open or half-open, without calling the peer.")
+	b.opened = s.Met.Counter("breaker_opened"+label, "Times the circuit breaker opened.")
 	counts := s.Counts
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        s.Name,
@@ -94,7 +94,7 @@ func New(s Settings) *Breaker {
 			}
 		},
 	})
-	s.Met.GaugeFunc("breaker_state"+label, func() int64 { return int64(b.cb.State()) }) // 0 closed, 1 half-open, 2 open
+	s.Met.GaugeFunc("breaker_state"+label, "Circuit breaker state: 0 closed, 1 half-open, 2 open.", func() int64 { return int64(b.cb.State()) })
 	return b
 }
 

@@ -152,20 +152,20 @@ func NewFollower(ctx context.Context, cfg FollowerConfig) (*Follower, error) {
 	f.status.CheckpointSeq, f.status.HeadSeq, f.status.Page = cp.Seq, cp.Seq, cp.Page
 	f.status.Follower, f.status.Instance = "standby", cfg.Instance
 	m := cfg.Metrics
-	f.mErrors = m.Counter("follower_errors")
-	f.mApplied = m.Counter("follower_applied_events")
-	f.mApply = m.Timer("follower_apply")
-	m.GaugeFunc("follower_checkpoint_seq", func() int64 { return f.Status().CheckpointSeq })
-	m.GaugeFunc("follower_head_seq", func() int64 { return f.Status().HeadSeq })
-	m.GaugeFunc("follower_lag", func() int64 { return f.Status().Lag })
-	m.GaugeFunc("follower_failing_seq", func() int64 { return f.Status().FailingSeq })
-	m.GaugeFunc("follower_active", func() int64 {
+	f.mErrors = m.Counter("follower_errors", "Failed rounds of following the feed (fetch, parse or apply); each is retried after a backoff.")
+	f.mApplied = m.Counter("follower_applied_events", "Feed events applied and checkpointed.")
+	f.mApply = m.Timer("follower_apply", "Time to apply a batch of feed events and save the checkpoint, in one transaction.")
+	m.GaugeFunc("follower_checkpoint_seq", "Sequence number of the last feed event applied.", func() int64 { return f.Status().CheckpointSeq })
+	m.GaugeFunc("follower_head_seq", "Sequence number of the newest feed event seen.", func() int64 { return f.Status().HeadSeq })
+	m.GaugeFunc("follower_lag", "Feed events seen but not yet applied.", func() int64 { return f.Status().Lag })
+	m.GaugeFunc("follower_failing_seq", "Sequence number of a feed event that cannot be applied, 0 when none.", func() int64 { return f.Status().FailingSeq })
+	m.GaugeFunc("follower_active", "1 when this replica holds the follower lease and follows the feed, 0 when it stands by.", func() int64 {
 		if f.Status().Follower == "active" {
 			return 1
 		}
 		return 0
 	})
-	m.GaugeFunc("follower_last_poll_unixtime", func() int64 {
+	m.GaugeFunc("follower_last_poll_unixtime", "Unix time in seconds of the last answer from the feed, 0 before the first.", func() int64 {
 		if t := f.Status().LastPoll; !t.IsZero() {
 			return t.Unix()
 		}

@@ -121,15 +121,15 @@ func NewPublisher(src Source, opt Options, log *slog.Logger, m *metrics.Set) *Pu
 		closing:      make(chan struct{}),
 		lru:          list.New(),
 		byKey:        map[pageKey]*list.Element{},
-		mRequests:    m.Counter(`feed_requests{doc="current"}`),
-		mArchive:     m.Counter(`feed_requests{doc="archive"}`),
-		mNotModified: m.Counter("feed_not_modified"),
-		mHits:        m.Counter(`feed_archive_cache{result="hit"}`),
-		mMisses:      m.Counter(`feed_archive_cache{result="miss"}`),
-		mRenders:     m.Counter("feed_renders"),
+		mRequests:    m.Counter(`feed_requests{doc="current"}`, "Feed requests, by document: the subscription document (current) or an archive page."),
+		mArchive:     m.Counter(`feed_requests{doc="archive"}`, "Feed requests, by document: the subscription document (current) or an archive page."),
+		mNotModified: m.Counter("feed_not_modified", "Feed requests answered 304 Not Modified."),
+		mHits:        m.Counter(`feed_archive_cache{result="hit"}`, "Archive page lookups in the rendered-page cache, by result."),
+		mMisses:      m.Counter(`feed_archive_cache{result="miss"}`, "Archive page lookups in the rendered-page cache, by result."),
+		mRenders:     m.Counter("feed_renders", "Feed documents rendered."),
 	}
-	m.GaugeFunc("feed_longpolls_waiting", p.waiting.Load)
-	m.GaugeFunc("feed_archive_cache_bytes", func() int64 {
+	m.GaugeFunc("feed_longpolls_waiting", "Feed requests waiting in a long-poll for the next event.", p.waiting.Load)
+	m.GaugeFunc("feed_archive_cache_bytes", "Bytes of rendered archive pages held in the cache.", func() int64 {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return int64(p.cached)
