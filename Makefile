@@ -4,7 +4,7 @@ TEST_DATABASE_URL ?=
 BENCHTIME ?= 2s
 E2E_BENCHTIME ?= 3x
 
-.PHONY: build run test bench lint clean
+.PHONY: build run run-replicas test bench lint clean
 
 build:
 	$(GO) build -o bin/ ./...
@@ -18,6 +18,11 @@ run: build
 	@echo 'notifications  http://localhost:8083  (no SMTP_URL: mails are printed below)'
 	@echo 'Ctrl-C stops all three.'
 	env -u PORT -u DATABASE_URL -u BASE_URL $(GO) tool goreman -rpc-server=false -set-ports=false start
+
+# run-replicas starts two replicas of each service on the local PostgreSQL behind HAProxy
+# (deploy/run-replicas.sh says what it needs).
+run-replicas: build
+	deploy/run-replicas.sh
 
 test:
 	$(GO) vet ./...
