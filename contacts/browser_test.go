@@ -3,7 +3,6 @@ package contacts
 import (
 	"encoding/json"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -69,11 +68,7 @@ func TestBrowserContactLifecycle(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("email"), email),
 	)
 	page := navigate("submit the new contact", http.StatusOK, submit)
-	m := regexp.MustCompile(`^/contacts/([0-9]+)$`).FindStringSubmatch(page)
-	if m == nil {
-		t.Fatalf("after create, path = %q, want /contacts/{id}", page)
-	}
-	id := m[1]
+	id := browsertest.PathID(t, page, "/contacts/")
 	if got := text("main h1"); got != name {
 		t.Fatalf("contact page heading = %q, want %q", got, name)
 	}

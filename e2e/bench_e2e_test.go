@@ -111,23 +111,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	var baselineP50 time.Duration
 	b.Run("baseline", func(b *testing.B) {
 		con := startContacts(b, "", contacts.Config{Common: benchCommon()})
-		var (
-			took time.Duration
-			lat  []time.Duration
-		)
-		for b.Loop() {
-			start := time.Now()
-			writes, err := endToEndCreate(client, con.URL, endToEndWrites, endToEndWriters, &next)
-			if err != nil {
-				b.Fatal(err)
-			}
-			last := start
-			for _, w := range writes {
-				lat = append(lat, w.done.Sub(w.start))
-				last = endToEndLater(last, w.done)
-			}
-			took += last.Sub(start)
-		}
+		took, _, lat := endToEndRounds(b, client, con.URL, &next, func(w endToEndWrite) time.Time { return w.done })
 		baselineRate = benchRate(b.N*endToEndWrites, took)
 		b.ReportMetric(baselineRate, "writes/s")
 		baselineP50 = benchLatencies(b, lat, 0)
@@ -149,30 +133,14 @@ func BenchmarkEndToEnd(b *testing.B) {
 		arr.forget()
 
 		want := map[int64]contacts.Contact{warm.ID: warm}
-		var (
-			took, wrote time.Duration
-			lat         []time.Duration
-		)
-		for b.Loop() {
-			start := time.Now()
-			writes, err := endToEndCreate(client, con.URL, endToEndWrites, endToEndWriters, &next)
+		took, wrote, lat := endToEndRounds(b, client, con.URL, &next, func(w endToEndWrite) time.Time {
+			at, err := arr.wait(w.contact.ID, time.Minute)
 			if err != nil {
-				b.Fatal(err)
+				b.Fatalf("contact %d: %v; sync %s", w.contact.ID, err, benchSyncStatus(client, cal.URL))
 			}
-			last, answered := start, start
-			for _, w := range writes {
-				answered = endToEndLater(answered, w.done)
-				at, err := arr.wait(w.contact.ID, time.Minute)
-				if err != nil {
-					b.Fatalf("contact %d: %v; sync %s", w.contact.ID, err, benchSyncStatus(client, cal.URL))
-				}
-				lat = append(lat, at.Sub(w.start))
-				last = endToEndLater(last, at)
-				want[w.contact.ID] = w.contact
-			}
-			took += last.Sub(start)
-			wrote += answered.Sub(start)
-		}
+			want[w.contact.ID] = w.contact
+			return at
+		})
 		got, err := benchCalendarCopy(client, cal.URL)
 		if err == nil {
 			err = benchSameCopy(got, want, 0, true)
@@ -190,6 +158,30 @@ func BenchmarkEndToEnd(b *testing.B) {
 		}
 		benchLatencies(b, lat, baselineP50)
 	})
+}
+
+// endToEndRounds runs b.N rounds of endToEndWrites creates by
+// endToEndWriters writers against contacts at url; done says when a write
+// counts as done. It returns the time from each round's start to its last
+// write done, and to its last answer, summed, and each write's latency.
+func endToEndRounds(b *testing.B, client *http.Client, url string, next *atomic.Int64, done func(endToEndWrite) time.Time) (took, wrote time.Duration, lat []time.Duration) {
+	for b.Loop() {
+		start := time.Now()
+		writes, err := endToEndCreate(client, url, endToEndWrites, endToEndWriters, next)
+		if err != nil {
+			b.Fatal(err)
+		}
+		last, answered := start, start
+		for _, w := range writes {
+			answered = endToEndLater(answered, w.done)
+			at := done(w)
+			lat = append(lat, at.Sub(w.start))
+			last = endToEndLater(last, at)
+		}
+		took += last.Sub(start)
+		wrote += answered.Sub(start)
+	}
+	return took, wrote, lat
 }
 
 // endToEndLater returns the later of a and b.

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,11 +61,7 @@ func TestBrowserStory(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("email"), email),
 	)
 	contactPage := navigate("submit the new contact", http.StatusOK, submit)
-	m := regexp.MustCompile(`^/contacts/([0-9]+)$`).FindStringSubmatch(contactPage)
-	if m == nil {
-		t.Fatalf("after creating the contact, path = %q, want /contacts/{id}", contactPage)
-	}
-	contactID := m[1]
+	contactID := browsertest.PathID(t, contactPage, "/contacts/")
 	id, _ := strconv.ParseInt(contactID, 10, 64) // the pattern matched digits
 	if got := text("main h1"); got != name {
 		t.Fatalf("contact page heading = %q, want %q", got, name)
@@ -105,11 +100,7 @@ func TestBrowserStory(t *testing.T) {
 		t.Fatalf("%s's checkbox checked = %s, want true", name, got)
 	}
 	appPage := navigate("submit the new appointment", http.StatusOK, submit)
-	m = regexp.MustCompile(`^/appointments/([0-9]+)$`).FindStringSubmatch(appPage)
-	if m == nil {
-		t.Fatalf("after creating the appointment, path = %q, want /appointments/{id} (page: %q)", appPage, text("main"))
-	}
-	appID := m[1]
+	appID := browsertest.PathID(t, appPage, "/appointments/")
 	if got := text("main h1"); got != title {
 		t.Fatalf("appointment heading = %q, want %q", got, title)
 	}

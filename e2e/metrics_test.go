@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -103,14 +102,9 @@ func equal(n float64) func(float64) bool   { return func(v float64) bool { retur
 // metricsPage returns the Prometheus text of base's /metrics.
 func metricsPage(t testing.TB, base string) []byte {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	resp, page := request(t, http.DefaultClient, "GET", base+"/metrics", "", "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s/metrics: status %d", base, resp.StatusCode)
 	}
-	defer resp.Body.Close()
-	page, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s/metrics: status %d, %v", base, resp.StatusCode, err)
-	}
-	return page
+	return []byte(page)
 }

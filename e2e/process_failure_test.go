@@ -62,32 +62,6 @@ func pkNotifications(napi *api) map[string]int {
 	return status
 }
 
-// pkSameCopy reports how calendar's copy of contacts differs from
-// contacts' state; "" when it does not.
-func pkSameCopy(capi, kapi *api, gone map[int64]bool) string {
-	upstream := allContacts(capi)
-	var local list[contact]
-	kapi.Must(200, "GET", "/api/contacts", nil, &local)
-	byID := map[int64]contact{}
-	for _, c := range local.Items {
-		byID[c.ID] = c
-	}
-	for _, u := range upstream.Items {
-		if l, ok := byID[u.ID]; !ok || l.Deleted || l.Name != u.Name || l.Email != u.Email || l.Version != u.Version {
-			return fmt.Sprintf("contact %d: contacts %+v, calendar %+v", u.ID, u, l)
-		}
-	}
-	for id := range gone {
-		if !byID[id].Deleted {
-			return fmt.Sprintf("contact %d deleted in contacts, calendar %+v", id, byID[id])
-		}
-	}
-	if len(local.Items) != len(upstream.Items)+len(gone) {
-		return fmt.Sprintf("calendar has %d contacts, want %d live + %d deleted", len(local.Items), len(upstream.Items), len(gone))
-	}
-	return ""
-}
-
 // TestProcessesKilledMidTraffic: the three binaries, each killed in turn
 // with SIGKILL — a crash, no graceful shutdown — and restarted after a
 // short outage on its port and database, while two clients keep changing
@@ -141,7 +115,7 @@ func TestProcessesKilledMidTraffic(t *testing.T) {
 		capi.Must(204, "DELETE", contactPath(c.ID), nil, nil, "If-Match", fmt.Sprintf(`"%d"`, c.Version))
 		gone[c.ID] = true
 	}
-	pollUntil(t, 20*time.Second, "calendar to have the first contacts", func() bool { return pkSameCopy(capi, kapi, gone) == "" })
+	pollUntil(t, 20*time.Second, "calendar to have the first contacts", func() bool { return copyDiff(capi, kapi, gone) == "" })
 
 	const clients, maxRounds = 2, 400 // each; the test stops them well before
 	stop := g.start(clients, maxRounds)
@@ -215,7 +189,7 @@ func TestProcessesKilledMidTraffic(t *testing.T) {
 	var diff string
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if diff = pkSameCopy(capi, kapi, gone); diff == "" {
+		if diff = copyDiff(capi, kapi, gone); diff == "" {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -15,14 +15,9 @@ import (
 	"syndic/shared/feed"
 )
 
-type contact struct {
-	ID      int64  `json:"id"`
-	Name    string `json:"name"`
-	Email   string `json:"email"`
-	Phone   string `json:"phone"`
-	Version int64  `json:"version"`
-	Deleted bool   `json:"deleted"`
-}
+// contact is a contact as either service's API answers it (contacts has
+// no deleted or seq; calendar's copy has both).
+type contact = calendar.Contact
 
 type list[T any] struct {
 	Items []T `json:"items"`
@@ -124,6 +119,21 @@ func allContacts(con *api) list[contact] {
 
 func sameState(t *testing.T, con, cal *api, ids map[int64]bool) {
 	t.Helper()
+	gone := map[int64]bool{}
+	for id, alive := range ids {
+		if !alive {
+			gone[id] = true
+		}
+	}
+	if diff := copyDiff(con, cal, gone); diff != "" {
+		t.Error(diff)
+	}
+}
+
+// copyDiff says how calendar's copy differs from contacts — a live contact
+// missing or different (name, email, phone, version), one of gone not
+// marked deleted, a contact too many — or "" when it is the same.
+func copyDiff(con, cal *api, gone map[int64]bool) string {
 	upstream := allContacts(con)
 	var local list[contact]
 	cal.Must(200, "GET", "/api/contacts", nil, &local)
@@ -131,26 +141,20 @@ func sameState(t *testing.T, con, cal *api, ids map[int64]bool) {
 	for _, c := range local.Items {
 		byID[c.ID] = c
 	}
-	live := 0
 	for _, u := range upstream.Items {
-		l, ok := byID[u.ID]
-		if !ok || l.Deleted || l.Name != u.Name || l.Email != u.Email || l.Phone != u.Phone || l.Version != u.Version {
-			t.Errorf("contact %d: upstream %+v, calendar %+v", u.ID, u, l)
-		}
-		live++
-	}
-	deleted := 0
-	for id, alive := range ids {
-		if !alive {
-			deleted++
-			if !byID[id].Deleted {
-				t.Errorf("contact %d deleted upstream but not in calendar: %+v", id, byID[id])
-			}
+		if l, ok := byID[u.ID]; !ok || l.Deleted || l.Name != u.Name || l.Email != u.Email || l.Phone != u.Phone || l.Version != u.Version {
+			return fmt.Sprintf("contact %d: contacts %+v, calendar %+v", u.ID, u, l)
 		}
 	}
-	if len(local.Items) != live+deleted {
-		t.Errorf("calendar has %d contacts, want %d live + %d deleted", len(local.Items), live, deleted)
+	for id := range gone {
+		if !byID[id].Deleted {
+			return fmt.Sprintf("contact %d deleted in contacts, calendar %+v", id, byID[id])
+		}
 	}
+	if len(local.Items) != len(upstream.Items)+len(gone) {
+		return fmt.Sprintf("calendar has %d contacts, want %d live + %d deleted", len(local.Items), len(upstream.Items), len(gone))
+	}
+	return ""
 }
 
 // TestPropagation: 1,000 contact changes reach calendar's copy exactly.

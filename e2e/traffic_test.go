@@ -13,11 +13,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syndic/calendar"
-	"syndic/shared/smtptest"
 	"syscall"
 	"testing"
 	"time"
+
+	"syndic/calendar"
+	"syndic/shared/smtptest"
 )
 
 // traffic is a client of contacts and calendar that keeps making changes
@@ -169,21 +170,28 @@ func (g *traffic) updateContact() {
 	}
 }
 
+// call sends a request to calendar: when strict once, every failure an
+// error (-1); otherwise until calendar answers it (see until).
+func (g *traffic) call(strict bool, method, url string, body any, took func() bool) (int, []byte) {
+	if !strict {
+		return g.until(&g.refusedCal, method, url, body, took)
+	}
+	status, _, data, err := send(g.c, method, url, body)
+	if err != nil {
+		g.t.Errorf("%s %s: %v", method, url, err)
+		return -1, nil
+	}
+	return status, data
+}
+
 // createAppointment creates an appointment titled title in calendar with up
 // to two participants picked from calendar's copy of contacts, and records
 // who must be invited. strict makes every failure an error: for calls to a
 // service that must be up.
 func (g *traffic) createAppointment(title string, strict bool) {
-	var status int
-	var data []byte
-	if strict {
-		var err error
-		if status, _, data, err = send(g.c, "GET", g.cal+"/api/contacts", nil); err != nil {
-			g.t.Errorf("GET calendar /api/contacts: %v", err)
-			return
-		}
-	} else {
-		status, data = g.until(&g.refusedCal, "GET", g.cal+"/api/contacts", nil, nil)
+	status, data := g.call(strict, "GET", g.cal+"/api/contacts", nil, nil)
+	if status == -1 {
+		return
 	}
 	var local list[contact]
 	if status != http.StatusOK || json.Unmarshal(data, &local) != nil {
@@ -201,15 +209,7 @@ func (g *traffic) createAppointment(title string, strict bool) {
 	g.mu.Unlock()
 	start := time.Date(2027, 6, 1, 9, 0, 0, 0, time.UTC).Add(time.Duration(g.next.Add(1)) * time.Hour)
 	in := map[string]any{"title": title, "starts_at": start.Format(time.RFC3339), "ends_at": start.Add(time.Hour).Format(time.RFC3339), "participants": ids}
-	if strict {
-		var err error
-		if status, _, data, err = send(g.c, "POST", g.cal+"/api/appointments", in); err != nil {
-			g.t.Errorf("POST calendar /api/appointments: %v", err)
-			return
-		}
-	} else {
-		status, data = g.until(&g.refusedCal, "POST", g.cal+"/api/appointments", in, func() bool { return g.findAppointment(title) })
-	}
+	status, data = g.call(strict, "POST", g.cal+"/api/appointments", in, func() bool { return g.findAppointment(title) })
 	switch status {
 	case -1:
 		return

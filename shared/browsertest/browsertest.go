@@ -174,3 +174,14 @@ func (b *Tab) Navigate(what string, want int, steps ...chromedp.Action[chromedp.
 	}
 	return u.Path
 }
+
+// PathID returns the id at the end of path, which must be prefix
+// followed by digits (like /contacts/7), failing t otherwise.
+func PathID(t testing.TB, path, prefix string) string {
+	t.Helper()
+	id, ok := strings.CutPrefix(path, prefix)
+	if !ok || id == "" || strings.Trim(id, "0123456789") != "" {
+		t.Fatalf("path = %q, want %s{id}", path, prefix)
+	}
+	return id
+}

@@ -2,11 +2,11 @@ package feed
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
 
+	"syndic/shared/derrors"
 	"syndic/shared/sqldb"
 )
 
@@ -18,15 +18,13 @@ type Checkpoint struct {
 
 // Checkpoint reads the stored checkpoint; zero when there is none.
 func (f *Follower) Checkpoint(ctx context.Context) (Checkpoint, error) {
-	var cp Checkpoint
-	err := f.cfg.DB.QueryRow(ctx, `SELECT seq, page FROM feed_checkpoints WHERE name = $1`, f.cfg.Name).Scan(&cp.Seq, &cp.Page)
-	if errors.Is(err, sql.ErrNoRows) {
+	cp, err := sqldb.One(ctx, f.cfg.DB, func(row sqldb.Scanner) (cp Checkpoint, err error) {
+		return cp, row.Scan(&cp.Seq, &cp.Page)
+	}, "feed checkpoint "+f.cfg.Name, `SELECT seq, page FROM feed_checkpoints WHERE name = $1`, f.cfg.Name)
+	if errors.Is(err, derrors.ErrNotFound) {
 		return Checkpoint{}, nil
 	}
-	if err != nil {
-		return Checkpoint{}, fmt.Errorf("feed checkpoint %s: %w", f.cfg.Name, err)
-	}
-	return cp, nil
+	return cp, err
 }
 
 // ErrBackwards says a checkpoint write would have moved it back.

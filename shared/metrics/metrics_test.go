@@ -1,8 +1,6 @@
 package metrics
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"net/http/httptest"
 	"strings"
@@ -97,22 +95,30 @@ func TestBuckets(t *testing.T) {
 	for _, d := range []time.Duration{time.Millisecond, time.Millisecond + 1, 0, 2 * time.Minute} {
 		tm.Update(d)
 	}
-	var buf bytes.Buffer
-	w := bufio.NewWriter(&buf)
-	m.WritePrometheus(w)
-	w.Flush()
-	for _, want := range []string{
-		`syndic_op_seconds_bucket{le="0.00025"} 1` + "\n",
-		`syndic_op_seconds_bucket{le="0.001"} 2` + "\n",
-		`syndic_op_seconds_bucket{le="0.0025"} 3` + "\n",
-		`syndic_op_seconds_bucket{le="60"} 3` + "\n",
-		`syndic_op_seconds_bucket{le="+Inf"} 4` + "\n",
-		"syndic_op_seconds_count 4\n",
-		"syndic_op_seconds_sum 120.002000001\n",
-	} {
-		if !strings.Contains(buf.String(), want) {
-			t.Errorf("lacks %q:\n%s", want, buf.String())
-		}
+	// Every bucket, in order: the 0, the two around 1 ms, the 2 minutes.
+	want := `syndic_op_seconds_bucket{le="0.00025"} 1
+syndic_op_seconds_bucket{le="0.0005"} 1
+syndic_op_seconds_bucket{le="0.001"} 2
+syndic_op_seconds_bucket{le="0.0025"} 3
+syndic_op_seconds_bucket{le="0.005"} 3
+syndic_op_seconds_bucket{le="0.01"} 3
+syndic_op_seconds_bucket{le="0.025"} 3
+syndic_op_seconds_bucket{le="0.05"} 3
+syndic_op_seconds_bucket{le="0.1"} 3
+syndic_op_seconds_bucket{le="0.25"} 3
+syndic_op_seconds_bucket{le="0.5"} 3
+syndic_op_seconds_bucket{le="1"} 3
+syndic_op_seconds_bucket{le="2.5"} 3
+syndic_op_seconds_bucket{le="5"} 3
+syndic_op_seconds_bucket{le="10"} 3
+syndic_op_seconds_bucket{le="30"} 3
+syndic_op_seconds_bucket{le="60"} 3
+syndic_op_seconds_bucket{le="+Inf"} 4
+syndic_op_seconds_sum 120.002000001
+syndic_op_seconds_count 4
+`
+	if out := get(t, m, "/metrics"); !strings.Contains(out, want) {
+		t.Errorf("lacks\n%s\nin:\n%s", want, out)
 	}
 	if m.Timer("op", "") != tm {
 		t.Error("a second Timer call for the same name gave a new timer")
