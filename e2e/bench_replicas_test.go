@@ -19,15 +19,16 @@ package e2e
 // plus one query of detection lag. same-replica (the baseline) writes to
 // contacts1, cross-replica to contacts2. One op is replicaPropWrites
 // writes; both report p50-µs and p99-µs (and post-p50-µs, the POST
-// alone), cross-replica also p50-ratio
-// (its p50 over same-replica's). The goal: cross within 1.5× of same.
+// alone), cross-replica also p50-ratio (its p50 over same-replica's).
+// The goal: cross within 1.5× of same.
 //
 // BenchmarkReplicaWrites: replicaWriters concurrent writers create
 // replicaWriteOps contacts per op over HTTP through HAProxy
 // (deploy/haproxy.cfg), whose two contacts slots point at the same replica
 // for one (the baseline) and at two replicas for two, so the proxy hop is
 // in both. Both report creates/s, two also ratio (two over one); the goal
-// is two not slower than one. What limits it: every write increments the
+// is two not slower than one. Afterwards every creation is in the
+// database once. What limits it: every write increments the
 // one event_head row in its transaction, so commits of all replicas queue
 // on that row lock in PostgreSQL; a second replica adds CPU for HTTP and
 // JSON, not write concurrency — and on a 2-core machine the replicas,
