@@ -3,6 +3,7 @@ GO ?= go
 TEST_DATABASE_URL ?=
 BENCHTIME ?= 2s
 E2E_BENCHTIME ?= 3x
+REPLICA_BENCHTIME ?= 1x
 
 .PHONY: build run run-replicas test bench lint clean
 
@@ -28,9 +29,11 @@ test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 
-# bench runs the contacts benchmarks for BENCHTIME each and the e2e ones for
-# E2E_BENCHTIME ops each (about 2 minutes in all on 2 cores), keeps their output in
-# .bench/raw.txt and prints one table from it with e2e/cmd/benchtable.
+# bench runs the contacts benchmarks for BENCHTIME each, the e2e ones for
+# E2E_BENCHTIME ops each (about 2 minutes in all on 2 cores) and the replica ones
+# (PostgreSQL from TEST_DATABASE_URL, haproxy, nginx; about 45 s) for
+# REPLICA_BENCHTIME ops each, keeps their output in .bench/raw.txt and prints one
+# table from it with e2e/cmd/benchtable.
 bench:
 	@mkdir -p .bench
 	@date +%s > .bench/start
@@ -39,6 +42,7 @@ bench:
 	} > .bench/raw.txt
 	$(GO) test -run '^$$' -bench '^Benchmark(ArchivePage|Feed304|CreateContact)$$' -benchtime $(BENCHTIME) -timeout 10m ./contacts/ 2>&1 | tee -a .bench/raw.txt
 	$(GO) test -run '^$$' -bench '^Benchmark(Propagation|EndToEnd|CatchUp|Mail|ResidentMemory)$$' -benchtime $(E2E_BENCHTIME) -timeout 20m ./e2e/ 2>&1 | tee -a .bench/raw.txt
+	$(GO) test -run '^$$' -bench '^Benchmark(ReplicaPropagation|ReplicaWrites|Failover|ArchiveThroughNginx)$$' -benchtime $(REPLICA_BENCHTIME) -timeout 10m ./e2e/ 2>&1 | tee -a .bench/raw.txt
 	@echo; head -n 2 .bench/raw.txt; echo
 	@$(GO) run ./e2e/cmd/benchtable .bench/raw.txt
 	@echo "make bench took $$(( $$(date +%s) - $$(cat .bench/start) )) s; raw output in .bench/raw.txt"

@@ -79,11 +79,13 @@ func parse(r io.Reader) (results, []string, []string, error) {
 }
 
 // figure is one value in the table: a benchmark's metric, times factor
-// (0 means 1), shown by format.
+// (0 means 1), shown by format. An optional figure may be missing (a
+// benchmark that skips without PostgreSQL, haproxy or nginx).
 type figure struct {
 	name, unit string
 	factor     float64
 	format     func(float64) string
+	optional   bool
 }
 
 func (f figure) value(r results) (float64, bool) {
@@ -153,7 +155,33 @@ func rows() []row {
 	}
 	total := mem("baseline-idle-MB")
 	total.factor = 3
-	return append(rs, row{"3 services' resident memory, idle (target < 60 MB)", total, mem("total-idle-MB")})
+	rs = append(rs, row{"3 services' resident memory, idle (target < 60 MB)", total, mem("total-idle-MB")})
+	return append(rs, replicaRows()...)
+}
+
+// replicaRows are the lines of the replica benchmarks
+// (e2e/bench_replicas_test.go), whose figures are optional: they skip
+// without PostgreSQL, haproxy or nginx.
+func replicaRows() []row {
+	lat := func(name, unit string) figure { return figure{name: name, unit: unit, format: ms, optional: true} }
+	msec := func(name, unit string) figure { // ms, shown from µs
+		return figure{name: name, unit: unit, factor: 1000, format: ms, optional: true}
+	}
+	rate := func(name, unit string) figure {
+		return figure{name: name, unit: unit, format: perSecond(unit), optional: true}
+	}
+	const prop, fail = "BenchmarkReplicaPropagation/", "BenchmarkFailover/"
+	rs := []row{
+		{"write → calendar, other contacts replica (vs same), p50 (goal ≤ 1.5)", lat(prop+"same-replica", "p50-µs"), lat(prop+"cross-replica", "p50-µs")},
+		{"write → calendar, other contacts replica (vs same), p99", lat(prop+"same-replica", "p99-µs"), lat(prop+"cross-replica", "p99-µs")},
+		{"8 writers, PostgreSQL, HAProxy: 2 contacts replicas (vs 1) (goal ≥ 1)", rate("BenchmarkReplicaWrites/one", "creates/s"), rate("BenchmarkReplicaWrites/two", "creates/s")},
+		{"calendar takeover after SIGKILL, p50 (vs FOLLOWER_LEASE)", msec(fail+"sigkill", "lease-ms"), msec(fail+"sigkill", "p50-ms")},
+		{"calendar takeover after SIGKILL, max (vs FOLLOWER_LEASE)", msec(fail+"sigkill", "lease-ms"), msec(fail+"sigkill", "max-ms")},
+		{"calendar takeover after SIGTERM, p50 (vs FOLLOWER_LEASE)", msec(fail+"sigterm", "lease-ms"), msec(fail+"sigterm", "p50-ms")},
+		{"calendar takeover after SIGTERM, max (vs FOLLOWER_LEASE)", msec(fail+"sigterm", "lease-ms"), msec(fail+"sigterm", "max-ms")},
+		{"archive page through nginx's cache (vs contacts direct)", rate("BenchmarkArchiveThroughNginx/direct", "req/s"), rate("BenchmarkArchiveThroughNginx/nginx", "req/s")},
+	}
+	return rs
 }
 
 // table renders rs from r as an aligned Markdown table and returns the
@@ -162,7 +190,9 @@ func table(w io.Writer, r results, rs []row) (missing []string) {
 	show := func(f figure) (float64, string, bool) {
 		v, ok := f.value(r)
 		if !ok {
-			missing = append(missing, f.name+" "+f.unit)
+			if !f.optional {
+				missing = append(missing, f.name+" "+f.unit)
+			}
 			return 0, "—", false
 		}
 		return v, f.format(v), true
@@ -233,7 +263,9 @@ func main() {
 	fmt.Println()
 	fmt.Println("ratio = service ÷ baseline, both measured in this run: for rates higher is better,")
 	fmt.Println("for latency and memory lower is. Memory is VmRSS in MB of 10⁶ bytes; its baseline")
-	fmt.Println("is a bare net/http server (3 of them for the total).")
+	fmt.Println("is a bare net/http server (3 of them for the total). The replica rows (— when")
+	fmt.Println("they skipped without PostgreSQL, haproxy or nginx) compare with one replica, or")
+	fmt.Println("for takeovers with FOLLOWER_LEASE, the bound by design.")
 	if len(times) > 0 {
 		fmt.Println("go test:", strings.Join(times, ", "))
 	}

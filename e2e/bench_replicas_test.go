@@ -1,0 +1,576 @@
+package e2e
+
+// Benchmarks of every service as several replicas: the built binaries on
+// PostgreSQL schemas (the cluster harness of replicas_test.go), behind
+// HAProxy with deploy/haproxy.cfg and nginx with deploy/nginx.conf. Each
+// figure has its single-replica (or by-design) baseline measured in the
+// same run, and they report, never assert, timing: only wrong answers fail
+// them. They skip without TEST_DATABASE_URL, haproxy or nginx, except under
+// CI=true, where they fail. The services log at error.
+//
+// BenchmarkReplicaPropagation: two contacts replicas on one schema, one
+// calendar long-polling contacts1 directly. One contact at a time is
+// created, the next once the previous is in calendar's database; the
+// latency runs from the start of the POST to the first poll of calendar's
+// database (SELECT on its contacts table every replicaPollEvery) that finds
+// the row. It includes the POST's round trip and commit, for cross-replica
+// contacts2's NOTIFY through PostgreSQL to contacts1, the long-poll's
+// answer, calendar's fetch, apply and commit, and up to replicaPollEvery
+// plus one query of detection lag. same-replica (the baseline) writes to
+// contacts1, cross-replica to contacts2. One op is replicaPropWrites
+// writes; both report p50-µs and p99-µs (and post-p50-µs, the POST
+// alone), cross-replica also p50-ratio (its p50 over same-replica's).
+// The goal: cross within 1.5× of same.
+//
+// BenchmarkReplicaWrites: replicaWriters concurrent writers create
+// replicaWriteOps contacts per op over HTTP through HAProxy
+// (deploy/haproxy.cfg), whose two contacts slots point at the same replica
+// for one (the baseline) and at two replicas for two, so the proxy hop is
+// in both. Both report creates/s, two also ratio (two over one); the goal
+// is two not slower than one. Afterwards every creation is in the
+// database once. What limits it: every write increments the
+// one event_head row in its transaction, so commits of all replicas queue
+// on that row lock in PostgreSQL; a second replica adds CPU for HTTP and
+// JSON, not write concurrency — and on a 2-core machine the replicas,
+// HAProxy, PostgreSQL and the writers share the same two cores.
+//
+// BenchmarkFailover: two calendar replicas follow contacts with
+// FOLLOWER_LEASE=failoverLease (the default). The active one gets SIGKILL
+// (sigkill) or SIGTERM (sigterm); the takeover time runs from the signal to
+// the first /api/sync of the other replica (asked every 5 ms) that says
+// "active". The stopped replica is then started again, as a standby. One op
+// is failoverReps takeovers; each reports p50-ms and max-ms over them and
+// lease-ms, the baseline: after SIGKILL the standby waits for the lease to
+// run out, so the lease bounds it by design; after SIGTERM the replica
+// gives the lease up and the standby hears of it through LISTEN/NOTIFY.
+//
+// BenchmarkArchiveThroughNginx: contacts runs with ARCHIVE_CACHE=public
+// behind HAProxy and nginx (which checks the credentials, then answers
+// from its cache). archiveClients clients on keep-alive connections GET
+// the same full archive page, with the same bearer token and
+// Accept-Encoding: gzip, archiveRequests requests per op: direct (the
+// baseline) from the contacts replica, nginx through nginx. Both report
+// req/s, nginx also ratio and hit-ratio (the share of X-Cache: HIT).
+//
+//	go test -run '^$' -bench 'Replica|Failover|ArchiveThroughNginx' -benchtime 1x ./e2e/
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"syndic/shared/servicetest"
+	"syndic/shared/smtptest"
+	"syndic/shared/sqldb/sqldbtest"
+)
+
+const (
+	replicaPropWrites = 100
+	replicaPropWarmup = 5
+	replicaPollEvery  = 200 * time.Microsecond
+
+	replicaWriters  = 8
+	replicaWriteOps = 1000
+
+	failoverReps  = 3
+	failoverLease = 5 * time.Second
+
+	archiveClients  = 4
+	archiveRequests = 4000
+	archiveContacts = 60 // one full archive page of 50 and some
+)
+
+// The cluster's methods that start processes take its *testing.T, which a
+// benchmark has not: the bench* functions below do the same for a
+// testing.TB, with the services logging at error.
+
+// benchNeedTool is needTool for a testing.TB.
+func benchNeedTool(tb testing.TB, program string) string {
+	tb.Helper()
+	path, err := exec.LookPath(program)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			tb.Fatalf("%s is not installed and CI=true: .ci/run installs it", program)
+		}
+		tb.Skipf("%s is not installed", program)
+	}
+	return path
+}
+
+// newBenchCluster is newCluster for a benchmark: c.t stays nil, so only
+// the bench* methods and those that do not use it (env, follower) apply.
+func newBenchCluster(tb testing.TB) *cluster {
+	tb.Helper()
+	c := &cluster{cr: secNewCreds(), smtp: smtptest.Start(tb), dbs: map[string]string{}, ports: map[string][]int{},
+		lb: map[string]string{}, procs: map[string]*procService{}}
+	for _, s := range []string{"contacts", "calendar", "notifications"} {
+		c.dbs[s] = sqldbtest.PostgresURL(tb)
+		slots := 2
+		if s == "calendar" {
+			slots = 4
+		}
+		for range slots {
+			c.ports[s] = append(c.ports[s], procFreePort(tb))
+		}
+		c.lb[s] = fmt.Sprintf("http://127.0.0.1:%d", procFreePort(tb))
+	}
+	c.feed = c.lb["contacts"] + "/feed"
+	return c
+}
+
+// benchProcRun is procRun for a testing.TB: it starts cmd, killed (with
+// its process group) when tb ends.
+func benchProcRun(tb testing.TB, name, url string, cmd *exec.Cmd) *procService {
+	tb.Helper()
+	p := &procService{name: name, URL: url, cmd: cmd, stdout: &secOutput{}, stderr: &secOutput{}, done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		tb.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.cmd.Wait()
+		p.state = p.cmd.ProcessState
+		close(p.done)
+	}()
+	tb.Cleanup(func() {
+		p.kill()
+		if tb.Failed() {
+			tb.Logf("%s stdout:\n%s\n%s stderr:\n%s", name, procTail(p.stdout.String()), name, procTail(p.stderr.String()))
+		}
+	})
+	return p
+}
+
+// benchStart starts replica slot of service with the cluster's environment
+// at LOG_LEVEL=error, then extra (later settings win), and waits until it
+// is ready.
+func (c *cluster) benchStart(tb testing.TB, service string, slot int, extra ...string) *procService {
+	tb.Helper()
+	name := service + strconv.Itoa(slot)
+	port := c.ports[service][slot-1]
+	cmd := exec.Command(filepath.Join(procBinaries(tb), service))
+	cmd.Env = append(append([]string{"PORT=" + strconv.Itoa(port)}, c.env(service, slot)(port)...), "LOG_LEVEL=error")
+	cmd.Env = append(cmd.Env, extra...)
+	cmd.Dir = tb.TempDir()
+	p := benchProcRun(tb, name, fmt.Sprintf("http://127.0.0.1:%d", port), cmd)
+	c.procs[name] = p
+	if !p.waitReady(tb) {
+		tb.Fatalf("%s exited before it was ready: %v\n%s", name, p.state, procTail(p.stderr.String()))
+	}
+	return p
+}
+
+// benchHAProxy starts HAProxy with deploy/haproxy.cfg, contacts' frontend
+// on bind and its two slots at contacts (host:port each); the calendar and
+// notifications frontends get free ports with nothing behind them. It
+// returns when bind answers /readyz.
+func (c *cluster) benchHAProxy(tb testing.TB, bind string, contacts [2]string) {
+	tb.Helper()
+	path := benchNeedTool(tb, "haproxy")
+	cmd := exec.Command(path, "-db", "-f", filepath.Join("..", "deploy", "haproxy.cfg"))
+	cmd.Env = []string{"CONTACTS_BIND=" + strings.TrimPrefix(bind, "http://"), "CONTACTS_1=" + contacts[0], "CONTACTS_2=" + contacts[1]}
+	for _, s := range []string{"CALENDAR", "NOTIFICATIONS"} {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("%s_BIND=127.0.0.1:%d", s, procFreePort(tb)))
+		for i := 1; i <= 4; i++ {
+			cmd.Env = append(cmd.Env, fmt.Sprintf("%s_%d=127.0.0.1:%d", s, i, procFreePort(tb)))
+		}
+	}
+	benchProcRun(tb, "haproxy", bind, cmd)
+	benchReachable(tb, bind)
+}
+
+// benchReachable is reachable for a testing.TB.
+func benchReachable(tb testing.TB, u string) {
+	tb.Helper()
+	servicetest.Poll(tb, 20*time.Second, u+" to be reachable", func() bool {
+		resp, err := http.Get(u + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// benchNginx is the cluster's nginx for a testing.TB: deploy/nginx.conf in
+// front of contacts' HAProxy address, checking the cluster's credentials.
+// It returns nginx's URL once contacts answers /readyz through it.
+func (c *cluster) benchNginx(tb testing.TB) string {
+	tb.Helper()
+	path := benchNeedTool(tb, "nginx")
+	dir := tb.TempDir()
+	port := procFreePort(tb)
+	user := ""
+	if os.Geteuid() == 0 { // workers would run as nobody, who cannot write dir
+		user = "user root;"
+	}
+	body, err := os.ReadFile(filepath.Join("..", "deploy", "nginx.conf"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	conf := strings.NewReplacer("@DIR@", dir, "@LISTEN@", fmt.Sprintf("127.0.0.1:%d", port), "@UPSTREAM@", strings.TrimPrefix(c.lb["contacts"], "http://"),
+		"@USER@", user, "@CHECK@", `if ($credentials_ok = 0) { add_header WWW-Authenticate 'Basic realm="syndic"' always; return 401; }`,
+		"@TOKEN@", c.cr.Token, "@BASIC@", base64.StdEncoding.EncodeToString([]byte(secUser+":"+c.cr.Password))).Replace(string(body))
+	file := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	u := fmt.Sprintf("http://127.0.0.1:%d", port)
+	benchProcRun(tb, "nginx", u, exec.Command(path, "-p", dir, "-c", file))
+	benchReachable(tb, u)
+	return u
+}
+
+// benchActive waits until exactly one of replicas says it follows the feed
+// and returns it.
+func (c *cluster) benchActive(tb testing.TB, replicas ...*procService) *procService {
+	tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var found *procService
+		var seen []string
+		n := 0
+		for _, p := range replicas {
+			st := c.follower(p)
+			if st.Follower == "active" {
+				found, n = p, n+1
+			}
+			seen = append(seen, fmt.Sprintf("%s: %+v", p.name, st))
+		}
+		if n == 1 {
+			return found
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("not exactly one active calendar follower within 20 s: %s", strings.Join(seen, "; "))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// benchAuthClient is benchHTTPClient with the cluster's bearer token on
+// every request.
+func (c *cluster) benchAuthClient(b *testing.B) *http.Client {
+	tr := &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute, DisableCompression: true}
+	b.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: secAuthorizing{c.cr.bearer, tr}, Timeout: 30 * time.Second}
+}
+
+// BenchmarkReplicaPropagation measures write → calendar latency when the
+// write lands on the contacts replica calendar long-polls and on the other.
+func BenchmarkReplicaPropagation(b *testing.B) {
+	c := newBenchCluster(b)
+	con1 := c.benchStart(b, "contacts", 1)
+	con2 := c.benchStart(b, "contacts", 2)
+	cal := c.benchStart(b, "calendar", 1, "CONTACTS_FEED_URL="+con1.URL+"/feed")
+	client := c.benchAuthClient(b)
+	cdb := servicetest.OpenDB(b, c.dbs["calendar"])
+	c.benchActive(b, cal)
+
+	n := 0
+	// propagate creates a contact at target and returns when calendar's
+	// database has it, with the POST's own part.
+	propagate := func(b *testing.B, target *procService) (arrived, posted time.Duration) {
+		n++
+		t0 := time.Now()
+		got, err := benchCreate(client, target.URL, "Replica Person "+strconv.Itoa(n), "replica"+strconv.Itoa(n)+"@example.org", "+44 20 7946 0958")
+		if err != nil {
+			b.Fatal(err)
+		}
+		posted = time.Since(t0)
+		deadline := t0.Add(30 * time.Second)
+		for {
+			var found int
+			if err := cdb.QueryRow(context.Background(), `SELECT count(*) FROM contacts WHERE id = $1`, got.ID).Scan(&found); err != nil {
+				b.Fatal(err)
+			}
+			if found == 1 {
+				return time.Since(t0), posted
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("contact %d (written to %s) not in calendar's database after 30 s: %+v", got.ID, target.name, c.follower(cal))
+			}
+			time.Sleep(replicaPollEvery) // the detection grain, not synchronisation
+		}
+	}
+	// Settle: connections open, the long-poll waiting on contacts1.
+	for range replicaPropWarmup {
+		propagate(b, con1)
+		propagate(b, con2)
+	}
+
+	run := func(b *testing.B, target *procService, baselineP50 time.Duration) time.Duration {
+		var lat, post []time.Duration
+		for b.Loop() {
+			for range replicaPropWrites {
+				l, p := propagate(b, target)
+				lat, post = append(lat, l), append(post, p)
+			}
+		}
+		slices.Sort(post)
+		b.ReportMetric(float64(post[len(post)/2].Nanoseconds())/1e3, "post-p50-µs")
+		return benchLatencies(b, lat, baselineP50)
+	}
+	var sameP50 time.Duration
+	b.Run("same-replica", func(b *testing.B) { sameP50 = run(b, con1, 0) })
+	b.Run("cross-replica", func(b *testing.B) { run(b, con2, sameP50) })
+}
+
+// BenchmarkReplicaWrites measures contact creations per second with 8
+// writers through HAProxy to one contacts replica and to two.
+func BenchmarkReplicaWrites(b *testing.B) {
+	c := newBenchCluster(b)
+	c.benchStart(b, "contacts", 1)
+	c.benchStart(b, "contacts", 2)
+	addr := func(slot int) string { return fmt.Sprintf("127.0.0.1:%d", c.ports["contacts"][slot-1]) }
+	one := fmt.Sprintf("http://127.0.0.1:%d", procFreePort(b))
+	c.benchHAProxy(b, one, [2]string{addr(1), addr(1)})
+	c.benchHAProxy(b, c.lb["contacts"], [2]string{addr(1), addr(2)})
+	client := c.benchAuthClient(b)
+
+	var next atomic.Int64
+	create := func(base string, n int) error {
+		var (
+			wg    sync.WaitGroup
+			left  atomic.Int64
+			mu    sync.Mutex
+			first error
+		)
+		left.Store(int64(n))
+		for range replicaWriters {
+			wg.Go(func() {
+				for left.Add(-1) >= 0 {
+					i := strconv.FormatInt(next.Add(1), 10)
+					if _, err := benchCreate(client, base, "Writer "+i, "writer"+i+"@example.org", ""); err != nil {
+						mu.Lock()
+						first = firstErr(first, err)
+						mu.Unlock()
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return first
+	}
+	// Warm both paths: connections, prepared statements, both replicas.
+	for _, base := range []string{one, c.lb["contacts"]} {
+		if err := create(base, 4*replicaWriters); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	run := func(b *testing.B, base string, baseline float64) float64 {
+		var took time.Duration
+		for b.Loop() {
+			t0 := time.Now()
+			if err := create(base, replicaWriteOps); err != nil {
+				b.Fatal(err)
+			}
+			took += time.Since(t0)
+		}
+		rate := benchRate(b.N*replicaWriteOps, took)
+		b.ReportMetric(rate, "creates/s")
+		if baseline > 0 {
+			b.ReportMetric(rate/baseline, "ratio")
+		}
+		return rate
+	}
+	var oneRate float64
+	b.Run("one", func(b *testing.B) { oneRate = run(b, one, 0) })
+	b.Run("two", func(b *testing.B) { run(b, c.lb["contacts"], oneRate) })
+
+	// Every creation answered 201 is there, once.
+	var total int
+	if err := servicetest.OpenDB(b, c.dbs["contacts"]).QueryRow(context.Background(), `SELECT count(*) FROM contacts`).Scan(&total); err != nil {
+		b.Fatal(err)
+	}
+	if int64(total) != next.Load() {
+		b.Fatalf("contacts holds %d contacts, %d were created", total, next.Load())
+	}
+}
+
+// firstErr returns first unless it is nil, then err.
+func firstErr(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
+
+// BenchmarkFailover measures how long the standby calendar takes to follow
+// after the active one is SIGKILLed and after it gets SIGTERM.
+func BenchmarkFailover(b *testing.B) {
+	c := newBenchCluster(b)
+	con := c.benchStart(b, "contacts", 1)
+	lease := "FOLLOWER_LEASE=" + failoverLease.String()
+	calEnv := []string{"CONTACTS_FEED_URL=" + con.URL + "/feed", lease}
+	replicas := func() []*procService {
+		return []*procService{c.procs["calendar1"], c.procs["calendar2"]}
+	}
+
+	run := func(b *testing.B, sig syscall.Signal) {
+		// The replicas a sub-benchmark starts end with it: start what is
+		// not running (the next takeover may first wait for a lease).
+		for slot := 1; slot <= 2; slot++ {
+			if p := c.procs["calendar"+strconv.Itoa(slot)]; p == nil || exited(p) {
+				c.benchStart(b, "calendar", slot, calEnv...)
+			}
+		}
+		var took []time.Duration
+		for b.Loop() {
+			for range failoverReps {
+				active := c.benchActive(b, replicas()...)
+				other := c.procs["calendar1"]
+				if other == active {
+					other = c.procs["calendar2"]
+				}
+				t0 := time.Now()
+				if err := syscall.Kill(active.cmd.Process.Pid, sig); err != nil {
+					b.Fatal(err)
+				}
+				deadline := t0.Add(3 * failoverLease)
+				for c.follower(other).Follower != "active" {
+					if time.Now().After(deadline) {
+						b.Fatalf("%s: %s not active %s after %s: %+v", sig, other.name, 3*failoverLease, active.name, c.follower(other))
+					}
+					time.Sleep(5 * time.Millisecond) // the measuring grain
+				}
+				took = append(took, time.Since(t0))
+				b.StopTimer()
+				if st := active.wait(b); sig == syscall.SIGTERM && !st.Success() {
+					b.Fatalf("%s after SIGTERM: %v, want exit status 0", active.name, st)
+				}
+				slot, _ := strconv.Atoi(strings.TrimPrefix(active.name, "calendar"))
+				again := c.benchStart(b, "calendar", slot, calEnv...)
+				servicetest.Poll(b, 20*time.Second, again.name+" to stand by", func() bool { return c.follower(again).Follower == "standby" })
+				b.StartTimer()
+			}
+		}
+		slices.Sort(took)
+		b.ReportMetric(float64(took[len(took)/2].Microseconds())/1e3, "p50-ms")
+		b.ReportMetric(float64(took[len(took)-1].Microseconds())/1e3, "max-ms")
+		b.ReportMetric(float64(failoverLease.Milliseconds()), "lease-ms")
+	}
+	b.Run("sigkill", func(b *testing.B) { run(b, syscall.SIGKILL) })
+	b.Run("sigterm", func(b *testing.B) { run(b, syscall.SIGTERM) })
+}
+
+// exited reports whether p's process has ended.
+func exited(p *procService) bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// BenchmarkArchiveThroughNginx measures archive page requests per second
+// from nginx's cache beside the same requests to the contacts replica.
+func BenchmarkArchiveThroughNginx(b *testing.B) {
+	c := newBenchCluster(b)
+	con := c.benchStart(b, "contacts", 1, "ARCHIVE_CACHE=public")
+	c.benchHAProxy(b, c.lb["contacts"], [2]string{fmt.Sprintf("127.0.0.1:%d", c.ports["contacts"][0]), fmt.Sprintf("127.0.0.1:%d", c.ports["contacts"][1])})
+	ngx := c.benchNginx(b)
+	client := c.benchAuthClient(b)
+	for i := range archiveContacts {
+		if _, err := benchCreate(client, con.URL, fmt.Sprint("Archived ", i), fmt.Sprintf("archived%d@example.org", i), ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const page = "/feed/archive/1"
+	get := func(base string) (body []byte, cache string, err error) {
+		req, _ := http.NewRequest("GET", base+page, nil)
+		req.Header.Set("Accept-Encoding", "gzip")
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, "", err
+		}
+		defer resp.Body.Close()
+		body, err = io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("GET %s%s: status %d", base, page, resp.StatusCode)
+		}
+		return body, resp.Header.Get("X-Cache"), err
+	}
+	want, _, err := get(con.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	servicetest.Poll(b, 10*time.Second, "nginx to answer the archive page from its cache", func() bool {
+		body, cache, err := get(ngx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !bytes.Equal(body, want) {
+			b.Fatalf("nginx's %s (%d bytes) differs from contacts' (%d bytes)", page, len(body), len(want))
+		}
+		return cache == "HIT"
+	})
+
+	run := func(b *testing.B, base string, baseline float64) float64 {
+		var (
+			took time.Duration
+			hits atomic.Int64
+		)
+		for b.Loop() {
+			var (
+				wg    sync.WaitGroup
+				left  atomic.Int64
+				mu    sync.Mutex
+				first error
+			)
+			left.Store(archiveRequests)
+			t0 := time.Now()
+			for range archiveClients {
+				wg.Go(func() {
+					for left.Add(-1) >= 0 {
+						body, cache, err := get(base)
+						if err == nil && !bytes.Equal(body, want) {
+							err = fmt.Errorf("GET %s%s: %d bytes, want the %d of the page", base, page, len(body), len(want))
+						}
+						if err != nil {
+							mu.Lock()
+							first = firstErr(first, err)
+							mu.Unlock()
+							return
+						}
+						if cache == "HIT" {
+							hits.Add(1)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			took += time.Since(t0)
+			if first != nil {
+				b.Fatal(first)
+			}
+		}
+		rate := benchRate(b.N*archiveRequests, took)
+		b.ReportMetric(rate, "req/s")
+		if baseline > 0 {
+			b.ReportMetric(rate/baseline, "ratio")
+			b.ReportMetric(float64(hits.Load())/float64(b.N*archiveRequests), "hit-ratio")
+		}
+		return rate
+	}
+	var direct float64
+	b.Run("direct", func(b *testing.B) { direct = run(b, con.URL, 0) })
+	b.Run("nginx", func(b *testing.B) { run(b, ngx, direct) })
+}
