@@ -57,13 +57,9 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,8 +70,6 @@ import (
 	"time"
 
 	"syndic/shared/servicetest"
-	"syndic/shared/smtptest"
-	"syndic/shared/sqldb/sqldbtest"
 )
 
 const (
@@ -94,174 +88,6 @@ const (
 	archiveContacts = 60 // one full archive page of 50 and some
 )
 
-// The cluster's methods that start processes take its *testing.T, which a
-// benchmark has not: the bench* functions below do the same for a
-// testing.TB, with the services logging at error.
-
-// benchNeedTool is needTool for a testing.TB.
-func benchNeedTool(tb testing.TB, program string) string {
-	tb.Helper()
-	path, err := exec.LookPath(program)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("%s is not installed and CI=true: .ci/run installs it", program)
-		}
-		tb.Skipf("%s is not installed", program)
-	}
-	return path
-}
-
-// newBenchCluster is newCluster for a benchmark: c.t stays nil, so only
-// the bench* methods and those that do not use it (env, follower) apply.
-func newBenchCluster(tb testing.TB) *cluster {
-	tb.Helper()
-	c := &cluster{cr: secNewCreds(), smtp: smtptest.Start(tb), dbs: map[string]string{}, ports: map[string][]int{},
-		lb: map[string]string{}, procs: map[string]*procService{}}
-	for _, s := range []string{"contacts", "calendar", "notifications"} {
-		c.dbs[s] = sqldbtest.PostgresURL(tb)
-		slots := 2
-		if s == "calendar" {
-			slots = 4
-		}
-		for range slots {
-			c.ports[s] = append(c.ports[s], procFreePort(tb))
-		}
-		c.lb[s] = fmt.Sprintf("http://127.0.0.1:%d", procFreePort(tb))
-	}
-	c.feed = c.lb["contacts"] + "/feed"
-	return c
-}
-
-// benchProcRun is procRun for a testing.TB: it starts cmd, killed (with
-// its process group) when tb ends.
-func benchProcRun(tb testing.TB, name, url string, cmd *exec.Cmd) *procService {
-	tb.Helper()
-	p := &procService{name: name, URL: url, cmd: cmd, stdout: &secOutput{}, stderr: &secOutput{}, done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		tb.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.cmd.Wait()
-		p.state = p.cmd.ProcessState
-		close(p.done)
-	}()
-	tb.Cleanup(func() {
-		p.kill()
-		if tb.Failed() {
-			tb.Logf("%s stdout:\n%s\n%s stderr:\n%s", name, procTail(p.stdout.String()), name, procTail(p.stderr.String()))
-		}
-	})
-	return p
-}
-
-// benchStart starts replica slot of service with the cluster's environment
-// at LOG_LEVEL=error, then extra (later settings win), and waits until it
-// is ready.
-func (c *cluster) benchStart(tb testing.TB, service string, slot int, extra ...string) *procService {
-	tb.Helper()
-	name := service + strconv.Itoa(slot)
-	port := c.ports[service][slot-1]
-	cmd := exec.Command(filepath.Join(procBinaries(tb), service))
-	cmd.Env = append(append([]string{"PORT=" + strconv.Itoa(port)}, c.env(service, slot)(port)...), "LOG_LEVEL=error")
-	cmd.Env = append(cmd.Env, extra...)
-	cmd.Dir = tb.TempDir()
-	p := benchProcRun(tb, name, fmt.Sprintf("http://127.0.0.1:%d", port), cmd)
-	c.procs[name] = p
-	if !p.waitReady(tb) {
-		tb.Fatalf("%s exited before it was ready: %v\n%s", name, p.state, procTail(p.stderr.String()))
-	}
-	return p
-}
-
-// benchHAProxy starts HAProxy with deploy/haproxy.cfg, contacts' frontend
-// on bind and its two slots at contacts (host:port each); the calendar and
-// notifications frontends get free ports with nothing behind them. It
-// returns when bind answers /readyz.
-func (c *cluster) benchHAProxy(tb testing.TB, bind string, contacts [2]string) {
-	tb.Helper()
-	path := benchNeedTool(tb, "haproxy")
-	cmd := exec.Command(path, "-db", "-f", filepath.Join("..", "deploy", "haproxy.cfg"))
-	cmd.Env = []string{"CONTACTS_BIND=" + strings.TrimPrefix(bind, "http://"), "CONTACTS_1=" + contacts[0], "CONTACTS_2=" + contacts[1]}
-	for _, s := range []string{"CALENDAR", "NOTIFICATIONS"} {
-		cmd.Env = append(cmd.Env, fmt.Sprintf("%s_BIND=127.0.0.1:%d", s, procFreePort(tb)))
-		for i := 1; i <= 4; i++ {
-			cmd.Env = append(cmd.Env, fmt.Sprintf("%s_%d=127.0.0.1:%d", s, i, procFreePort(tb)))
-		}
-	}
-	benchProcRun(tb, "haproxy", bind, cmd)
-	benchReachable(tb, bind)
-}
-
-// benchReachable is reachable for a testing.TB.
-func benchReachable(tb testing.TB, u string) {
-	tb.Helper()
-	servicetest.Poll(tb, 20*time.Second, u+" to be reachable", func() bool {
-		resp, err := http.Get(u + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-}
-
-// benchNginx is the cluster's nginx for a testing.TB: deploy/nginx.conf in
-// front of contacts' HAProxy address, checking the cluster's credentials.
-// It returns nginx's URL once contacts answers /readyz through it.
-func (c *cluster) benchNginx(tb testing.TB) string {
-	tb.Helper()
-	path := benchNeedTool(tb, "nginx")
-	dir := tb.TempDir()
-	port := procFreePort(tb)
-	user := ""
-	if os.Geteuid() == 0 { // workers would run as nobody, who cannot write dir
-		user = "user root;"
-	}
-	body, err := os.ReadFile(filepath.Join("..", "deploy", "nginx.conf"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	conf := strings.NewReplacer("@DIR@", dir, "@LISTEN@", fmt.Sprintf("127.0.0.1:%d", port), "@UPSTREAM@", strings.TrimPrefix(c.lb["contacts"], "http://"),
-		"@USER@", user, "@CHECK@", `if ($credentials_ok = 0) { add_header WWW-Authenticate 'Basic realm="syndic"' always; return 401; }`,
-		"@TOKEN@", c.cr.Token, "@BASIC@", base64.StdEncoding.EncodeToString([]byte(secUser+":"+c.cr.Password))).Replace(string(body))
-	file := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	u := fmt.Sprintf("http://127.0.0.1:%d", port)
-	benchProcRun(tb, "nginx", u, exec.Command(path, "-p", dir, "-c", file))
-	benchReachable(tb, u)
-	return u
-}
-
-// benchActive waits until exactly one of replicas says it follows the feed
-// and returns it.
-func (c *cluster) benchActive(tb testing.TB, replicas ...*procService) *procService {
-	tb.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var found *procService
-		var seen []string
-		n := 0
-		for _, p := range replicas {
-			st := c.follower(p)
-			if st.Follower == "active" {
-				found, n = p, n+1
-			}
-			seen = append(seen, fmt.Sprintf("%s: %+v", p.name, st))
-		}
-		if n == 1 {
-			return found
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("not exactly one active calendar follower within 20 s: %s", strings.Join(seen, "; "))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // benchAuthClient is benchHTTPClient with the cluster's bearer token on
 // every request.
 func (c *cluster) benchAuthClient(b *testing.B) *http.Client {
@@ -273,13 +99,13 @@ func (c *cluster) benchAuthClient(b *testing.B) *http.Client {
 // BenchmarkReplicaPropagation measures write → calendar latency when the
 // write lands on the contacts replica calendar long-polls and on the other.
 func BenchmarkReplicaPropagation(b *testing.B) {
-	c := newBenchCluster(b)
-	con1 := c.benchStart(b, "contacts", 1)
-	con2 := c.benchStart(b, "contacts", 2)
-	cal := c.benchStart(b, "calendar", 1, "CONTACTS_FEED_URL="+con1.URL+"/feed")
+	c := newCluster(b)
+	con1 := c.start("contacts", 1, "LOG_LEVEL=error")
+	con2 := c.start("contacts", 2, "LOG_LEVEL=error")
+	cal := c.start("calendar", 1, "LOG_LEVEL=error", "CONTACTS_FEED_URL="+con1.URL+"/feed")
 	client := c.benchAuthClient(b)
 	cdb := servicetest.OpenDB(b, c.dbs["calendar"])
-	c.benchActive(b, cal)
+	c.active("one active calendar follower", cal)
 
 	n := 0
 	// propagate creates a contact at target and returns when calendar's
@@ -333,13 +159,16 @@ func BenchmarkReplicaPropagation(b *testing.B) {
 // BenchmarkReplicaWrites measures contact creations per second with 8
 // writers through HAProxy to one contacts replica and to two.
 func BenchmarkReplicaWrites(b *testing.B) {
-	c := newBenchCluster(b)
-	c.benchStart(b, "contacts", 1)
-	c.benchStart(b, "contacts", 2)
+	c := newCluster(b)
+	c.start("contacts", 1, "LOG_LEVEL=error")
+	c.start("contacts", 2, "LOG_LEVEL=error")
 	addr := func(slot int) string { return fmt.Sprintf("127.0.0.1:%d", c.ports["contacts"][slot-1]) }
 	one := fmt.Sprintf("http://127.0.0.1:%d", procFreePort(b))
-	c.benchHAProxy(b, one, [2]string{addr(1), addr(1)})
-	c.benchHAProxy(b, c.lb["contacts"], [2]string{addr(1), addr(2)})
+	c.haproxy("CONTACTS_BIND="+strings.TrimPrefix(one, "http://"), "CONTACTS_1="+addr(1), "CONTACTS_2="+addr(1), // both slots: one replica
+		fmt.Sprintf("CALENDAR_BIND=127.0.0.1:%d", procFreePort(b)), fmt.Sprintf("NOTIFICATIONS_BIND=127.0.0.1:%d", procFreePort(b)))
+	c.haproxy()
+	reachable(b, one)
+	reachable(b, c.lb["contacts"])
 	client := c.benchAuthClient(b)
 
 	var next atomic.Int64
@@ -415,8 +244,8 @@ func firstErr(first, err error) error {
 // BenchmarkFailover measures how long the standby calendar takes to follow
 // after the active one is SIGKILLed and after it gets SIGTERM.
 func BenchmarkFailover(b *testing.B) {
-	c := newBenchCluster(b)
-	con := c.benchStart(b, "contacts", 1)
+	c := newCluster(b)
+	con := c.start("contacts", 1, "LOG_LEVEL=error")
 	lease := "FOLLOWER_LEASE=" + failoverLease.String()
 	calEnv := []string{"CONTACTS_FEED_URL=" + con.URL + "/feed", lease}
 	replicas := func() []*procService {
@@ -428,13 +257,13 @@ func BenchmarkFailover(b *testing.B) {
 		// not running (the next takeover may first wait for a lease).
 		for slot := 1; slot <= 2; slot++ {
 			if p := c.procs["calendar"+strconv.Itoa(slot)]; p == nil || exited(p) {
-				c.benchStart(b, "calendar", slot, calEnv...)
+				c.start("calendar", slot, append([]string{"LOG_LEVEL=error"}, calEnv...)...)
 			}
 		}
 		var took []time.Duration
 		for b.Loop() {
 			for range failoverReps {
-				active := c.benchActive(b, replicas()...)
+				active := c.active("one active calendar follower", replicas()...)
 				other := c.procs["calendar1"]
 				if other == active {
 					other = c.procs["calendar2"]
@@ -456,7 +285,7 @@ func BenchmarkFailover(b *testing.B) {
 					b.Fatalf("%s after SIGTERM: %v, want exit status 0", active.name, st)
 				}
 				slot, _ := strconv.Atoi(strings.TrimPrefix(active.name, "calendar"))
-				again := c.benchStart(b, "calendar", slot, calEnv...)
+				again := c.start("calendar", slot, append([]string{"LOG_LEVEL=error"}, calEnv...)...)
 				servicetest.Poll(b, 20*time.Second, again.name+" to stand by", func() bool { return c.follower(again).Follower == "standby" })
 				b.StartTimer()
 			}
@@ -483,10 +312,12 @@ func exited(p *procService) bool {
 // BenchmarkArchiveThroughNginx measures archive page requests per second
 // from nginx's cache beside the same requests to the contacts replica.
 func BenchmarkArchiveThroughNginx(b *testing.B) {
-	c := newBenchCluster(b)
-	con := c.benchStart(b, "contacts", 1, "ARCHIVE_CACHE=public")
-	c.benchHAProxy(b, c.lb["contacts"], [2]string{fmt.Sprintf("127.0.0.1:%d", c.ports["contacts"][0]), fmt.Sprintf("127.0.0.1:%d", c.ports["contacts"][1])})
-	ngx := c.benchNginx(b)
+	c := newCluster(b)
+	con := c.start("contacts", 1, "LOG_LEVEL=error", "ARCHIVE_CACHE=public")
+	c.haproxy()
+	reachable(b, c.lb["contacts"])
+	ngx := c.nginx()
+	reachable(b, ngx)
 	client := c.benchAuthClient(b)
 	for i := range archiveContacts {
 		if _, err := benchCreate(client, con.URL, fmt.Sprint("Archived ", i), fmt.Sprintf("archived%d@example.org", i), ""); err != nil {

@@ -99,7 +99,7 @@ func procFreePort(t testing.TB) int {
 // waits for /readyz. The process is killed when the test ends, unless it
 // has exited already. A port taken between picking and binding is picked
 // again.
-func procStart(t *testing.T, name string, env func(port int) []string) *procService {
+func procStart(t testing.TB, name string, env func(port int) []string) *procService {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
 		p := procLaunch(t, name, procFreePort(t), env, "")
@@ -117,7 +117,7 @@ func procStart(t *testing.T, name string, env func(port int) []string) *procServ
 // and nothing else, and does not wait. The process is killed when the test
 // ends, unless it has exited already; what (like " (restarted)") names it
 // in the output logged when the test failed.
-func procLaunch(t *testing.T, name string, port int, env func(port int) []string, what string) *procService {
+func procLaunch(t testing.TB, name string, port int, env func(port int) []string, what string) *procService {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(procBinaries(t), name))
 	cmd.Env = append([]string{"PORT=" + strconv.Itoa(port)}, env(port)...)
@@ -128,7 +128,7 @@ func procLaunch(t *testing.T, name string, port int, env func(port int) []string
 // procRun starts cmd, named name (and what) in the output logged when the
 // test failed, serving url; it is killed when the test ends, unless it has
 // exited already.
-func procRun(t *testing.T, name, url string, cmd *exec.Cmd, what string) *procService {
+func procRun(t testing.TB, name, url string, cmd *exec.Cmd, what string) *procService {
 	t.Helper()
 	p := &procService{name: name, URL: url, cmd: cmd, stdout: &secOutput{}, stderr: &secOutput{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr

@@ -28,7 +28,7 @@ import (
 
 // needTool returns the path of program, skipping the test when it is not
 // installed — failing it under CI=true, where .ci/run installs it.
-func needTool(t *testing.T, program string) string {
+func needTool(t testing.TB, program string) string {
 	t.Helper()
 	path, err := exec.LookPath(program)
 	if err != nil {
@@ -43,7 +43,7 @@ func needTool(t *testing.T, program string) string {
 // cluster is the three services as replicas on one PostgreSQL, behind
 // HAProxy.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	cr    secCreds
 	smtp  *smtptest.Server
 	dbs   map[string]string       // service → DATABASE_URL: a schema each
@@ -54,7 +54,7 @@ type cluster struct {
 }
 
 // newCluster picks the ports and makes the schemas; nothing runs yet.
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	c := &cluster{t: t, cr: secNewCreds(), smtp: smtptest.Start(t), dbs: map[string]string{}, ports: map[string][]int{},
 		lb: map[string]string{}, procs: map[string]*procService{}}
 	for _, s := range []string{"contacts", "calendar", "notifications"} {
@@ -90,18 +90,22 @@ func (c *cluster) env(service string, slot int) func(port int) []string {
 	}
 }
 
-// launch starts replica slot of service and does not wait for it.
-func (c *cluster) launch(service string, slot int) *procService {
+// launch starts replica slot of service, its environment then extra
+// (a later setting wins), and does not wait for it.
+func (c *cluster) launch(service string, slot int, extra ...string) *procService {
 	name := service + strconv.Itoa(slot)
-	p := procLaunch(c.t, service, c.ports[service][slot-1], c.env(service, slot), " "+name)
+	env := c.env(service, slot)
+	p := procLaunch(c.t, service, c.ports[service][slot-1], func(port int) []string { return append(env(port), extra...) }, " "+name)
+	p.name = name // the replica, not the binary
 	c.procs[name] = p
 	return p
 }
 
-// start starts replica slot of service and waits until it is ready.
-func (c *cluster) start(service string, slot int) *procService {
+// start starts replica slot of service (see launch) and waits until it
+// is ready.
+func (c *cluster) start(service string, slot int, extra ...string) *procService {
 	c.t.Helper()
-	p := c.launch(service, slot)
+	p := c.launch(service, slot, extra...)
 	if !p.waitReady(c.t) {
 		c.t.Fatalf("%s%d exited before it was ready: %v\n%s", service, slot, p.state, procTail(p.stderr.String()))
 	}
@@ -121,8 +125,9 @@ func (c *cluster) restart(p *procService) *procService {
 	return nil
 }
 
-// haproxy starts HAProxy with deploy/haproxy.cfg in front of the slots.
-func (c *cluster) haproxy() {
+// haproxy starts HAProxy with deploy/haproxy.cfg in front of the slots;
+// settings in extra (like CONTACTS_BIND=…) win over the cluster's.
+func (c *cluster) haproxy(extra ...string) {
 	c.t.Helper()
 	path := needTool(c.t, "haproxy")
 	cmd := exec.Command(path, "-db", "-f", filepath.Join("..", "deploy", "haproxy.cfg"))
@@ -133,12 +138,13 @@ func (c *cluster) haproxy() {
 			cmd.Env = append(cmd.Env, fmt.Sprintf("%s_%d=127.0.0.1:%d", upper, i+1, port))
 		}
 	}
+	cmd.Env = append(cmd.Env, extra...)
 	procRun(c.t, "haproxy", c.lb["contacts"], cmd, "")
 }
 
 // reachable waits until /readyz answers 200 at u (HAProxy or nginx has a
 // server up behind it).
-func reachable(t *testing.T, u string) {
+func reachable(t testing.TB, u string) {
 	t.Helper()
 	servicetest.Poll(t, 20*time.Second, u+" to be reachable", func() bool {
 		resp, err := http.Get(u + "/readyz")

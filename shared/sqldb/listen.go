@@ -33,6 +33,7 @@ type peers struct {
 	log     *slog.Logger
 
 	kick   chan struct{} // a commit to announce
+	quit   chan struct{} // closed by stop: announce what is pending, then end
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -46,9 +47,9 @@ func startPeers(db *DB, url string, log *slog.Logger) (*peers, error) {
 	_, _ = rand.Read(id[:])
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &peers{db: db, url: url, channel: commitChannel(schema), self: hex.EncodeToString(id[:]),
-		log: log, kick: make(chan struct{}, 1), cancel: cancel}
+		log: log, kick: make(chan struct{}, 1), quit: make(chan struct{}), cancel: cancel}
 	p.wg.Go(func() { p.listen(ctx) })
-	p.wg.Go(func() { p.announce(ctx) })
+	p.wg.Go(p.announce)
 	return p, nil
 }
 
@@ -60,16 +61,30 @@ func (p *peers) committed() {
 	}
 }
 
-func (p *peers) announce(ctx context.Context) {
+// announce sends a NOTIFY for each burst of commits until stop, and then
+// one more if a commit is still unannounced: the last commits of a replica
+// shutting down (a released lease, say) reach the others at once.
+func (p *peers) announce() {
 	for {
 		select {
 		case <-p.kick:
-		case <-ctx.Done():
+			p.notify()
+		case <-p.quit:
+			select {
+			case <-p.kick:
+				p.notify()
+			default:
+			}
 			return
 		}
-		if _, err := p.db.sql.ExecContext(ctx, `SELECT pg_notify($1, $2)`, p.channel, p.self); err != nil && ctx.Err() == nil {
-			p.log.Warn("notify other instances of a commit", "err", err)
-		}
+	}
+}
+
+func (p *peers) notify() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := p.db.sql.ExecContext(ctx, `SELECT pg_notify($1, $2)`, p.channel, p.self); err != nil {
+		p.log.Warn("notify other instances of a commit", "err", err)
 	}
 }
 
@@ -111,6 +126,7 @@ func (p *peers) session(ctx context.Context, ready func()) error {
 }
 
 func (p *peers) stop() {
+	close(p.quit)
 	p.cancel()
 	p.wg.Wait()
 }
