@@ -2,6 +2,7 @@ package calendar
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,8 +44,7 @@ type Notifier struct {
 	Buffer      int           // channel capacity (NOTIFY_BUFFER); 1000
 	Workers     int           // concurrent calls; 4
 	MaxAttempts int           // failed calls before an entry is marked failed; 10
-	MinBackoff  time.Duration // first retry; 1 s
-	MaxBackoff  time.Duration // longest retry; 5 min
+	Backoff     retry.Backoff // between retries; 1 s doubling to 5 min
 	Sweep       time.Duration // how often the outbox is swept; 5 s
 	// Lease is how long a replica's claim on an entry lasts unless renewed;
 	// it is renewed three times as often while the call is under way, so
@@ -67,27 +67,9 @@ type Notifier struct {
 
 func (n *Notifier) init() {
 	n.once.Do(func() {
-		if n.Buffer <= 0 {
-			n.Buffer = 1000
-		}
-		if n.Workers <= 0 {
-			n.Workers = 4
-		}
-		if n.MaxAttempts <= 0 {
-			n.MaxAttempts = 10
-		}
-		if n.MinBackoff <= 0 {
-			n.MinBackoff = time.Second
-		}
-		if n.MaxBackoff < n.MinBackoff {
-			n.MaxBackoff = max(5*time.Minute, n.MinBackoff)
-		}
-		if n.Sweep <= 0 {
-			n.Sweep = 5 * time.Second
-		}
-		if n.Lease <= 0 {
-			n.Lease = 10 * time.Second
-		}
+		n.Buffer, n.Workers, n.MaxAttempts = cmp.Or(n.Buffer, 1000), cmp.Or(n.Workers, 4), cmp.Or(n.MaxAttempts, 10)
+		n.Backoff = n.Backoff.Or(time.Second, 5*time.Minute)
+		n.Sweep, n.Lease = cmp.Or(n.Sweep, 5*time.Second), cmp.Or(n.Lease, 10*time.Second)
 		if n.Client == nil {
 			n.Client = &http.Client{Timeout: 10 * time.Second}
 		}
@@ -220,7 +202,7 @@ func (n *Notifier) deliver(ctx context.Context, id int64) {
 		n.record(n.Store.MarkOutbox(bg, id, "failed", attempts, err.Error(), time.Now()))
 	default:
 		n.retries.Inc(1)
-		next := time.Now().Add(retry.Backoff{Min: n.MinBackoff, Max: n.MaxBackoff}.Wait(attempts))
+		next := time.Now().Add(n.Backoff.Wait(attempts))
 		n.Log.Info("notification request will be retried", "outbox", id, "attempt", attempts, "at", next, "err", err)
 		n.record(n.Store.MarkOutbox(bg, id, "pending", attempts, err.Error(), next))
 	}

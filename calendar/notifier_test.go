@@ -13,6 +13,7 @@ import (
 
 	"syndic/shared/breaker"
 	"syndic/shared/metrics"
+	"syndic/shared/retry"
 	"syndic/shared/sqldb/sqldbtest"
 )
 
@@ -85,8 +86,8 @@ func startNotifier(t *testing.T, n *Notifier) (stop func()) {
 	if n.Breaker == nil {
 		n.Breaker = breaker.New(breaker.Settings{Name: "notifications", Failures: 1000, Counts: IsPeerFailure})
 	}
-	if n.MinBackoff == 0 {
-		n.MinBackoff, n.MaxBackoff = time.Millisecond, 5*time.Millisecond
+	if n.Backoff.Min == 0 {
+		n.Backoff = retry.Backoff{Min: time.Millisecond, Max: 5 * time.Millisecond}
 	}
 	if n.Authorize == nil {
 		n.Authorize = func(r *http.Request) { r.Header.Set("Authorization", "Bearer calendar-token") }
@@ -220,7 +221,7 @@ func TestNotifierRetries(t *testing.T) {
 			srv := newStandIn(t, always(status))
 			const maxAttempts, minBackoff = 4, 20 * time.Millisecond
 			startNotifier(t, &Notifier{Store: s, URL: srv.URL, Committed: db.Committed, Sweep: 5 * time.Millisecond,
-				MaxAttempts: maxAttempts, MinBackoff: minBackoff, MaxBackoff: 8 * minBackoff})
+				MaxAttempts: maxAttempts, Backoff: retry.Backoff{Min: minBackoff, Max: 8 * minBackoff}})
 
 			id := appointmentWith(t, s, 7)
 			waitFor(t, "the entry marked failed", settled(t, s, "failed", id))
@@ -235,7 +236,7 @@ func TestNotifierRetries(t *testing.T) {
 			if len(calls) != maxAttempts {
 				t.Fatalf("%d calls, want %d", len(calls), maxAttempts)
 			}
-			// Backoff n is at least half of MinBackoff·2ⁿ⁻¹, counted from
+			// Backoff n is at least half of Backoff.Min·2ⁿ⁻¹, counted from
 			// after the failed call (a lower bound the notifier guarantees,
 			// whatever the scheduling; 1 ms for the stored microseconds).
 			for i := 1; i < len(calls); i++ {

@@ -15,6 +15,7 @@ import (
 	"syndic/shared/feed"
 	"syndic/shared/httpx"
 	"syndic/shared/metrics"
+	"syndic/shared/retry"
 	"syndic/shared/sqldb"
 )
 
@@ -126,7 +127,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		Breaker: breaker.New(breaker.Settings{Name: "notifications", Failures: uint32(cfg.BreakerFailures), OpenFor: cfg.BreakerOpenFor,
 			Counts: IsPeerFailure, Log: log, Met: m}),
 		Buffer: cfg.NotifyBuffer, Workers: cfg.NotifyWorkers, MaxAttempts: cfg.NotifyMaxAttempts,
-		MinBackoff: cfg.NotifyRetryMin, MaxBackoff: cfg.NotifyRetryMax, Sweep: cfg.NotifySweep,
+		Backoff: retry.Backoff{Min: cfg.NotifyRetryMin, Max: cfg.NotifyRetryMax}, Sweep: cfg.NotifySweep,
 		Committed: db.Committed, Log: log, Metrics: m,
 	}
 	fc := feed.FollowerConfig{

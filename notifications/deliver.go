@@ -1,6 +1,7 @@
 package notifications
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -22,8 +23,7 @@ type Delivery struct {
 	From        string
 	Workers     int           // concurrent sends; 4
 	MaxAttempts int           // temporary failures before giving up; 8
-	MinBackoff  time.Duration // after the first failure; 1 s
-	MaxBackoff  time.Duration // at most; 10 min
+	Backoff     retry.Backoff // between retries; 1 s doubling to 10 min
 	Lease       time.Duration // a claim lasts unless renewed (DELIVERY_LEASE); 10 s
 	// Committed returns a channel closed at the store's next commit
 	// (sqldb.DB.Committed): a notification accepted wakes an idle worker.
@@ -38,21 +38,9 @@ type Delivery struct {
 func (d *Delivery) init() {
 	d.once.Do(func() {
 		d.poke = make(chan struct{}, 1)
-		if d.Workers <= 0 {
-			d.Workers = 4
-		}
-		if d.MaxAttempts <= 0 {
-			d.MaxAttempts = 8
-		}
-		if d.MinBackoff <= 0 {
-			d.MinBackoff = time.Second
-		}
-		if d.MaxBackoff < d.MinBackoff {
-			d.MaxBackoff = max(10*time.Minute, d.MinBackoff)
-		}
-		if d.Lease <= 0 {
-			d.Lease = 10 * time.Second
-		}
+		d.Workers, d.MaxAttempts = cmp.Or(d.Workers, 4), cmp.Or(d.MaxAttempts, 8)
+		d.Backoff = d.Backoff.Or(time.Second, 10*time.Minute)
+		d.Lease = cmp.Or(d.Lease, 10*time.Second)
 	})
 }
 
@@ -120,7 +108,7 @@ func (d *Delivery) work(ctx context.Context) {
 			d.record(d.Store.MarkFailed(bg, n.ID, n.Attempts+1, err.Error()))
 		default:
 			retries.Inc(1)
-			next := time.Now().Add(retry.Backoff{Min: d.MinBackoff, Max: d.MaxBackoff}.Wait(n.Attempts + 1))
+			next := time.Now().Add(d.Backoff.Wait(n.Attempts + 1))
 			d.Log.Info("notification will be retried", "id", n.ID, "attempt", n.Attempts+1, "at", next, "err", err)
 			d.record(d.Store.MarkRetry(bg, n.ID, n.Attempts+1, next, err.Error()))
 		}

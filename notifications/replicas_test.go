@@ -9,6 +9,7 @@ import (
 
 	"syndic/shared/breaker"
 	"syndic/shared/metrics"
+	"syndic/shared/retry"
 	"syndic/shared/servicetest"
 	"syndic/shared/smtptest"
 	"syndic/shared/sqldb/sqldbtest"
@@ -51,7 +52,7 @@ func TestMailOfADeadReplica(t *testing.T) {
 		}
 		run := func(store Store, sender Sender, lease time.Duration) context.CancelFunc {
 			d := &Delivery{Store: store, Sender: sender, From: "syndic <noreply@syndic.test>", Workers: 1, Lease: lease,
-				MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+				Backoff: retry.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond},
 				Breaker: breaker.New(breaker.Settings{Name: "smtp", Failures: 100, Counts: Temporary}),
 				Log:     slog.New(slog.DiscardHandler), Metrics: metrics.New()}
 			rctx, cancel := context.WithCancel(ctx)

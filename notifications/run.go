@@ -13,6 +13,7 @@ import (
 	"syndic/shared/config"
 	"syndic/shared/httpx"
 	"syndic/shared/metrics"
+	"syndic/shared/retry"
 	"syndic/shared/sqldb"
 )
 
@@ -111,7 +112,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	})
 	br := breaker.New(breaker.Settings{Name: "smtp", Failures: uint32(cfg.BreakerFailures), OpenFor: cfg.BreakerOpenFor, Counts: Temporary, Log: log, Met: m})
 	delivery := &Delivery{Store: store, Sender: sender, Breaker: br, From: cfg.MailFrom, Workers: cfg.Workers,
-		MaxAttempts: cfg.MaxAttempts, MinBackoff: cfg.RetryMin, MaxBackoff: cfg.RetryMax, Lease: cfg.Lease, Committed: db.Committed, Log: log, Metrics: m}
+		MaxAttempts: cfg.MaxAttempts, Backoff: retry.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}, Lease: cfg.Lease, Committed: db.Committed, Log: log, Metrics: m}
 	access := cfg.Access()
 	h, err := NewServer(log, store, db, m, access, br.State)
 	if err != nil {

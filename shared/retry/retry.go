@@ -16,6 +16,21 @@ type Backoff struct {
 	Max time.Duration
 }
 
+// Or returns b with a zero Min set to min and a Max below Min set to max
+// (or Min, when that is larger): b with its defaults.
+func (b Backoff) Or(min, max time.Duration) Backoff {
+	if b.Min <= 0 {
+		b.Min = min
+	}
+	if b.Max < b.Min {
+		b.Max = max
+		if b.Max < b.Min {
+			b.Max = b.Min
+		}
+	}
+	return b
+}
+
 // Wait returns how long to wait after failures failures in a row (1 or more).
 func (b Backoff) Wait(failures int) time.Duration {
 	d := b.Min << min(max(failures, 1)-1, 30)

@@ -62,3 +62,16 @@ func TestEvery(t *testing.T) {
 		t.Fatalf("fn called %d times after stop", len(calls)-n)
 	}
 }
+
+func TestBackoffOr(t *testing.T) {
+	for _, tc := range []struct{ in, want Backoff }{
+		{Backoff{}, Backoff{time.Second, time.Minute}},
+		{Backoff{Min: 2 * time.Second}, Backoff{2 * time.Second, time.Minute}},
+		{Backoff{Min: 2 * time.Minute}, Backoff{2 * time.Minute, 2 * time.Minute}},
+		{Backoff{Min: time.Millisecond, Max: 5 * time.Millisecond}, Backoff{time.Millisecond, 5 * time.Millisecond}},
+	} {
+		if got := tc.in.Or(time.Second, time.Minute); got != tc.want {
+			t.Errorf("%+v.Or(1s, 1m) = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}
