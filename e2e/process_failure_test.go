@@ -148,10 +148,10 @@ func TestProcessesKilledMidTraffic(t *testing.T) {
 	// waits until every mail it accepted is marked sent: none is between
 	// acceptance and being marked at the kill, the one window in which a
 	// crash sends a mail twice. It also waits until no notification is
-	// claimed: a claim (lease) held at a crash keeps that mail from being
-	// tried again for the lease's 2 minutes. With the breaker open (at the
-	// first refusal, for 10 minutes) no worker calls SMTP, so none holds a
-	// claim for longer than it takes to give it back.
+	// claimed, so the restarted service has every mail to send at once (a
+	// claim held at a crash waits out DELIVERY_LEASE). With the breaker open
+	// (at the first refusal, for 10 minutes) no worker calls SMTP, so none
+	// holds a claim for longer than it takes to give it back.
 	flowing(10)
 	smtp.Fail(451, "try again later")
 	accepted := len(smtp.Mails())
