@@ -36,6 +36,7 @@ type peers struct {
 	quit   chan struct{} // closed by stop: announce what is pending, then end
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	once   sync.Once // stop runs once: a DB may be closed twice
 }
 
 func startPeers(db *DB, url string, log *slog.Logger) (*peers, error) {
@@ -126,7 +127,9 @@ func (p *peers) session(ctx context.Context, ready func()) error {
 }
 
 func (p *peers) stop() {
-	close(p.quit)
-	p.cancel()
-	p.wg.Wait()
+	p.once.Do(func() {
+		close(p.quit)
+		p.cancel()
+		p.wg.Wait()
+	})
 }

@@ -56,6 +56,9 @@ func TestCommittedAcrossInstances(t *testing.T) {
 		}
 	}
 	untilHeard("a commit by one instance never woke the other")
+	if err := servicetest.OpenDB(t, url).Close(); err != nil { // and closed again when t ends
+		t.Fatal(err)
+	}
 	for i := range 3 {
 		ch := b.Committed()
 		insert(a, i)
