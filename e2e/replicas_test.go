@@ -352,6 +352,20 @@ func TestReplicasBehindLoadBalancer(t *testing.T) {
 		}
 	}()
 	t.Cleanup(func() { stopChurn(); <-churnDone })
+	// And appointments moved to another room: each participant is told once.
+	var moves atomic.Int64
+	moverDone := make(chan struct{})
+	go func() {
+		defer close(moverDone)
+		for churning.Err() == nil && moves.Load() < 200 {
+			if g.moveAppointment() {
+				moves.Add(1)
+			} else {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}()
+	t.Cleanup(func() { stopChurn(); <-moverDone })
 	cal := []*procService{c.procs["calendar1"], c.procs["calendar2"]}
 	first := c.active("one calendar replica to follow", cal...)
 
@@ -422,16 +436,17 @@ func TestReplicasBehindLoadBalancer(t *testing.T) {
 		g.mu.Lock()
 		n := len(g.invites)
 		g.mu.Unlock()
-		return changes.Load()+g.rounds.Load() >= 1000 && n >= 100
+		return changes.Load()+g.rounds.Load() >= 1000 && n >= 100 && moves.Load() >= 50
 	})
 	stopChurn()
 	<-churnDone
+	<-moverDone
 	stop()
 	if t.Failed() {
 		t.FailNow()
 	}
 	g.mu.Lock()
-	t.Logf("%d contact changes, %d appointments through HAProxy", changes.Load()+g.rounds.Load()+g.rounds.Load()/3, len(g.invites))
+	t.Logf("%d contact changes, %d appointments (%d of them moved) through HAProxy", changes.Load()+g.rounds.Load()+g.rounds.Load()/3, len(g.invites), moves.Load())
 	g.mu.Unlock()
 
 	// Everything converges.
@@ -444,15 +459,16 @@ func TestReplicasBehindLoadBalancer(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	sameState(t, capi, kapi, map[int64]bool{})
-	want := g.wantInvites()
+	want := map[string]map[string]int{"Invitation": g.wantInvites(), "Changed": g.wantChanges()}
+	total := len(want["Invitation"]) + len(want["Changed"])
 	deadline = time.Now().Add(60 * time.Second)
-	for st := c.mails(ndb); st["all"] != len(want) || st["sent"] != len(want); st = c.mails(ndb) {
+	for st := c.mails(ndb); st["all"] != total || st["sent"] != total; st = c.mails(ndb) {
 		if time.Now().After(deadline) {
-			t.Fatalf("notifications after 60 s: %v, smtp %d mails; want %d sent", st, len(c.smtp.Mails()), len(want))
+			t.Fatalf("notifications after 60 s: %v, smtp %d mails; want %d sent", st, len(c.smtp.Mails()), total)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	checkOneInvitationEach(t, c.smtp.Mails(), want)
+	checkOneMailEach(t, c.smtp.Mails(), want)
 
 	stopSampling()
 	<-sampled

@@ -37,6 +37,7 @@ type traffic struct {
 	rng     *rand.Rand
 	people  []int64             // contact ids created
 	invites map[string][]string // appointment title → participants' addresses
+	changes map[string][]string // appointment title → who must be told it moved
 }
 
 // start runs clients traffic clients, each for at most maxRounds rounds,
@@ -224,17 +225,72 @@ func (g *traffic) createAppointment(title string, strict bool) {
 }
 
 func (g *traffic) findAppointment(title string) bool {
+	_, ok := g.appointment(title)
+	return ok
+}
+
+// appointment returns calendar's appointment titled title, if there is one.
+func (g *traffic) appointment(title string) (calendar.Appointment, bool) {
 	status, data := g.until(&g.refusedCal, "GET", g.cal+"/api/appointments", nil, nil)
 	var l list[calendar.Appointment]
 	if status != http.StatusOK || json.Unmarshal(data, &l) != nil {
-		return false
+		return calendar.Appointment{}, false
 	}
 	for _, a := range l.Items {
 		if a.Title == title {
-			return true
+			return a, true
 		}
 	}
-	return false
+	return calendar.Appointment{}, false
+}
+
+// moveAppointment moves one appointment not moved yet to another room,
+// with the same people, who must each be told once; it reports whether
+// there was one to move.
+func (g *traffic) moveAppointment() bool {
+	g.mu.Lock()
+	title := ""
+	for t := range g.invites {
+		if _, moved := g.changes[t]; !moved {
+			title = t
+			break
+		}
+	}
+	g.mu.Unlock()
+	if title == "" {
+		return false
+	}
+	a, ok := g.appointment(title)
+	if !ok {
+		g.t.Errorf("appointment %q is not in calendar", title)
+		return false
+	}
+	in := map[string]any{"title": a.Title, "starts_at": a.StartsAt, "ends_at": a.EndsAt, "location": "Room B", "participants": a.Participants}
+	status, data := g.until(&g.refusedCal, "PUT", fmt.Sprintf("%s/api/appointments/%d", g.cal, a.ID), in, func() bool {
+		b, ok := g.appointment(title)
+		return ok && b.Location == "Room B"
+	}, "If-Match", fmt.Sprintf(`"%d"`, a.Version))
+	switch status {
+	case -1:
+		return false
+	case 0, http.StatusOK:
+	default:
+		g.t.Errorf("PUT calendar appointment %q: status %d, want 200: %s", title, status, data)
+		return false
+	}
+	var told []string
+	for _, p := range a.Attendees {
+		if !p.Deleted && p.Email != "" {
+			told = append(told, p.Email)
+		}
+	}
+	g.mu.Lock()
+	if g.changes == nil {
+		g.changes = map[string][]string{}
+	}
+	g.changes[title] = told
+	g.mu.Unlock()
+	return true
 }
 
 // run makes rounds of changes — a new person, now and then a changed one,
@@ -272,31 +328,62 @@ func (g *traffic) wantInvites() map[string]int {
 	return want
 }
 
+// wantChanges returns the change mails the moves asked for, as
+// "title\x00address" → 1.
+func (g *traffic) wantChanges() map[string]int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	want := map[string]int{}
+	for title, emails := range g.changes {
+		for _, e := range emails {
+			want[title+"\x00"+e]++
+		}
+	}
+	return want
+}
+
 // checkOneInvitationEach fails unless mails hold exactly one invitation for
 // each "title\x00address" in want, and none else, with distinct Message-IDs.
 func checkOneInvitationEach(t *testing.T, mails []smtptest.Mail, want map[string]int) {
+	t.Helper()
+	checkOneMailEach(t, mails, map[string]map[string]int{"Invitation": want})
+}
+
+// checkOneMailEach fails unless mails hold exactly one mail of each kind
+// (the subject's first word: Invitation, Changed, Cancelled) for each
+// "title\x00address" in want[kind], and none else, with distinct
+// Message-IDs.
+func checkOneMailEach(t *testing.T, mails []smtptest.Mail, want map[string]map[string]int) {
 	t.Helper()
 	got, ids := map[string]int{}, map[string]int{}
 	for _, m := range mails {
 		inv := parseInvite(t, m)
 		ids[inv.MessageID]++
-		title, ok := strings.CutPrefix(inv.Subject, "Invitation: ")
+		kind, title, _ := strings.Cut(inv.Subject, ": ")
 		title, _, _ = strings.Cut(title, " — ")
-		if !ok {
-			t.Errorf("subject %q: want an invitation", inv.Subject)
+		if want[kind] == nil {
+			t.Errorf("subject %q: not a kind of mail wanted", inv.Subject)
 		}
-		got[title+"\x00"+inv.To]++
+		got[kind+"\x00"+title+"\x00"+inv.To]++
+	}
+	all := map[string]int{}
+	for kind, w := range want {
+		for k, n := range w {
+			all[kind+"\x00"+k] = n
+		}
 	}
 	for k, n := range got {
-		if want[k] != 1 || n != 1 {
-			title, to, _ := strings.Cut(k, "\x00")
-			t.Errorf("%q to %s: %d invitations, want %d", title, to, n, want[k])
+		if all[k] != 1 || n != 1 {
+			kind, rest, _ := strings.Cut(k, "\x00")
+			title, to, _ := strings.Cut(rest, "\x00")
+			t.Errorf("%q to %s: %d mails %q, want %d", title, to, n, kind, all[k])
 		}
 	}
-	for k := range want {
+	for k := range all {
 		if got[k] == 0 {
-			title, to, _ := strings.Cut(k, "\x00")
-			t.Errorf("%q to %s: no invitation", title, to)
+			kind, rest, _ := strings.Cut(k, "\x00")
+			title, to, _ := strings.Cut(rest, "\x00")
+			t.Errorf("%q to %s: no mail %q", title, to, kind)
 		}
 	}
 	if len(ids) != len(mails) {
