@@ -316,25 +316,17 @@ func (g *traffic) run(name string, stop <-chan struct{}, max int) {
 
 // wantInvites returns the invitations the traffic asked for, as
 // "title\x00address" → 1.
-func (g *traffic) wantInvites() map[string]int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	want := map[string]int{}
-	for title, emails := range g.invites {
-		for _, e := range emails {
-			want[title+"\x00"+e]++
-		}
-	}
-	return want
-}
+func (g *traffic) wantInvites() map[string]int { return g.want(g.invites) }
 
 // wantChanges returns the change mails the moves asked for, as
 // "title\x00address" → 1.
-func (g *traffic) wantChanges() map[string]int {
+func (g *traffic) wantChanges() map[string]int { return g.want(g.changes) }
+
+func (g *traffic) want(mails map[string][]string) map[string]int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	want := map[string]int{}
-	for title, emails := range g.changes {
+	for title, emails := range mails {
 		for _, e := range emails {
 			want[title+"\x00"+e]++
 		}
