@@ -163,9 +163,9 @@ func BenchmarkReplicaWrites(b *testing.B) {
 	c.start("contacts", 1, "LOG_LEVEL=error")
 	c.start("contacts", 2, "LOG_LEVEL=error")
 	addr := func(slot int) string { return fmt.Sprintf("127.0.0.1:%d", c.ports["contacts"][slot-1]) }
-	one := fmt.Sprintf("http://127.0.0.1:%d", procFreePort(b))
+	one := fmt.Sprintf("http://127.0.0.1:%d", c.spare[1])
 	c.haproxy("CONTACTS_BIND="+strings.TrimPrefix(one, "http://"), "CONTACTS_1="+addr(1), "CONTACTS_2="+addr(1), // both slots: one replica
-		fmt.Sprintf("CALENDAR_BIND=127.0.0.1:%d", procFreePort(b)), fmt.Sprintf("NOTIFICATIONS_BIND=127.0.0.1:%d", procFreePort(b)))
+		fmt.Sprintf("CALENDAR_BIND=127.0.0.1:%d", c.spare[2]), fmt.Sprintf("NOTIFICATIONS_BIND=127.0.0.1:%d", c.spare[3]))
 	c.haproxy()
 	reachable(b, one)
 	reachable(b, c.lb["contacts"])

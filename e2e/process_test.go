@@ -94,6 +94,24 @@ func procFreePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// procFreePorts returns n distinct loopback ports that were free a moment
+// ago: their listeners are all open at once, so none is handed out twice
+// (one at a time, a port just closed may come back — and HAProxy binds
+// with SO_REUSEPORT, so it would share it with whoever else got it).
+func procFreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
 // procStart starts the binary name with PORT set to a free port and the
 // rest of its environment — nothing is inherited — from env(port), and
 // waits for /readyz. The process is killed when the test ends, unless it

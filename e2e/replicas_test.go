@@ -51,23 +51,20 @@ type cluster struct {
 	lb    map[string]string       // service → HAProxy's URL for it
 	feed  string                  // the feed calendar follows (nginx's, or HAProxy's)
 	procs map[string]*procService // "calendar1" … by name and slot
+	spare []int                   // free ports for a test's own proxies
 }
 
 // newCluster picks the ports and makes the schemas; nothing runs yet.
 func newCluster(t testing.TB) *cluster {
 	c := &cluster{t: t, cr: secNewCreds(), smtp: smtptest.Start(t), dbs: map[string]string{}, ports: map[string][]int{},
 		lb: map[string]string{}, procs: map[string]*procService{}}
-	for _, s := range []string{"contacts", "calendar", "notifications"} {
+	ports := procFreePorts(t, 3*(4+1)+4) // four slots and a front each, and spares for a test's own proxies
+	for i, s := range []string{"contacts", "calendar", "notifications"} {
 		c.dbs[s] = sqldbtest.PostgresURL(t)
-		slots := 2
-		if s == "calendar" {
-			slots = 4
-		}
-		for range slots {
-			c.ports[s] = append(c.ports[s], procFreePort(t))
-		}
-		c.lb[s] = fmt.Sprintf("http://127.0.0.1:%d", procFreePort(t))
+		c.ports[s] = ports[i*5 : i*5+4 : i*5+4]
+		c.lb[s] = fmt.Sprintf("http://127.0.0.1:%d", ports[i*5+4])
 	}
+	c.spare = ports[15:]
 	c.feed = c.lb["contacts"] + "/feed"
 	return c
 }
@@ -162,7 +159,8 @@ func (c *cluster) nginx() string {
 	c.t.Helper()
 	path := needTool(c.t, "nginx")
 	dir := c.t.TempDir()
-	port := procFreePort(c.t)
+	port := c.spare[0]
+	c.spare = c.spare[1:]
 	user := ""
 	if os.Geteuid() == 0 { // workers would run as nobody, who cannot write dir
 		user = "user root;"
@@ -260,8 +258,6 @@ func (c *cluster) active(what string, replicas ...*procService) *procService {
 // change is made under one lock), and exactly one calendar follows.
 func TestReplicasStartTogether(t *testing.T) {
 	c := newCluster(t)
-	c.ports["contacts"] = append(c.ports["contacts"], procFreePort(t))
-	c.ports["notifications"] = append(c.ports["notifications"], procFreePort(t))
 	var all []*procService
 	for _, s := range []string{"contacts", "calendar", "notifications"} {
 		for slot := 1; slot <= 3; slot++ {
