@@ -78,6 +78,9 @@ func (g *traffic) until(refused *atomic.Int64, method, url string, body any, too
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		status, _, data, err := send(g.c, method, url, body, header...)
+		if err == nil && status >= 502 && status <= 504 { // a proxy: the replica it chose died mid-request
+			err = fmt.Errorf("status %d from the proxy", status)
+		}
 		if err == nil {
 			return status, data
 		}
