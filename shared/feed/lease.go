@@ -97,22 +97,22 @@ func (l *lease) release(ctx context.Context) error {
 	return err
 }
 
-// LeaseHolder is who holds the lease of a feed, as far as the database says.
-type LeaseHolder struct {
+// leaseHolder is who holds the lease of a feed, as far as the database says.
+type leaseHolder struct {
 	Holder    string    `json:"holder"`
 	ExpiresAt time.Time `json:"expires_at"`
 	Token     int64     `json:"token"`
 }
 
-func (l *lease) current(ctx context.Context) (LeaseHolder, error) {
-	var h LeaseHolder
+func (l *lease) current(ctx context.Context) (leaseHolder, error) {
+	var h leaseHolder
 	var exp int64
 	err := l.db.QueryRow(ctx, `SELECT holder, expires_at, token FROM feed_leases WHERE name = $1`, l.name).Scan(&h.Holder, &exp, &h.Token)
 	if errors.Is(err, sql.ErrNoRows) {
-		return LeaseHolder{}, nil
+		return leaseHolder{}, nil
 	}
 	if err != nil {
-		return LeaseHolder{}, fmt.Errorf("follower lease: %w", err)
+		return leaseHolder{}, fmt.Errorf("follower lease: %w", err)
 	}
 	h.ExpiresAt = time.UnixMicro(exp).UTC()
 	return h, nil

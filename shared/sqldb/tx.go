@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"syndic/shared/derrors"
 )
@@ -67,7 +68,7 @@ func (db *DB) Committed() <-chan struct{} { return db.commits.Wait() }
 
 // Query runs a read outside any transaction.
 func (db *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if s := db.stmts.get(db.sql, query, true); s != nil {
+	if s := db.stmts.get(ctx, db.sql, query, true); s != nil {
 		return s.QueryContext(ctx, args...)
 	}
 	return db.sql.QueryContext(ctx, query, args...)
@@ -75,7 +76,7 @@ func (db *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, 
 
 // QueryRow runs a read of at most one row outside any transaction.
 func (db *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	if s := db.stmts.get(db.sql, query, true); s != nil {
+	if s := db.stmts.get(ctx, db.sql, query, true); s != nil {
 		return s.QueryRowContext(ctx, args...)
 	}
 	return db.sql.QueryRowContext(ctx, query, args...)
@@ -105,13 +106,10 @@ func (t *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	return t.tx.QueryRowContext(ctx, query, args...)
 }
 
-// Dialect is the database family the transaction runs on.
-func (t *Tx) Dialect() Dialect { return t.db.Dialect }
-
 // stmt returns the DB's prepared statement for query bound to this
 // transaction's connection, or nil to run it unprepared.
 func (t *Tx) stmt(ctx context.Context, query string) *sql.Stmt {
-	s := t.db.stmts.get(t.db.sql, query, false)
+	s := t.db.stmts.get(ctx, t.db.sql, query, false)
 	if s == nil {
 		return nil
 	}
@@ -143,9 +141,9 @@ type statements struct {
 }
 
 // get returns query's statement. When it is not prepared yet, now says
-// whether to prepare it before returning (the caller holds no connection)
-// or in the background, returning nil.
-func (st *statements) get(db *sql.DB, query string, now bool) *sql.Stmt {
+// whether to prepare it before returning (the caller holds no connection),
+// within ctx, or in the background, returning nil.
+func (st *statements) get(ctx context.Context, db *sql.DB, query string, now bool) *sql.Stmt {
 	st.mu.RLock()
 	s, ok := st.m[query]
 	busy := st.pending[query] || len(st.m)+len(st.pending) >= maxStatements
@@ -160,14 +158,20 @@ func (st *statements) get(db *sql.DB, query string, now bool) *sql.Stmt {
 		}
 		st.pending[query] = true
 		st.mu.Unlock()
-		go st.prepare(db, query)
+		go func() { // beside the transaction, bounded: an unreachable database gives up
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			st.prepare(ctx, db, query)
+		}()
 		return nil
 	}
-	return st.prepare(db, query)
+	return st.prepare(ctx, db, query)
 }
 
-func (st *statements) prepare(db *sql.DB, query string) *sql.Stmt {
-	s, err := db.PrepareContext(context.Background(), query)
+// prepare prepares query within ctx; a prepare that fails or is cut short
+// leaves query unprepared, to be tried again on its next use.
+func (st *statements) prepare(ctx context.Context, db *sql.DB, query string) *sql.Stmt {
+	s, err := db.PrepareContext(ctx, query)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	delete(st.pending, query)
