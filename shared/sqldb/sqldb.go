@@ -137,8 +137,10 @@ func sqliteDSN(p string) string {
 	return "file:" + (&url.URL{Path: p}).EscapedPath() + "?" + q.Encode()
 }
 
-// Close closes the database, and with it every prepared statement.
+// Close closes the database, and with it every prepared statement, once
+// no statement is being prepared any more.
 func (db *DB) Close() error {
+	db.stmts.prepping.Wait()
 	if db.peers != nil {
 		db.peers.stop()
 	}

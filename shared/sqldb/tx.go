@@ -135,9 +135,10 @@ const maxStatements = 256
 // taken by transactions that would deadlock): the first use inside a
 // transaction runs unprepared while the statement is prepared beside it.
 type statements struct {
-	mu      sync.RWMutex
-	m       map[string]*sql.Stmt
-	pending map[string]bool
+	mu       sync.RWMutex
+	m        map[string]*sql.Stmt
+	pending  map[string]bool
+	prepping sync.WaitGroup // prepares in the background, waited for by Close
 }
 
 // get returns query's statement. When it is not prepared yet, now says
@@ -158,11 +159,11 @@ func (st *statements) get(ctx context.Context, db *sql.DB, query string, now boo
 		}
 		st.pending[query] = true
 		st.mu.Unlock()
-		go func() { // beside the transaction, bounded: an unreachable database gives up
+		st.prepping.Go(func() { // beside the transaction, bounded: an unreachable database gives up
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
 			st.prepare(ctx, db, query)
-		}()
+		})
 		return nil
 	}
 	return st.prepare(ctx, db, query)
