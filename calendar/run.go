@@ -118,6 +118,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 	m := metrics.New()
+	db.Observe(m)
 	access := cfg.Access()
 	notifier := &Notifier{
 		Store:     store,

@@ -106,6 +106,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		sender = &StdoutSender{W: stdout}
 	}
 	m := metrics.New()
+	db.Observe(m)
 	m.GaugeFunc("notifications_pending", "Notifications not yet sent or failed (in the shared database).", func() int64 {
 		n, _ := store.Pending(context.Background())
 		return n
