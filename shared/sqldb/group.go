@@ -4,26 +4,34 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 )
 
-// Group commit. Every Write is queued for the DB's one committer, which
-// runs what is queued — up to maxBatch writes — in one transaction and
+// Group commit. Every Write is queued for the DB's committers, each of
+// which runs what is queued — up to maxBatch writes — in one transaction and
 // commits it once: with durable commits (an fsync on SQLite, a WAL flush
 // on PostgreSQL) the writes of a batch share that cost. It adds no wait:
 // a batch is whatever queued while the previous one ran and committed, so
-// a lone writer commits alone and many writers commit together.
+// a lone writer commits alone and many writers commit together. SQLite has
+// one committer (one writer at a time); PostgreSQL has pgCommitters, so
+// one batch's round trips to the server overlap another's.
 //
-// Each write in a batch runs inside a savepoint of its own: when its
-// function fails (or panics) the database is rolled back to that
-// savepoint, that write alone gets the error and the others stay in the
-// batch. When the batch itself breaks — the commit fails, or the database
-// rolled the whole transaction back by itself (SQLite does so on some
-// I/O and disk-full errors) — every write in it gets the error; none is
-// reported done unless the commit that holds it returned.
+// Each write in a batch of several runs inside a savepoint of its own:
+// when its function fails (or panics) the transaction is rolled back to
+// that savepoint, that write alone gets the error and the others stay in
+// the batch. When the batch itself breaks — a Stage's flush or the commit
+// fails, or the database rolled the whole transaction back by itself
+// (SQLite does so on some I/O and disk-full errors) — every write in it
+// gets the error; none is reported done unless the commit that holds it
+// returned.
 
 // maxBatch bounds the writes committed together, and so how long the first
-// of them waits for the others to run.
+// of them waits for the others to run. A batch's savepoints nest (none is
+// released), which PostgreSQL keeps cheap up to 64 per transaction.
 const maxBatch = 32
+
+// pgCommitters is how many batches run at once on PostgreSQL.
+const pgCommitters = 1
 
 // errClosed answers a Write after Close.
 var errClosed = errors.New("sqldb: database is closed")
@@ -41,15 +49,23 @@ type outcome struct {
 	panicked any
 }
 
-// queue hands requests to the committer; closed by Close.
+// queue hands requests to the committers; closed by Close.
 type queue struct {
 	in   chan *request
-	done chan struct{} // closed when the committer has returned
+	done chan struct{} // closed when every committer has returned
 }
 
-func startCommitter(db *DB) {
+func startCommitters(db *DB) {
+	n := 1
+	if db.Dialect == Postgres {
+		n = pgCommitters
+	}
 	db.queue = queue{in: make(chan *request, maxBatch), done: make(chan struct{})}
-	go db.commitLoop()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(db.commitLoop)
+	}
+	go func() { wg.Wait(); close(db.queue.done) }()
 }
 
 // Write runs fn in a transaction and commits when it returns nil; then
@@ -83,7 +99,6 @@ func (db *DB) Write(ctx context.Context, fn func(*Tx) error) error {
 // commitLoop is the committer: it takes what is queued, up to maxBatch
 // requests, and runs them as one batch, until Close closes the queue.
 func (db *DB) commitLoop() {
-	defer close(db.queue.done)
 	batch := make([]*request, 0, maxBatch)
 	for r := range db.queue.in {
 		batch = append(batch[:0], r)
@@ -143,18 +158,13 @@ func (db *DB) commitBatch(batch []*request) {
 				return
 			}
 		}
+		mark := len(tx.staged)
 		outs[i] = run(r, tx)
 		if outs[i] == (outcome{}) {
 			kept++
-			if !alone {
-				if _, err := stx.ExecContext(ctx, `RELEASE SAVEPOINT write`); err != nil {
-					stx.Rollback()
-					fail(classify(fmt.Errorf("release savepoint: %w", err)))
-					return
-				}
-			}
 			continue
 		}
+		tx.staged = tx.staged[:mark]
 		if outs[i].err != nil {
 			outs[i].err = classify(outs[i].err)
 		}
@@ -163,7 +173,7 @@ func (db *DB) commitBatch(batch []*request) {
 		}
 		// Undo this request's work alone. When that fails, the database
 		// has already rolled the whole transaction back.
-		if _, err := stx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT write; RELEASE SAVEPOINT write`); err != nil {
+		if _, err := stx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT write`); err != nil {
 			stx.Rollback()
 			fail(classify(fmt.Errorf("batch rolled back by the database after: %w", cmpErr(outs[i]))))
 			return
@@ -172,6 +182,11 @@ func (db *DB) commitBatch(batch []*request) {
 	if kept == 0 {
 		stx.Rollback()
 		finish()
+		return
+	}
+	if err := tx.flushStaged(ctx); err != nil {
+		stx.Rollback()
+		fail(classify(err))
 		return
 	}
 	if err := stx.Commit(); err != nil {

@@ -33,28 +33,60 @@ func each(t *testing.T, fn func(t *testing.T, db *DB)) {
 	}
 }
 
-// queued blocks the committer with a write of its own, runs start (which
-// queues writes behind it), waits until n writes are queued, and lets the
-// committer go: those n run as one batch.
+// committers is how many batches db runs at once.
+func committers(db *DB) int {
+	if db.Dialect == Postgres {
+		return pgCommitters
+	}
+	return 1
+}
+
+// queued blocks every committer with a write of its own, runs start (which
+// queues writes behind them), waits until n writes are queued and lets one
+// committer go: those n run as one batch. It returns when that committer has
+// taken them and the others, let go, have committed.
 func queued(t *testing.T, db *DB, n int, start func()) {
 	t.Helper()
 	ctx := context.Background()
-	hold, held := make(chan struct{}), make(chan struct{})
-	go db.Write(ctx, func(tx *Tx) error {
-		close(held)
-		<-hold
-		return nil
-	})
-	<-held
-	start()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(db.queue.in) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d writes queued, want %d", len(db.queue.in), n)
+	holds := make([]chan struct{}, committers(db))
+	var holders sync.WaitGroup
+	let := func(i int) {
+		if holds[i] != nil {
+			close(holds[i])
+			holds[i] = nil
 		}
-		time.Sleep(time.Millisecond)
 	}
-	close(hold)
+	defer func() { // a failure too lets every holder go
+		for i := range holds {
+			let(i)
+		}
+		holders.Wait()
+	}()
+	for i := range holds {
+		hold, held := make(chan struct{}), make(chan struct{})
+		holds[i] = hold
+		holders.Go(func() {
+			db.Write(ctx, func(tx *Tx) error {
+				close(held)
+				<-hold
+				return nil
+			})
+		})
+		<-held
+	}
+	start()
+	wait := func(what string, done func() bool) {
+		deadline := time.Now().Add(10 * time.Second)
+		for !done() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d writes queued", what, len(db.queue.in))
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	wait(fmt.Sprintf("want %d", n), func() bool { return len(db.queue.in) >= n })
+	let(0)
+	wait("want them taken", func() bool { return len(db.queue.in) == 0 })
 }
 
 // TestGroupCommitIsolatesFailures: writes queued together commit in one
@@ -74,6 +106,18 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 		before := db.Stats()
 		boom := errors.New("boom")
 		cancelled, cancel := context.WithCancel(ctx)
+		// Each write also stages a row, flushed once for the batch.
+		var flushes [][]int
+		var ran []int
+		stage := NewStage(func(ctx context.Context, tx *Tx, items []int) error {
+			flushes = append(flushes, items)
+			for _, i := range items {
+				if _, err := tx.Exec(ctx, `INSERT INTO k (v) VALUES ($1)`, 5000+i); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 		const n = 12
 		errs := make([]error, n)
 		var panics []any
@@ -97,6 +141,8 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 						if _, err := tx.Exec(ctx, `INSERT INTO k (v) VALUES ($1)`, 100+i); err != nil {
 							return err
 						}
+						stage.Add(tx, i)
+						ran = append(ran, i) // the committer runs the batch's writes one after another
 						switch i {
 						case 3:
 							return boom // after a write of its own: undone
@@ -168,12 +214,25 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 		for _, i := range []int{0, 1, 2, 4, 6, 8, 10, 11} {
 			wantRows = append(wantRows, 1000+i)
 		}
+		for _, i := range []int{0, 1, 2, 4, 6, 8, 10, 11} {
+			wantRows = append(wantRows, 5000+i)
+		}
+		var kept []int
+		for _, i := range ran {
+			if i != 3 && i != 5 && i != 7 {
+				kept = append(kept, i)
+			}
+		}
+		if len(kept) != 8 || fmt.Sprint(flushes) != fmt.Sprint([][]int{kept}) {
+			t.Errorf("flushes = %v, want one flush of the rows the writes that succeeded staged, in the order they ran: %v", flushes, kept)
+		}
 		if fmt.Sprint(got) != fmt.Sprint(wantRows) {
 			t.Errorf("rows = %v\nwant   %v", got, wantRows)
 		}
 		after := db.Stats()
-		if c, w := after.Commits-before.Commits, after.Writes-before.Writes; c != 2 || w != 9 {
-			t.Errorf("%d commits of %d writes, want 2 of 9: the holding write, then the eight that succeeded in one batch", c, w)
+		k := int64(committers(db))
+		if c, w := after.Commits-before.Commits, after.Writes-before.Writes; c != k+1 || w != k+8 {
+			t.Errorf("%d commits of %d writes, want %d of %d: the holding writes, then the eight that succeeded in one batch", c, w, k+1, k+8)
 		}
 	})
 }

@@ -19,9 +19,10 @@ type Querier interface {
 
 // Tx is a write transaction: the only way to change the database.
 type Tx struct {
-	tx    *sql.Tx
-	db    *DB
-	stmts map[*sql.Stmt]*sql.Stmt // the DB's statements bound to this transaction
+	tx     *sql.Tx
+	db     *DB
+	stmts  map[*sql.Stmt]*sql.Stmt // the DB's statements bound to this transaction
+	staged []staged                // rows for the Stages, flushed before the commit
 }
 
 // Committed returns a channel that is closed when the next write commits,
