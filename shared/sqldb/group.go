@@ -152,7 +152,7 @@ func (db *DB) commitBatch(batch []*request) {
 			continue
 		}
 		if !alone {
-			if _, err := stx.ExecContext(ctx, `SAVEPOINT write`); err != nil {
+			if _, err := tx.Exec(ctx, `SAVEPOINT write`); err != nil {
 				stx.Rollback()
 				fail(classify(fmt.Errorf("savepoint: %w", err)))
 				return
@@ -173,7 +173,7 @@ func (db *DB) commitBatch(batch []*request) {
 		}
 		// Undo this request's work alone. When that fails, the database
 		// has already rolled the whole transaction back.
-		if _, err := stx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT write`); err != nil {
+		if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT write`); err != nil {
 			stx.Rollback()
 			fail(classify(fmt.Errorf("batch rolled back by the database after: %w", cmpErr(outs[i]))))
 			return
