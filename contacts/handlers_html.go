@@ -129,6 +129,11 @@ func (ps pages) handleCreate(store Store) http.Handler {
 			return nil
 		}
 		c, err := store.Create(r.Context(), in)
+		var taken derrors.Problems
+		if errors.As(err, &taken) {
+			ps.Render(w, r, http.StatusBadRequest, "form", formPage{Input: in, Problems: taken})
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -165,6 +170,10 @@ func (ps pages) handleUpdate(store Store) http.Handler {
 			form.Contact = stale.Current
 			form.Notice = fmt.Sprintf("Someone else changed this contact while you were editing (it is now at version %d: %s). Your changes are below and were not saved; submit again to save them over theirs.", stale.Current.Version, describe(stale.Current))
 			ps.Render(w, r, http.StatusConflict, "form", form)
+			return nil
+		}
+		if errors.As(err, &form.Problems) {
+			ps.Render(w, r, http.StatusBadRequest, "form", form)
 			return nil
 		}
 		if err != nil {

@@ -55,6 +55,13 @@ func TestHTMLForms(t *testing.T) {
 		t.Fatalf("create: status %d at %s, want the escaped contact page", status, at)
 	}
 
+	// A second contact with Ada's email, in another case, is refused with
+	// the reason beside the field and the input kept.
+	status, _, body = form(t, base, "/contacts", url.Values{"name": {"Ada Again"}, "email": {"ADA@example.org"}})
+	if status != 400 || !strings.Contains(body, `id="email-problem"`) || !strings.Contains(body, "is already the email of Ada &lt;b&gt;") || !strings.Contains(body, `value="Ada Again"`) {
+		t.Fatalf("duplicate email: status %d, want 400 naming the contact that has it:\n%s", status, body)
+	}
+
 	// Two people edit at once: the second save is refused, keeps its input
 	// and shows what changed.
 	status, _, _ = form(t, base, at, url.Values{"name": {"Ada"}, "email": {"ada@example.org"}, "version": {"1"}})

@@ -2,12 +2,15 @@ package contacts
 
 import (
 	"context"
+	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"syndic/shared/derrors"
 	"syndic/shared/feed"
 	"syndic/shared/sqldb"
 )
@@ -87,6 +90,9 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Contact, error) {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	c := Contact{Version: 1, CreatedAt: now, UpdatedAt: now}.apply(in)
 	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+		if err := s.emailFree(ctx, tx, c.Email, 0); err != nil {
+			return err
+		}
 		err := tx.QueryRow(ctx,
 			`INSERT INTO contacts (name, email, phone, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
 			c.Name, c.Email, c.Phone, c.Version, sqldb.Micro(now), sqldb.Micro(now)).Scan(&c.ID)
@@ -114,6 +120,11 @@ func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (Con
 		after = before.apply(in)
 		if after == before {
 			return nil
+		}
+		if !strings.EqualFold(after.Email, before.Email) {
+			if err := s.emailFree(ctx, tx, after.Email, id); err != nil {
+				return err
+			}
 		}
 		after.Version, after.UpdatedAt = before.Version+1, now
 		res, err := tx.Exec(ctx,
@@ -169,6 +180,22 @@ func (s *SQLStore) lockedAt(ctx context.Context, tx *sqldb.Tx, id, version int64
 		return Contact{}, &StaleError{Based: version, Current: c}
 	}
 	return c, nil
+}
+
+// emailFree refuses email when a contact other than id has it, in any
+// case: calendar invites each participant at their email, so two contacts
+// with one address would get every invitation twice.
+func (s *SQLStore) emailFree(ctx context.Context, tx *sqldb.Tx, email string, id int64) error {
+	var other int64
+	var name string
+	err := tx.QueryRow(ctx, `SELECT id, name FROM contacts WHERE lower(email) = lower($1) AND id <> $2 LIMIT 1`, email, id).Scan(&other, &name)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("check email: %w", err)
+	}
+	return derrors.Problems{"email": fmt.Sprintf("is already the email of %s (contact %d)", name, other)}
 }
 
 func (s *SQLStore) stale(ctx context.Context, tx *sqldb.Tx, id, version int64) error {
