@@ -8,7 +8,7 @@ REPLICA_BENCHTIME ?= 1x
 .PHONY: build run run-replicas test bench lint clean
 
 build:
-	$(GO) build -o bin/ ./...
+	$(GO) build -o bin/ ./contacts/cmd/contacts ./calendar/cmd/calendar ./notifications/cmd/notifications
 
 # run starts the Procfile's three binaries with goreman, which loads .env. PORT,
 # DATABASE_URL and BASE_URL each name one service's own setting: they are removed from
@@ -18,7 +18,7 @@ run: build
 	@echo 'calendar       http://localhost:8082  (follows http://localhost:8081/feed)'
 	@echo 'notifications  http://localhost:8083  (no SMTP_URL: mails are printed below)'
 	@echo 'Ctrl-C stops all three.'
-	env -u PORT -u DATABASE_URL -u BASE_URL $(GO) tool goreman -rpc-server=false -set-ports=false start
+	env -u PORT -u DATABASE_URL -u BASE_URL $(GO) tool goreman -rpc-server=false -set-ports=false -exit-on-error start
 
 # run-replicas starts two replicas of each service on the local PostgreSQL behind HAProxy
 # (deploy/run-replicas.sh says what it needs).

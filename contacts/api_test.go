@@ -98,6 +98,8 @@ func TestAPIErrors(t *testing.T) {
 		{"id mismatch", "PUT", id, map[string]any{"id": 12345, "name": "A", "email": "a@example.org", "version": 2}, nil, 400, "id"},
 		{"bad limit", "GET", "/api/contacts?limit=0", nil, nil, 400, "limit"},
 		{"unknown API path", "GET", "/api/nothing", nil, nil, 404, ""},
+		{"method not served", "PATCH", id, Input{Name: "A", Email: "a@example.org"}, nil, 405, ""},
+		{"method not served on the list", "DELETE", "/api/contacts", nil, nil, 405, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, body := c.Do(tc.method, tc.path, tc.body, tc.header...)
@@ -115,6 +117,9 @@ func TestAPIErrors(t *testing.T) {
 				t.Errorf("problems = %v, want one for %q", e.Problems, tc.problemsKey)
 			}
 		})
+	}
+	if resp, _ := c.Do("PATCH", id, Input{Name: "A", Email: "a@example.org"}); resp.Header.Get("Allow") != "GET, HEAD, PUT, DELETE" {
+		t.Errorf("405 Allow = %q, want the methods the path is served with", resp.Header.Get("Allow"))
 	}
 	// Nothing was lost or changed by the bad requests.
 	resp, body := c.Do("GET", id, nil)

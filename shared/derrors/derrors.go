@@ -18,6 +18,7 @@ import (
 var (
 	ErrInvalid            = errors.New("invalid")
 	ErrNotFound           = errors.New("not found")
+	ErrMethodNotAllowed   = errors.New("method not allowed")
 	ErrConflict           = errors.New("conflict")
 	ErrPreconditionFailed = errors.New("precondition failed")
 	ErrTooLarge           = errors.New("request body too large")
