@@ -21,12 +21,20 @@ package e2e
 //     (delivery mode 2), publisher confirms (each writer its own channel in
 //     confirm mode, waiting for the confirm of each message before the
 //     next), one consumer on a connection of its own with manual acks and a
-//     prefetch of anchorPrefetch.
+//     prefetch of anchorPrefetch. RabbitMQ confirms a persistent message
+//     once it is on disk or once it has been consumed and acked on every
+//     queue, whichever comes first: with the consumer keeping up, a message
+//     may be confirmed without having been written.
 //   - jetstream: a stream of its own with file storage, js.Publish waiting
 //     for each PubAck, one durable pull consumer (Consume) with explicit
-//     acks on a connection of its own. (nats-server syncs its files to disk
-//     every 2 minutes by default, not per message: a PubAck means the
-//     message is in the server's files, not necessarily on the disk.)
+//     acks on a connection of its own. nats-server syncs its files to disk
+//     on a timer (sync_interval, 2 minutes by default), not per message: a
+//     PubAck on a single server means the message was written to the OS,
+//     not to the disk.
+//
+// syndic's own figures beside them are durable as far as its databases
+// are configured to be (sqldb decides; PostgreSQL commits with
+// synchronous_commit on).
 //
 // BenchmarkAnchorPropagation/{rabbitmq,jetstream}: the shape of
 // BenchmarkPropagation/longpoll: one publisher writes one message at a

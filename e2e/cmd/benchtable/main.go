@@ -446,6 +446,8 @@ func main() {
 	fmt.Println("Anchors: a confirmed publish → the consumer's receipt (RabbitMQ: classic durable queue,")
 	fmt.Println("persistent messages, publisher confirms, manual acks; JetStream: file storage, PubAck,")
 	fmt.Println("durable consumer, explicit acks; Watermill SQL: Publish's INSERT → the Subscriber).")
+	fmt.Println("What an anchor's confirm means: RabbitMQ's, on disk or already consumed and acked;")
+	fmt.Println("JetStream's, written to the OS (fsync every 2 min by default); Watermill's, committed.")
 	for _, s := range skips {
 		fmt.Println("skipped:", s)
 	}
