@@ -41,9 +41,10 @@ package e2e
 // time, waits for its confirm, and writes the next once the consumer has
 // it; the latency runs from the start of the publish to the consumer's
 // receipt. One op is propagationWrites writes, after propagationWarmup;
-// p50-µs and p99-µs. (syndic's figure runs to calendar's commit of the
-// contact in its own database, after the consumer's parse and apply: the
-// broker's consumer does no such work.)
+// p50-µs and p99-µs, and confirm-p50-µs, from the publish to its confirm
+// (the next write waits for both). (syndic's figure runs to calendar's
+// commit of the contact in its own database, after the consumer's parse
+// and apply: the broker's consumer does no such work.)
 //
 // BenchmarkAnchorEndToEnd/{rabbitmq,jetstream}: the shape of
 // BenchmarkEndToEnd/service: endToEndWriters writers publish
@@ -69,8 +70,8 @@ package e2e
 // the subscriber's channel. syndic: contacts and calendar both on
 // PostgreSQL (a schema each), calendar long-polling as configured by
 // default, the latency from the POST to calendar's commit (as in
-// BenchmarkPropagation). One op is propagationWrites writes; p50-µs and
-// p99-µs.
+// BenchmarkPropagation). One op is anchorPGWrites writes; p50-µs and
+// p99-µs (watermill also confirm-p50-µs, Publish alone).
 //
 //	TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test?sslmode=disable \
 //	go test -v -run '^$' -bench 'Anchor|Postgres' -benchtime 3x ./e2e/
@@ -86,6 +87,7 @@ import (
 	mathrand "math/rand/v2"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -110,6 +112,7 @@ const (
 	anchorNATSURL      = "nats://127.0.0.1:4222"
 	anchorPrefetch     = 256
 	anchorPollInterval = 10 * time.Millisecond
+	anchorPGWrites     = 100 // per op of BenchmarkPostgresPropagation
 	anchorDialTimeout  = 3 * time.Second
 	anchorTopic        = "syndic_bench"
 )
@@ -117,8 +120,8 @@ const (
 // BenchmarkAnchorPropagation measures write → in the consumer with
 // RabbitMQ durable and NATS JetStream, the shape of BenchmarkPropagation.
 func BenchmarkAnchorPropagation(b *testing.B) {
-	b.Run("rabbitmq", func(b *testing.B) { anchorPropagate(b, openRabbitMQ(b), 0) })
-	b.Run("jetstream", func(b *testing.B) { anchorPropagate(b, openJetStream(b), 0) })
+	b.Run("rabbitmq", func(b *testing.B) { anchorPropagate(b, openRabbitMQ(b), propagationWrites, 0) })
+	b.Run("jetstream", func(b *testing.B) { anchorPropagate(b, openJetStream(b), propagationWrites, 0) })
 }
 
 // BenchmarkAnchorEndToEnd measures 8 confirming writers into one consumer
@@ -169,7 +172,9 @@ func BenchmarkPostgresWrites(b *testing.B) {
 // BenchmarkPostgresPropagation measures write → in the consumer with
 // Watermill SQL polling every 10 ms and with syndic, both on PostgreSQL.
 func BenchmarkPostgresPropagation(b *testing.B) {
-	b.Run("watermill", func(b *testing.B) { anchorPropagate(b, openWatermill(b, true), anchorPollInterval) })
+	b.Run("watermill", func(b *testing.B) {
+		anchorPropagate(b, openWatermill(b, true), anchorPGWrites, anchorPollInterval)
+	})
 	b.Run("syndic", func(b *testing.B) {
 		anchorPostgres(b)
 		con := startContacts(b, "", contacts.Config{DatabaseURL: sqldbtest.PostgresURL(b), Common: benchCommon()})
@@ -179,7 +184,7 @@ func BenchmarkPostgresPropagation(b *testing.B) {
 			n++
 			return benchCreate(client, con.URL, "Postgres Person "+strconv.Itoa(n), "pg"+strconv.Itoa(n)+"@example.org", "+44 20 7946 0958")
 		}
-		benchPropagate(b, client, con.URL, sqldbtest.PostgresURL(b), create, propagationWrites, nil, anchorPollInterval, 0)
+		benchPropagate(b, client, con.URL, sqldbtest.PostgresURL(b), create, anchorPGWrites, nil, anchorPollInterval, 0)
 	})
 }
 
@@ -272,37 +277,41 @@ func anchorBody(id int64) []byte {
 // anchorPropagate publishes messages one at a time, each once the previous
 // one is in the consumer, and reports the latencies. With spread > 0 each
 // write waits a random part of spread first (see benchPropagate).
-func anchorPropagate(b *testing.B, bus *anchorBus, spread time.Duration) {
+func anchorPropagate(b *testing.B, bus *anchorBus, writes int, spread time.Duration) {
 	publish := bus.publisher(b)
 	ctx := context.Background()
 	var id int64
-	send := func() time.Duration {
+	send := func() (arrived, confirmed time.Duration) {
 		id++
 		t0 := time.Now()
 		if err := publish(ctx, anchorBody(id)); err != nil {
 			b.Fatalf("publish %d: %v", id, err)
 		}
+		confirmed = time.Since(t0)
 		at, err := bus.sink.arr.wait(id, 30*time.Second)
 		if err != nil {
 			b.Fatalf("message %d: %v", id, err)
 		}
-		return at.Sub(t0)
+		return at.Sub(t0), confirmed
 	}
 	for range propagationWarmup {
 		send()
 	}
-	var lat []time.Duration
+	var lat, conf []time.Duration
 	for b.Loop() {
-		for range propagationWrites {
+		for range writes {
 			if spread > 0 {
 				time.Sleep(mathrand.N(spread)) // spreads writes over the poll cycle; not synchronisation
 			}
-			lat = append(lat, send())
+			l, c := send()
+			lat, conf = append(lat, l), append(conf, c)
 		}
 	}
 	if err := bus.sink.check(id); err != nil {
 		b.Fatal(err)
 	}
+	slices.Sort(conf)
+	b.ReportMetric(float64(conf[len(conf)/2].Nanoseconds())/1e3, "confirm-p50-µs")
 	benchLatencies(b, lat, 0)
 }
 
