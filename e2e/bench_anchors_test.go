@@ -13,7 +13,7 @@ package e2e
 // timing; only wrong answers fail them (a message lost, doubled or not
 // confirmed).
 //
-// Every message is a contact as contacts' API answers it (JSON, ~170
+// Every message is a contact as contacts' API answers it (JSON, ~190
 // bytes) carrying a sequence number as its id; the consumer decodes it to
 // learn the id, as calendar decodes each event, stamps the time of receipt
 // and acknowledges it. Brokers:
@@ -32,9 +32,9 @@ package e2e
 //     PubAck on a single server means the message was written to the OS,
 //     not to the disk.
 //
-// syndic's own figures beside them are durable as far as its databases
-// are configured to be (sqldb decides; PostgreSQL commits with
-// synchronous_commit on).
+// syndic's own figures beside them are as durable as sqldb makes its
+// commits (SQLite's synchronous pragma; PostgreSQL's synchronous_commit,
+// on by default).
 //
 // BenchmarkAnchorPropagation/{rabbitmq,jetstream}: the shape of
 // BenchmarkPropagation/longpoll: one publisher writes one message at a
@@ -138,7 +138,7 @@ func BenchmarkPostgresWrites(b *testing.B) {
 		bus := openWatermill(b, false)
 		publish := bus.publisher(b)
 		var next atomic.Int64
-		// Warm the pool's connections and the prepared INSERT.
+		// Warm the pool's connections and pgx's statement cache.
 		if _, err := anchorWrite(publish, &next, 4*endToEndWriters, endToEndWriters); err != nil {
 			b.Fatal(err)
 		}
