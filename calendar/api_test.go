@@ -55,6 +55,9 @@ func TestAPI(t *testing.T) {
 	if json.Unmarshal(data, &sync); status != 200 || sync["checkpoint_seq"] == nil || sync["lag"] == nil {
 		t.Fatalf("sync: %d %s", status, data)
 	}
+	if _, ok := sync["last_poll"]; ok { // this calendar's feed is unreachable: never polled
+		t.Errorf("sync reports a last_poll time before any poll: %s", data)
+	}
 }
 
 func TestAPIErrors(t *testing.T) {
