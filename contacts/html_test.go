@@ -100,6 +100,12 @@ func TestHTMLForms(t *testing.T) {
 	if status, body := page(t, base, "/static/base.css"); status != 200 || !strings.Contains(body, "body {") {
 		t.Fatalf("shared stylesheet: status %d", status)
 	}
+	if status, body := page(t, base, "/static/favicon.svg"); status != 200 || !strings.Contains(body, "<svg") {
+		t.Fatalf("favicon: status %d", status)
+	}
+	if _, body := page(t, base, "/"); !strings.Contains(body, `<link rel="icon" href="/static/favicon.svg"`) {
+		t.Fatal("pages do not name the favicon")
+	}
 	if status, _ := page(t, base, "/static/style.css"); status != 200 {
 		t.Fatalf("contacts stylesheet: status %d", status)
 	}
