@@ -63,7 +63,7 @@ func (s *SQLStore) List(ctx context.Context, q Query) ([]Contact, error) {
 		query += ` WHERE lower(name) LIKE $1 ESCAPE '\' OR lower(email) LIKE $1 ESCAPE '\' OR phone LIKE $1 ESCAPE '\'`
 		args = append(args, "%"+escapeLike(strings.ToLower(q.Search))+"%")
 	}
-	query += fmt.Sprintf(` ORDER BY name, id LIMIT $%d OFFSET $%d`, len(args)+1, len(args)+2)
+	query += fmt.Sprintf(` ORDER BY lower(name), name, id LIMIT $%d OFFSET $%d`, len(args)+1, len(args)+2)
 	args = append(args, q.Limit, max(q.Offset, 0))
 	out, err := sqldb.All(ctx, s.db, scanContact, query, args...)
 	if err != nil {
