@@ -96,7 +96,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		SharedCache: cfg.ArchiveCache == "public",
 	}, log, m)
 	access := cfg.Access()
-	h, err := NewServer(log, store, db, pub, m, access)
+	links := cfg.Links()
+	if links.Contacts == "" {
+		links.Contacts = "/"
+	}
+	h, err := NewServer(log, store, db, pub, m, access, links)
 	if err != nil {
 		return err
 	}

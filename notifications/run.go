@@ -115,7 +115,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	delivery := &Delivery{Store: store, Sender: sender, Breaker: br, From: cfg.MailFrom, Workers: cfg.Workers,
 		MaxAttempts: cfg.MaxAttempts, Backoff: retry.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}, Lease: cfg.Lease, Committed: db.Committed, Log: log, Metrics: m}
 	access := cfg.Access()
-	h, err := NewServer(log, store, db, m, access, br.State)
+	links := cfg.Links()
+	if links.Notifications == "" {
+		links.Notifications = "/"
+	}
+	h, err := NewServer(log, store, db, m, access, br.State, links)
 	if err != nil {
 		return err
 	}
