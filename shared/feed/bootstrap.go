@@ -27,12 +27,16 @@
 package feed
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"syndic/shared/config"
@@ -90,37 +94,24 @@ func (f *Follower) bootstrapIfGone(ctx context.Context, err error) error {
 func (f *Follower) bootstrap(ctx context.Context, url string) error {
 	start := time.Now()
 	f.drainAhead()
+	pages, err := f.readSnapshot(ctx, url)
+	if err != nil {
+		return err
+	}
 	var events []Event
-	asOf := int64(-1)
-	pages := 0
-	visited := map[string]bool{}
-	for next := url; next != ""; {
-		if visited[next] {
-			return fmt.Errorf("snapshot: page %s links back to itself", config.Redact(next))
-		}
-		visited[next] = true
-		doc, err := f.fetch(ctx, next)
-		if err != nil {
-			return fmt.Errorf("snapshot: %w", err)
-		}
-		p := doc.page
-		if doc.notModified || p == nil || !p.IsSnapshot {
-			return fmt.Errorf("snapshot: %s is not a snapshot document (no ev:snapshot element)", config.Redact(next))
-		}
-		if asOf < 0 {
-			asOf = p.AsOf
-		} else if p.AsOf != asOf {
-			return fmt.Errorf("snapshot: page %s is as of seq %d, the first page as of %d", config.Redact(next), p.AsOf, asOf)
+	asOf := pages[0].AsOf
+	for _, p := range pages {
+		if p.AsOf != asOf {
+			return fmt.Errorf("snapshot: page %s is as of seq %d, the first page as of %d", config.Redact(p.Self), p.AsOf, asOf)
 		}
 		for _, e := range p.Events {
 			if e.Seq > asOf {
-				return fmt.Errorf("snapshot as of seq %d: page %s holds seq %d", asOf, config.Redact(next), e.Seq)
+				return fmt.Errorf("snapshot as of seq %d: page %s holds seq %d", asOf, config.Redact(p.Self), e.Seq)
 			}
 		}
 		events = append(events, p.Events...)
-		next = p.Next
-		pages++
 	}
+	fetched := time.Since(start)
 	f.update(func(s *Status) { s.HeadSeq = max(s.HeadSeq, asOf) })
 	if asOf <= f.cp.Seq { // nothing newer than what is applied: follow on
 		f.snap.skipped = true
@@ -128,7 +119,7 @@ func (f *Follower) bootstrap(ctx context.Context, url string) error {
 	}
 	slices.SortFunc(events, func(a, b Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	cp := Checkpoint{Seq: asOf, Page: f.cfg.URL}
-	err := f.cfg.DB.Write(ctx, func(tx *sqldb.Tx) error {
+	err = f.cfg.DB.Write(ctx, func(tx *sqldb.Tx) error {
 		if err := f.lease.fence(ctx, tx); err != nil {
 			return err
 		}
@@ -147,7 +138,8 @@ func (f *Follower) bootstrap(ctx context.Context, url string) error {
 	f.snap.metric.Inc(1)
 	f.mApplied.Inc(int64(len(events)))
 	f.update(func(s *Status) { s.LastApplied, s.FailingSeq = time.Now().UTC(), 0 })
-	f.log.Info("bootstrapped from the snapshot", "as_of", asOf, "entries", len(events), "pages", pages, "took", time.Since(start).String())
+	f.log.Info("bootstrapped from the snapshot", "as_of", asOf, "entries", len(events), "pages", len(pages),
+		"read", fetched.String(), "took", time.Since(start).String())
 	if f.cfg.OnApplied != nil {
 		f.cfg.OnApplied(cp)
 	}
@@ -167,4 +159,137 @@ func (f *Follower) saveCheckpoint(ctx context.Context, tx *sqldb.Tx, cp Checkpoi
 		return fmt.Errorf("save checkpoint %d: %w", cp.Seq, ErrBackwards)
 	}
 	return nil
+}
+
+// readSnapshot fetches and parses every page of the snapshot from url.
+// The publisher names each page's successor in a Link header as well as in
+// the document, so the next page is asked for as soon as one arrives and
+// pages are parsed while later ones are read, on every core; a page whose
+// answer has no such header is parsed before going on. Every page must be a
+// snapshot page whose next link (if any) matches the header.
+func (f *Follower) readSnapshot(ctx context.Context, url string) ([]*Page, error) {
+	type slot struct {
+		page   *Page
+		err    error
+		header string // the next page, as the Link header named it
+		done   chan struct{}
+	}
+	var slots []*slot
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	visited := map[string]bool{}
+	fail := func(err error) ([]*Page, error) {
+		for _, s := range slots {
+			<-s.done
+		}
+		return nil, err
+	}
+	for next := url; next != ""; {
+		if visited[next] {
+			return fail(fmt.Errorf("snapshot: page %s links back to itself", config.Redact(next)))
+		}
+		visited[next] = true
+		if len(slots) >= maxSnapshotPages {
+			return fail(fmt.Errorf("snapshot: more than %d pages", maxSnapshotPages))
+		}
+		body, header, err := f.getSnapshotPage(ctx, next)
+		if err != nil {
+			return fail(fmt.Errorf("snapshot: %w", err))
+		}
+		s := &slot{header: header, done: make(chan struct{})}
+		slots = append(slots, s)
+		self := next
+		sem <- struct{}{}
+		go func() {
+			defer close(s.done)
+			defer func() { <-sem }()
+			s.page, s.err = Parse(bytes.NewReader(body))
+			if s.err == nil && s.page.Self == "" {
+				s.page.Self = self
+			}
+			if s.err == nil && !s.page.IsSnapshot {
+				s.err = fmt.Errorf("%s is not a snapshot document (no ev:snapshot element)", config.Redact(self))
+			}
+		}()
+		if next = header; next == "" { // no header: the document says
+			<-s.done
+			if s.err != nil {
+				return fail(fmt.Errorf("snapshot: %w", s.err))
+			}
+			next = s.page.Next
+		}
+	}
+	pages := make([]*Page, len(slots))
+	for i, s := range slots {
+		<-s.done
+		if s.err != nil {
+			return fail(fmt.Errorf("snapshot: %w", s.err))
+		}
+		if s.header != "" && s.page.Next != s.header {
+			return fail(fmt.Errorf("snapshot: page %s links next %q in its header, %q in the document", config.Redact(s.page.Self), config.Redact(s.header), config.Redact(s.page.Next)))
+		}
+		pages[i] = s.page
+	}
+	return pages, nil
+}
+
+// maxSnapshotPages bounds a snapshot, against a publisher that never ends
+// one: 10 million subjects at the default page size.
+const maxSnapshotPages = 10000
+
+// getSnapshotPage GETs one snapshot page and returns its body and the
+// next page its Link header names (resolved against url), if any.
+func (f *Follower) getSnapshotPage(ctx context.Context, url string) (body []byte, next string, err error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("snapshot URL %q: %w", config.Redact(url), err)
+	}
+	req.Header.Set("Accept", "application/atom+xml")
+	if f.cfg.Authorize != nil {
+		f.cfg.Authorize(req)
+	}
+	rctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+	defer cancel()
+	resp, err := f.cfg.Client.Do(req.WithContext(rctx))
+	if err != nil {
+		return nil, "", fmt.Errorf("GET %s: %w", config.Redact(url), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		return nil, "", &StatusError{URL: config.Redact(url), Code: resp.StatusCode, Body: string(bytes.TrimSpace(snippet))}
+	}
+	body, err = io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxBody+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("GET %s: read: %w", config.Redact(url), err)
+	}
+	if int64(len(body)) > f.cfg.MaxBody {
+		return nil, "", fmt.Errorf("GET %s: document over %d bytes", config.Redact(url), f.cfg.MaxBody)
+	}
+	f.update(func(s *Status) { s.LastPoll = time.Now().UTC() })
+	if n := linkNext(resp.Header.Values("Link")); n != "" {
+		if u, err := resp.Request.URL.Parse(n); err == nil {
+			next = u.String()
+		}
+	}
+	return body, next, nil
+}
+
+// linkNext returns the target of the rel="next" link of Link header
+// values (RFC 8288), as the publisher writes them: <URI>; rel="next".
+func linkNext(values []string) string {
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			target, params, ok := strings.Cut(strings.TrimSpace(part), ";")
+			if !ok || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") {
+				continue
+			}
+			for param := range strings.SplitSeq(params, ";") {
+				name, val, _ := strings.Cut(strings.TrimSpace(param), "=")
+				if strings.EqualFold(name, "rel") && slices.Contains(strings.Fields(strings.Trim(val, `"`)), "next") {
+					return target[1 : len(target)-1]
+				}
+			}
+		}
+	}
+	return ""
 }

@@ -20,6 +20,7 @@ type rendered struct {
 	from int64 // …from this seq
 	body []byte
 	etag string
+	next string // a snapshot page's next page, for its Link header
 
 	gzOnce sync.Once
 	gz     []byte

@@ -184,6 +184,9 @@ func (p *Publisher) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	doc.etag = etag
+	if doc.next != "" { // so a follower asks for it before parsing this page
+		w.Header().Set("Link", "<"+doc.next+`>; rel="next"`)
+	}
 	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
 		// Rendered for this one answer: compress fast rather than small.
 		doc.gzOnce.Do(func() { doc.gz = gzippedFast(doc.body) })
@@ -220,8 +223,10 @@ func (p *Publisher) renderSnapshot(ctx context.Context, snap Snapshotter, base s
 		{Rel: "first", Href: p.snapshotURL(base, asOf, "")},
 		{Rel: "current", Href: base + p.opt.Path},
 	}
+	var next string
 	if len(events) >= limit { // perhaps more: the next page says (it may be empty)
-		links = append(links, feeds.AtomLink{Rel: "next", Href: p.snapshotURL(base, asOf, last)})
+		next = p.snapshotURL(base, asOf, last)
+		links = append(links, feeds.AtomLink{Rel: "next", Href: next})
 	}
 	p.mRenders.Inc(1)
 	links = append(links, feeds.AtomLink{Rel: "alternate", Type: "text/html", Href: base + "/"})
@@ -238,7 +243,7 @@ func (p *Publisher) renderSnapshot(ctx context.Context, snap Snapshotter, base s
 	if err != nil {
 		return nil, err
 	}
-	return &rendered{key: pageKey{-1, base}, body: body}, nil
+	return &rendered{key: pageKey{-1, base}, body: body, next: next}, nil
 }
 
 // snapshotUpdated is when event asOf was committed: the snapshot's date.

@@ -285,6 +285,9 @@ func TestSnapshotDocument(t *testing.T) {
 
 	got := map[int64]stateRow{}
 	p := parsePage(t, body)
+	if l := resp.Header.Get("Link"); l != "<"+p.Next+`>; rel="next"` || p.Next == "" {
+		t.Errorf("first page: Link %q, next %q: want the next page in both", l, p.Next)
+	}
 	pages := 0
 	for {
 		pages++
@@ -538,3 +541,21 @@ func TestBootstrapIsFenced(t *testing.T) {
 }
 
 func bootstraps(f *Follower) int64 { return f.snap.metric.(interface{ Count() int64 }).Count() }
+
+func TestLinkNext(t *testing.T) {
+	for _, tc := range []struct {
+		values []string
+		want   string
+	}{
+		{[]string{`<http://x/feed/snapshot?seq=3&after=7>; rel="next"`}, "http://x/feed/snapshot?seq=3&after=7"},
+		{[]string{`<a>; rel="prev", <b>; rel="first next"`}, "b"},
+		{[]string{`<a>; rel=prev`, `<b>;rel=next`}, "b"},
+		{[]string{`<a>; rel="next-archive"`}, ""},
+		{[]string{`a; rel="next"`}, ""},
+		{nil, ""},
+	} {
+		if got := linkNext(tc.values); got != tc.want {
+			t.Errorf("linkNext(%q) = %q, want %q", tc.values, got, tc.want)
+		}
+	}
+}
