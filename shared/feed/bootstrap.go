@@ -86,7 +86,14 @@ func (f *Follower) bootstrapIfGone(ctx context.Context, err error) error {
 	}
 	f.log.Warn("a feed page this follower needs is gone (the publisher keeps fewer archive pages): bootstrapping from the snapshot again",
 		"checkpoint", f.cp.Seq, "err", err)
-	return f.bootstrap(ctx, url)
+	before := f.cp.Seq
+	if berr := f.bootstrap(ctx, url); berr != nil {
+		return berr
+	}
+	if f.cp.Seq == before { // the publisher's head is behind us (its log was reset?): back off, say why
+		return fmt.Errorf("%w; and its snapshot holds nothing past checkpoint %d", err, before)
+	}
+	return nil
 }
 
 // bootstrap reads the snapshot at url and applies it with its checkpoint
