@@ -9,14 +9,15 @@
 // feed as it always does. The entries are the latest event of each
 // subject, deleted ones included as their tombstones, so applying them
 // over any earlier copy (a re-bootstrap) leaves exactly the publisher's
-// state as of the seq.
+// state as of the seq — provided the ApplyFunc sets a subject to the state
+// an event carries (as calendar's upsert of the whole contact does) rather
+// than applying a difference.
 //
 // One transaction keeps a crash harmless: until it commits, nothing of
 // the snapshot is in the database and the checkpoint is where it was, so
 // the next start bootstraps again from scratch; there is never a half
-// copy to follow from. The price is that the whole snapshot is held in
-// memory while it is applied (about 0.6 KiB per contact: 6 MiB for
-// 10,000).
+// copy to follow from. The price is that the whole snapshot — one parsed
+// entry per subject — is held in memory while it is applied.
 //
 // A follower that meets 410 Gone — the publisher's retention dropped a page
 // it needs because it was away too long — bootstraps again from the
