@@ -30,8 +30,9 @@ test:
 	$(GO) test -count=1 -timeout 20m ./...
 
 # bench runs the contacts benchmarks for BENCHTIME each, the e2e ones for
-# E2E_BENCHTIME ops each (about 3 minutes in all on 2 cores, a minute of it
-# BenchmarkSnapshot: 20 s seeding 100,000 events, then 3 starts of each kind) and the replica ones
+# E2E_BENCHTIME ops each (about 2 minutes in all on 2 cores, and 50–100 s
+# more for BenchmarkSnapshot: 15–30 s seeding 100,000 events, then 3 starts
+# of each kind) and the replica ones
 # (PostgreSQL from TEST_DATABASE_URL, haproxy, nginx; about 45 s) for
 # REPLICA_BENCHTIME ops each, keeps their output in .bench/raw.txt and prints one
 # table from it with e2e/cmd/benchtable.

@@ -170,7 +170,8 @@ func (p *Publisher) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, p.log, derrors.Problems{"after": "only with seq: page on from the first page's next link"})
 		return
 	}
-	etag := `"s` + p.etag + "-" + strconv.FormatInt(asOf, 10) + "-" + baseHash(base+"\x00"+after) + `"`
+	// A page's content is fixed by its seq, its key and the page size.
+	etag := `"s` + p.etag + "-" + strconv.Itoa(p.snapshotPageSize()) + "-" + strconv.FormatInt(asOf, 10) + "-" + baseHash(base+"\x00"+after) + `"`
 	if matchesAny(r.Header.Get("If-None-Match"), etag) {
 		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
 			etag = gzETag(etag)
