@@ -1,16 +1,21 @@
 package e2e
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"syndic/calendar"
 	"syndic/contacts"
 	"syndic/shared/feed"
+	"syndic/shared/sqldb"
 	"syndic/shared/sqldb/sqldbtest"
 )
 
@@ -103,30 +108,11 @@ func TestSnapshotRebootstrapAfterRetention(t *testing.T) {
 	}
 
 	// The copy equals contacts' state field by field…
-	var live struct{ Items []contacts.Contact }
-	capi.Must(200, "GET", "/api/contacts?limit=1000", nil, &live)
-	byID := map[int64]contacts.Contact{}
-	for _, c := range live.Items {
-		byID[c.ID] = c
-	}
 	var got, ref struct{ Items []calendar.Contact }
 	kapi.Must(200, "GET", "/api/contacts", nil, &got)
 	sapi.Must(200, "GET", "/api/contacts", nil, &ref)
-	deleted := 0
-	for _, c := range got.Items {
-		w, ok := byID[c.ID]
-		switch {
-		case !ok && !c.Deleted:
-			t.Errorf("contact %d is in the copy, alive, but deleted in contacts: %+v", c.ID, c)
-		case !ok:
-			deleted++
-		case c.Deleted || c.Name != w.Name || c.Email != w.Email || c.Phone != w.Phone || c.Version != w.Version || !c.UpdatedAt.Equal(w.UpdatedAt):
-			t.Errorf("contact %d: copy %+v, contacts %+v", c.ID, c, w)
-		}
-		delete(byID, c.ID)
-	}
-	if len(byID) > 0 || deleted != 3+3 {
-		t.Errorf("copy lacks %d live contacts and holds %d deleted ones, want none lacking and 6 deleted", len(byID), deleted)
+	if deleted := sameAsContacts(t, capi, got.Items); deleted != 3+3 {
+		t.Errorf("the copy holds %d deleted contacts, want 6", deleted)
 	}
 	// …and the copy of a calendar that never left, seq included.
 	sortByID := func(cs []calendar.Contact) {
@@ -142,5 +128,84 @@ func TestSnapshotRebootstrapAfterRetention(t *testing.T) {
 			a.Version != b.Version || a.Deleted != b.Deleted || !a.UpdatedAt.Equal(b.UpdatedAt) || a.Seq != b.Seq {
 			t.Errorf("re-bootstrapped %+v, followed throughout %+v", a, b)
 		}
+	}
+}
+
+// sameAsContacts fails t unless local (calendar's copy) holds every live
+// contact of contacts (capi) equal field by field, and any other contact
+// marked deleted; it returns how many are.
+func sameAsContacts(t *testing.T, capi *api, local []calendar.Contact) (deleted int) {
+	t.Helper()
+	var live struct{ Items []contacts.Contact }
+	capi.Must(200, "GET", "/api/contacts?limit=1000", nil, &live)
+	byID := map[int64]contacts.Contact{}
+	for _, c := range live.Items {
+		byID[c.ID] = c
+	}
+	for _, c := range local {
+		w, ok := byID[c.ID]
+		switch {
+		case !ok && !c.Deleted:
+			t.Errorf("contact %d is in the copy, alive, but deleted in contacts: %+v", c.ID, c)
+		case !ok:
+			deleted++
+		case c.Deleted || c.Name != w.Name || c.Email != w.Email || c.Phone != w.Phone || c.Version != w.Version || !c.UpdatedAt.Equal(w.UpdatedAt):
+			t.Errorf("contact %d: copy %+v, contacts %+v", c.ID, c, w)
+		}
+		delete(byID, c.ID)
+	}
+	if len(byID) > 0 {
+		t.Errorf("the copy lacks %d live contacts", len(byID))
+	}
+	return deleted
+}
+
+// TestSnapshotBootstrapFailsWhole: calendar's bootstrap fails part way
+// (its apply step errs after writing 20 contacts, inside the transaction,
+// as a crash before commit would leave it): nothing of it is kept — no
+// contact, no checkpoint — and the retry bootstraps cleanly to contacts'
+// state.
+func TestSnapshotBootstrapFailsWhole(t *testing.T) {
+	t.Parallel()
+	con := startContacts(t, "", contacts.Config{FeedPageSize: 5})
+	capi := newAPI(t, con.URL)
+	for i := range 30 {
+		var c contact
+		capi.Must(201, "POST", "/api/contacts", map[string]string{"name": fmt.Sprintf("Person %d", i), "email": fmt.Sprintf("p%d@example.org", i)}, &c)
+		if i%4 == 0 {
+			capi.Must(204, "DELETE", contactPath(c.ID), nil, nil)
+		}
+	}
+	var failing atomic.Bool
+	failing.Store(true)
+	var applied atomic.Int64
+	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{Follow: func(fc *feed.FollowerConfig) {
+		apply := fc.Apply
+		fc.MinBackoff, fc.MaxBackoff = 50*time.Millisecond, 50*time.Millisecond
+		fc.Apply = func(ctx context.Context, tx *sqldb.Tx, e feed.Event) error {
+			if err := apply(ctx, tx, e); err != nil {
+				return err
+			}
+			if applied.Add(1) == 20 && failing.Load() {
+				return errors.New("crash before commit")
+			}
+			return nil
+		}
+	}})
+	kapi := newAPI(t, cal.URL)
+	s := waitSync(t, kapi, 10*time.Second, func(s syncStatus) bool { return s.Errors >= 1 })
+	if s.CheckpointSeq != 0 || !strings.Contains(s.LastError, "bootstrap from the snapshot") {
+		t.Errorf("after the failed bootstrap: %+v, want checkpoint 0 and the bootstrap's error", s)
+	}
+	var got struct{ Items []calendar.Contact }
+	kapi.Must(200, "GET", "/api/contacts", nil, &got)
+	if len(got.Items) != 0 {
+		t.Fatalf("after the failed bootstrap the copy holds %d contacts, want none", len(got.Items))
+	}
+	failing.Store(false)
+	waitSync(t, kapi, 10*time.Second, func(s syncStatus) bool { return s.CheckpointSeq == 38 && s.LastError == "" })
+	kapi.Must(200, "GET", "/api/contacts", nil, &got)
+	if deleted := sameAsContacts(t, capi, got.Items); deleted != 8 || len(got.Items) != 30 {
+		t.Errorf("the copy holds %d contacts, %d deleted: want 30, 8 deleted", len(got.Items), deleted)
 	}
 }
