@@ -247,6 +247,7 @@ func TestAccessMatrix(t *testing.T) {
 			get("machine", "/metrics"),
 			get("machine", "/feed"),
 			get("machine", "/feed/archive/1"),
+			get("machine", "/feed/snapshot"),
 			get("machine", "/api/contacts"),
 			{method: "POST", path: "/api/contacts", access: "machine", want: 201, ctype: jsonType, body: `{"name":"Grace Hopper","email":"grace{n}@example.org"}`},
 			get("machine", fmt.Sprintf("/api/contacts/%d", ada)),

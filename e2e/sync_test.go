@@ -168,8 +168,9 @@ func TestPropagation(t *testing.T) {
 	sameState(t, capi, kapi, ids)
 }
 
-// TestCatchUp: a calendar started after 10,000 events reaches lag 0 from
-// the oldest archive.
+// TestCatchUp: a calendar started after 10,000 events with
+// FEED_START=beginning reaches lag 0 from the oldest archive (the snapshot
+// start is TestSnapshotRebootstrapAfterRetention's and BenchmarkSnapshot's).
 func TestCatchUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("10,000 events")
@@ -187,7 +188,7 @@ func TestCatchUp(t *testing.T) {
 	wg.Wait()
 	var requests []string
 	var mu sync.Mutex
-	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{Follow: func(fc *feed.FollowerConfig) {
+	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{FeedStart: feed.StartBeginning, Follow: func(fc *feed.FollowerConfig) {
 		fc.Client = &http.Client{Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
 			mu.Lock()
 			requests = append(requests, r.URL.Path)

@@ -20,6 +20,7 @@ type rendered struct {
 	from int64 // …from this seq
 	body []byte
 	etag string
+	next string // a snapshot page's next page, for its Link header
 
 	gzOnce sync.Once
 	gz     []byte
@@ -52,6 +53,7 @@ func (p *Publisher) renderArchive(ctx context.Context, key pageKey) (*rendered, 
 	if key.k > 1 {
 		links = append(links, feeds.AtomLink{Rel: "prev-archive", Href: key.base + p.ArchivePath(key.k-1)})
 	}
+	links = append(links, p.snapshotLink(key.base)...)
 	body, err := p.render(key.base, links, true, events, events[len(events)-1].Time)
 	if err != nil {
 		return nil, err
@@ -128,9 +130,10 @@ func (p *Publisher) renderCurrent(ctx context.Context, head int64, base string, 
 	links := []feeds.AtomLink{{Rel: "self", Href: base + p.opt.Path}, {Rel: "current", Href: base + p.opt.Path}}
 	if full > 0 {
 		links = append(links,
-			feeds.AtomLink{Rel: "first", Href: base + p.ArchivePath(1)},
+			feeds.AtomLink{Rel: "first", Href: base + p.ArchivePath(p.oldestPage(full))},
 			feeds.AtomLink{Rel: "prev-archive", Href: base + p.ArchivePath(full)})
 	}
+	links = append(links, p.snapshotLink(base)...)
 	body, err := p.render(base, links, false, events, updated)
 	if err != nil {
 		return nil, err

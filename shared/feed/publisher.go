@@ -64,10 +64,17 @@ type Options struct {
 	// events (sqldb.DB.Committed): it wakes long-polls and clears the head
 	// kept in memory. Nil: only Recheck and HeadMaxAge notice new events.
 	Changed func() <-chan struct{}
+	// RetainPages, when above 0, serves only the newest RetainPages full
+	// archive pages; older ones answer 410 Gone pointing at the snapshot
+	// (FEED_RETAIN_PAGES; see snapshot.go). 0 serves every page.
+	RetainPages int
+	// SnapshotPageSize is how many entries a snapshot page holds; 1000
+	// when zero. The snapshot is served when the Source is a Snapshotter.
+	SnapshotPageSize int
 }
 
 // Version is part of every ETag: bump it when the rendering changes.
-const Version = "1"
+const Version = "2"
 
 // Publisher serves a Source as Atom documents.
 type Publisher struct {
@@ -89,6 +96,7 @@ type Publisher struct {
 	cached  int // bytes in lru
 
 	mRequests, mArchive, mNotModified, mHits, mMisses, mRenders interface{ Inc(int64) }
+	mSnapshot                                                   interface{ Inc(int64) }
 	waiting                                                     atomic.Int64
 }
 
@@ -121,12 +129,13 @@ func NewPublisher(src Source, opt Options, log *slog.Logger, m *metrics.Set) *Pu
 		closing:      make(chan struct{}),
 		lru:          list.New(),
 		byKey:        map[pageKey]*list.Element{},
-		mRequests:    m.Counter(`feed_requests{doc="current"}`, "Feed requests, by document: the subscription document (current) or an archive page."),
-		mArchive:     m.Counter(`feed_requests{doc="archive"}`, "Feed requests, by document: the subscription document (current) or an archive page."),
+		mRequests:    m.Counter(`feed_requests{doc="current"}`, "Feed requests, by document: the subscription document (current), an archive page or the snapshot."),
+		mArchive:     m.Counter(`feed_requests{doc="archive"}`, "Feed requests, by document: the subscription document (current), an archive page or the snapshot."),
 		mNotModified: m.Counter("feed_not_modified", "Feed requests answered 304 Not Modified."),
 		mHits:        m.Counter(`feed_archive_cache{result="hit"}`, "Archive page lookups in the rendered-page cache, by result."),
 		mMisses:      m.Counter(`feed_archive_cache{result="miss"}`, "Archive page lookups in the rendered-page cache, by result."),
 		mRenders:     m.Counter("feed_renders", "Feed documents rendered."),
+		mSnapshot:    m.Counter(`feed_requests{doc="snapshot"}`, "Feed requests, by document: the subscription document (current), an archive page or the snapshot."),
 	}
 	m.GaugeFunc("feed_longpolls_waiting", "Feed requests waiting in a long-poll for the next event.", p.waiting.Load)
 	m.GaugeFunc("feed_archive_cache_bytes", "Bytes of rendered archive pages held in the cache.", func() int64 {
@@ -207,6 +216,7 @@ func (p *Publisher) archiveCache() string {
 func (p *Publisher) Register(mux *http.ServeMux, guard func(http.Handler) http.Handler) {
 	mux.Handle("GET "+p.opt.Path, guard(http.HandlerFunc(p.serveCurrent)))
 	mux.Handle("GET "+p.opt.Path+"/archive/{k}", guard(http.HandlerFunc(p.serveArchive)))
+	mux.Handle("GET "+p.opt.Path+"/snapshot", guard(http.HandlerFunc(p.serveSnapshot)))
 }
 
 // ArchivePath returns the path of archive page k.
@@ -221,6 +231,9 @@ func (p *Publisher) serveArchive(w http.ResponseWriter, r *http.Request) {
 	k, err := strconv.ParseInt(r.PathValue("k"), 10, 64)
 	if err != nil || k < 1 || r.PathValue("k") != strconv.FormatInt(k, 10) {
 		httpx.WriteError(w, r, p.log, fmt.Errorf("archive page %q: want a page number from 1: %w", r.PathValue("k"), derrors.ErrNotFound))
+		return
+	}
+	if p.serveGone(w, r, k) { // dropped by retention
 		return
 	}
 	key := pageKey{k, p.base(r)}

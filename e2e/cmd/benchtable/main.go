@@ -180,6 +180,9 @@ func rows() []row {
 	rate := func(name, unit, shown string) figure {
 		return figure{name: name, unit: unit, format: perSecond(shown)}
 	}
+	secs := func(name string) figure {
+		return figure{name: name, unit: "s/start", format: func(v float64) string { return fmt.Sprintf("%.2f s", v) }}
+	}
 	mem := func(unit string) figure { return figure{name: "BenchmarkResidentMemory", unit: unit, format: mb} }
 	const prop = "BenchmarkPropagation/"
 	rs := []row{
@@ -189,6 +192,8 @@ func rows() []row {
 		{"same, polling every 100 ms (long-poll off), p99", lat(prop+"baseline", "p99-µs"), lat(prop+"polling", "p99-µs")},
 		{"end to end: 8 writers → calendar's copy", rate("BenchmarkEndToEnd/baseline", "writes/s", "writes/s"), rate("BenchmarkEndToEnd/service", "events/s", "events/s")},
 		{"catch-up of 10,000 archived events", rate("BenchmarkCatchUp/baseline", "events/s", "events/s"), rate("BenchmarkCatchUp/service", "events/s", "events/s")},
+		{"new calendar to lag 0, 100,000 events over 10,000 contacts: snapshot (vs replaying every archive) (goal ≤ 0.2)",
+			secs("BenchmarkSnapshot/beginning"), secs("BenchmarkSnapshot/snapshot")},
 		{"cached archive page (gzip)", rate("BenchmarkArchivePage/baseline", "req/s", "req/s"), rate("BenchmarkArchivePage/service", "req/s", "req/s")},
 		{"/feed 304", rate("BenchmarkFeed304/baseline", "req/s", "req/s"), rate("BenchmarkFeed304/service", "req/s", "req/s")},
 		{"contact creation, JSON API, SQLite", rate("BenchmarkCreateContact/baseline", "req/s", "req/s"), rate("BenchmarkCreateContact/service", "creates/s", "creates/s")},
