@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,22 +29,28 @@ import (
 // contacts runs as its own process, built as make build does (see
 // BenchmarkResidentMemory), on SQLite in a temporary folder.
 // fanOutFollowers light followers — one goroutine and one keep-alive
-// connection each, all on one shared http.Transport — long-poll GET /feed
-// the way shared/feed's Follower does once it has caught up: ?after=SEQ,
-// If-None-Match with the last ETag, Prefer: wait=25, Accept-Encoding:
-// identity. A follower reads each 200 whole, checks that it holds the event
-// it waited for, and asks again at once. Each round waits until contacts'
-// feed_longpolls_waiting gauge shows every follower waiting, then creates
-// one contact through the JSON API; last-p50-ms and last-p99-ms are, over
-// all rounds, the time from that POST's answer to the last follower's 200,
-// and follower-p50-ms / follower-p99-ms the same to each follower's 200
-// (a follower may have its answer before the writer has its own: those
-// times are negative). idle-MB is contacts' VmRSS 2 s after /readyz, before
-// any follower connects; waiting-MB the highest VmRSS sampled while they
-// wait, every round, and waiting-extra-MB the difference.
-// contacts-cpu-ms/round and client-cpu-ms/round are the CPU time contacts
-// and this test process (the followers) used per round: both share the
-// machine, so the second says how much of it the client side takes.
+// connection each — long-poll GET /feed the way shared/feed's Follower
+// does once it has caught up: ?after=SEQ, If-None-Match with the last
+// ETag, Prefer: wait=25, Accept-Encoding: identity. A follower reads each
+// 200 whole, checks that it holds the event it waited for, and asks again
+// at once. In contacts each follower writes its requests to its own
+// connection and reads the answers by hand (status line, headers,
+// Content-Length body), so the client side takes less of the machine than
+// contacts does; contacts-httpclient sends the same requests through
+// net/http's client, one shared Transport with room for every connection
+// (MaxIdleConnsPerHost above fanOutFollowers), and costs about three times
+// the client CPU. Each round waits until contacts'
+// syndic_feed_longpolls_waiting gauge shows every follower waiting, then
+// creates one contact through the JSON API; last-p50-ms and last-p99-ms
+// are, over all rounds, the time from that POST's answer to the last
+// follower's 200, and follower-p50-ms / follower-p99-ms the same to each
+// follower's 200 (a follower may have its answer before the writer has its
+// own: those times are negative). idle-MB is contacts' VmRSS 2 s after
+// /readyz, before any follower connects; waiting-MB the highest VmRSS read
+// with every follower waiting, before each round's write, and
+// waiting-extra-MB the difference. contacts-cpu-ms/round and
+// client-cpu-ms/round are the CPU time contacts and this test process (the
+// followers) used per round: both share the machine.
 //
 // nats is the anchor, in the same run: NATS core at 127.0.0.1:4222 (skipped
 // with a note when it is not there), fanOutFollowers connections with one
@@ -61,7 +69,8 @@ const (
 
 func BenchmarkFanOut(b *testing.B) {
 	b.Run("nats", benchFanOutNATS)
-	b.Run("contacts", benchFanOutContacts)
+	b.Run("contacts", func(b *testing.B) { benchFanOutContacts(b, false) })
+	b.Run("contacts-httpclient", func(b *testing.B) { benchFanOutContacts(b, true) })
 }
 
 // fanOutStats gathers a round's times and reports their percentiles.
@@ -158,13 +167,19 @@ func (s *fanOutStats) add(start time.Time, got []atomic.Int64) {
 	s.last = append(s.last, last)
 }
 
-func benchFanOutContacts(b *testing.B) {
+func benchFanOutContacts(b *testing.B, httpClient bool) {
 	if _, err := os.Stat("/proc/self/status"); err != nil {
 		b.Skip("reads VmRSS from /proc: Linux only")
 	}
 	dir := b.TempDir()
-	memoryBuild(b, dir, "syndic/contacts/cmd/contacts")
-	con := memoryStart(b, dir, "contacts", "DATABASE_URL=sqlite:"+filepath.Join(dir, "contacts.db"))
+	// FANOUT_CONTACTS names another main package to run as contacts, e.g.
+	// one serving net/http/pprof, to profile it under this load.
+	pkg, env := cmp.Or(os.Getenv("FANOUT_CONTACTS"), "syndic/contacts/cmd/contacts"), []string{"DATABASE_URL=sqlite:" + filepath.Join(dir, "contacts.db")}
+	if a := os.Getenv("PPROF_ADDR"); a != "" {
+		env = append(env, "PPROF_ADDR="+a)
+	}
+	memoryBuild(b, dir, pkg)
+	con := memoryStart(b, dir, filepath.Base(pkg), env...)
 	con.waitReady(b, 30*time.Second)
 	time.Sleep(memoryIdle)
 	idle, err := memoryRSS(con)
@@ -176,18 +191,34 @@ func benchFanOutContacts(b *testing.B) {
 	if _, err := benchCreate(writer, con.url, "Fan Out", "fan@example.org", "+44 20 7946 0958"); err != nil {
 		b.Fatal(err)
 	}
-	// One Transport for every follower, with room for all their
-	// connections, so the client side is 1,000 goroutines and sockets and
-	// little else.
-	tr := &http.Transport{
-		MaxIdleConnsPerHost: fanOutFollowers + 10,
-		MaxIdleConns:        fanOutFollowers + 10,
-		IdleConnTimeout:     time.Minute,
-		DisableCompression:  true,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+	// contacts-httpclient: one Transport for every follower, with room for
+	// all their connections. contacts: each follower its own connection,
+	// written to and read from directly, so the client side takes less of
+	// the machine than contacts does.
+	followers := make([]fanOutPoller, fanOutFollowers)
+	if httpClient {
+		tr := &http.Transport{
+			MaxIdleConnsPerHost: fanOutFollowers + 10,
+			MaxIdleConns:        fanOutFollowers + 10,
+			IdleConnTimeout:     time.Minute,
+			DisableCompression:  true,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		}
+		defer tr.CloseIdleConnections()
+		client := &http.Client{Transport: tr}
+		for i := range followers {
+			followers[i] = &fanOutFollower{client: client, url: con.url + "/feed"}
+		}
+	} else {
+		for i := range followers {
+			c, err := net.DialTimeout("tcp", strings.TrimPrefix(con.url, "http://"), 5*time.Second)
+			if err != nil {
+				b.Fatalf("follower %d: %v", i, err)
+			}
+			defer c.Close() // also what ends its poll once the benchmark is done
+			followers[i] = &fanOutRaw{conn: c, br: bufio.NewReader(c), host: strings.TrimPrefix(con.url, "http://"), path: "/feed"}
+		}
 	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var (
@@ -209,7 +240,7 @@ func benchFanOutContacts(b *testing.B) {
 	}
 	for i := range fanOutFollowers {
 		wg.Go(func() {
-			f := fanOutFollower{client: client, url: con.url + "/feed"}
+			f := followers[i]
 			for ctx.Err() == nil {
 				head, err := f.poll(ctx)
 				if err != nil {
@@ -363,8 +394,15 @@ func fanOutMetric(c *http.Client, base, name string) (float64, error) {
 	return 0, fmt.Errorf("no %s in %s/metrics", name, base)
 }
 
-// fanOutFollower long-polls a feed as shared/feed's Follower does after
-// catching up, without parsing: the ETag names the head.
+// fanOutPoller is one light follower: poll sends one long-poll and returns
+// the head the feed has then.
+type fanOutPoller interface {
+	poll(ctx context.Context) (int64, error)
+}
+
+// fanOutFollower long-polls a feed through net/http's client as
+// shared/feed's Follower does after catching up, without parsing: the
+// ETag names the head.
 type fanOutFollower struct {
 	client *http.Client
 	url    string
@@ -424,4 +462,78 @@ func fanOutETagHead(etag string) (int64, error) {
 		return 0, errors.New("ETag " + etag + ": not a subscription document's")
 	}
 	return strconv.ParseInt(parts[2], 10, 64)
+}
+
+// fanOutRaw long-polls a feed with the same requests as fanOutFollower,
+// written to its connection by hand, and reads the answers by hand: a
+// status line, headers and a Content-Length body (the publisher's answers
+// are never chunked).
+type fanOutRaw struct {
+	conn       net.Conn
+	br         *bufio.Reader
+	host, path string
+	etag       string
+	head       int64
+	req, body  []byte
+}
+
+func (f *fanOutRaw) poll(context.Context) (int64, error) {
+	f.req = fmt.Appendf(f.req[:0], "GET %s?after=%d HTTP/1.1\r\nHost: %s\r\nAccept: application/atom+xml\r\nAccept-Encoding: identity\r\n", f.path, f.head, f.host)
+	if f.etag != "" {
+		f.req = fmt.Appendf(f.req, "If-None-Match: %s\r\nPrefer: wait=25\r\n", f.etag)
+	}
+	f.req = append(f.req, "\r\n"...)
+	if _, err := f.conn.Write(f.req); err != nil {
+		return 0, err
+	}
+	line, err := f.br.ReadSlice('\n')
+	if err != nil {
+		return 0, err
+	}
+	_, rest, _ := bytes.Cut(line, []byte(" "))
+	status, _, _ := bytes.Cut(rest, []byte(" "))
+	length, etag := -1, ""
+	for {
+		line, err := f.br.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			break
+		}
+		name, value, _ := bytes.Cut(line, []byte(":"))
+		value = bytes.TrimSpace(value)
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			if length, err = strconv.Atoi(string(value)); err != nil {
+				return 0, fmt.Errorf("Content-Length %q", value)
+			}
+		case bytes.EqualFold(name, []byte("ETag")):
+			etag = string(value)
+		}
+	}
+	switch string(status) {
+	case "304":
+		return f.head, nil
+	case "200":
+	default:
+		return 0, fmt.Errorf("GET %s: status %s", f.path, status)
+	}
+	if length < 0 {
+		return 0, fmt.Errorf("GET %s: 200 without Content-Length", f.path)
+	}
+	f.body = slices.Grow(f.body[:0], length)[:length]
+	if _, err := io.ReadFull(f.br, f.body); err != nil {
+		return 0, err
+	}
+	head, err := fanOutETagHead(etag)
+	if err != nil {
+		return 0, err
+	}
+	if head > f.head && !bytes.Contains(f.body, []byte(` seq="`+strconv.FormatInt(head, 10)+`"`)) {
+		return 0, fmt.Errorf("GET %s: the document with ETag %s does not hold seq %d", f.path, etag, head)
+	}
+	f.etag, f.head = etag, head
+	return head, nil
 }
