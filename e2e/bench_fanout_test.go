@@ -173,7 +173,8 @@ func benchFanOutContacts(b *testing.B, httpClient bool) {
 	}
 	dir := b.TempDir()
 	// FANOUT_CONTACTS names another main package to run as contacts, e.g.
-	// one serving net/http/pprof, to profile it under this load.
+	// ./testdata/pprofcontacts, which serves net/http/pprof on PPROF_ADDR,
+	// to profile it under this load.
 	pkg, env := cmp.Or(os.Getenv("FANOUT_CONTACTS"), "syndic/contacts/cmd/contacts"), []string{"DATABASE_URL=sqlite:" + filepath.Join(dir, "contacts.db")}
 	if a := os.Getenv("PPROF_ADDR"); a != "" {
 		env = append(env, "PPROF_ADDR="+a)

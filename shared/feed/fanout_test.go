@@ -201,3 +201,40 @@ func (l *blockingHead) Head(ctx context.Context) (int64, error) {
 	<-l.release
 	return h, err
 }
+
+// TestRecheckShared: events committed by another process (no commit
+// signal) reach waiting long-polls at the next recheck, which they share:
+// one timer and one read of the head per tick for all of them.
+func TestRecheckShared(t *testing.T) {
+	const waiters = 50
+	src := &countingLog{memLog: newMemLog(2)}
+	p := NewPublisher(src, Options{Path: "/feed", PageSize: 50, Recheck: 100 * time.Millisecond, Changed: src.commits.Wait},
+		slog.New(slog.DiscardHandler), metrics.New())
+	srv := httptest.NewServer(routes(p))
+	defer srv.Close()
+	defer p.Close()
+	tr := &http.Transport{MaxIdleConnsPerHost: waiters + 10, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	first := fanOutPoll(c, srv.URL+"/feed", "")
+	answers := make([]fanOutAnswer, waiters)
+	var wg sync.WaitGroup
+	for i := range waiters {
+		wg.Go(func() { answers[i] = fanOutPoll(c, srv.URL+"/feed", first.etag) })
+	}
+	waitFor(t, func() bool { return p.waiting.Load() == waiters })
+	heads := src.heads.Load()
+	src.add(1) // another process's commit: no signal here
+	wg.Wait()
+	for i, a := range answers {
+		if a.status != 200 || !bytes.Contains(a.body, []byte(`seq="3"`)) {
+			t.Fatalf("waiter %d: status %d, %v; want 200 with seq 3", i, a.status, a.err)
+		}
+	}
+	// One read per tick until the event showed (a tick or two), plus at
+	// most one by a waiter that was not yet asleep: far fewer than one per
+	// waiter.
+	if got := src.heads.Load() - heads; got >= waiters/5 {
+		t.Errorf("%d reads of the head for %d waiters rechecking, want a few shared ones", got, waiters)
+	}
+}
