@@ -30,7 +30,7 @@ test:
 	$(GO) test -count=1 -timeout 20m ./...
 
 # bench runs the contacts benchmarks for BENCHTIME each, the e2e ones for
-# E2E_BENCHTIME ops each (about 2 minutes in all on 2 cores) and the replica ones
+# E2E_BENCHTIME ops each (about 2.5 minutes in all on 2 cores) and the replica ones
 # (PostgreSQL from TEST_DATABASE_URL, haproxy, nginx; about 45 s) for
 # REPLICA_BENCHTIME ops each, keeps their output in .bench/raw.txt and prints one
 # table from it with e2e/cmd/benchtable.
@@ -41,7 +41,7 @@ bench:
 	  echo "machine: $$(uname -m), $$(getconf _NPROCESSORS_ONLN) cores, $$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)"; \
 	} > .bench/raw.txt
 	$(GO) test -run '^$$' -bench '^Benchmark(ArchivePage|Feed304|CreateContact)$$' -benchtime $(BENCHTIME) -timeout 10m ./contacts/ 2>&1 | tee -a .bench/raw.txt
-	$(GO) test -run '^$$' -bench '^Benchmark(Propagation|EndToEnd|CatchUp|Mail|ResidentMemory)$$' -benchtime $(E2E_BENCHTIME) -timeout 20m ./e2e/ 2>&1 | tee -a .bench/raw.txt
+	$(GO) test -run '^$$' -bench '^Benchmark(Propagation|EndToEnd|CatchUp|Mail|ResidentMemory|FanOut)$$' -benchtime $(E2E_BENCHTIME) -timeout 20m ./e2e/ 2>&1 | tee -a .bench/raw.txt
 	$(GO) test -run '^$$' -bench '^Benchmark(ReplicaPropagation|ReplicaWrites|Failover|ArchiveThroughNginx)$$' -benchtime $(REPLICA_BENCHTIME) -timeout 10m ./e2e/ 2>&1 | tee -a .bench/raw.txt
 	@echo; head -n 2 .bench/raw.txt; echo
 	@$(GO) run ./e2e/cmd/benchtable .bench/raw.txt
