@@ -103,7 +103,7 @@ func (p *Publisher) serveGone(w http.ResponseWriter, r *http.Request, k int64) b
 	if p.opt.RetainPages <= 0 {
 		return false
 	}
-	head, err := p.head(r.Context(), true)
+	head, err := p.currentHead(r.Context())
 	if err != nil {
 		httpx.WriteError(w, r, p.log, fmt.Errorf("feed head: %w", err))
 		return true
@@ -150,7 +150,7 @@ func (p *Publisher) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	base := p.base(r)
 	q := r.URL.Query()
 	after := q.Get("after")
-	head, err := p.head(r.Context(), true)
+	head, err := p.currentHead(r.Context())
 	if err != nil {
 		httpx.WriteError(w, r, p.log, fmt.Errorf("feed head: %w", err))
 		return

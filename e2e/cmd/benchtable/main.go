@@ -199,6 +199,15 @@ func rows() []row {
 		{"contact creation, JSON API, SQLite", rate("BenchmarkCreateContact/baseline", "req/s", "req/s"), rate("BenchmarkCreateContact/service", "creates/s", "creates/s")},
 		{"invitations: calendar → notifications → SMTP", rate("BenchmarkMail/baseline", "mails/s", "mails/s"), rate("BenchmarkMail/service", "mails/s", "mails/s")},
 	}
+	// Fan-out: NATS core is the baseline, optional (skipped when no server).
+	fan := func(name, unit string, optional bool) figure {
+		return figure{name: "BenchmarkFanOut/" + name, unit: unit, factor: 1000, format: ms, optional: optional}
+	}
+	rs = append(rs,
+		row{"fan-out: one write → the last of 1,000 long-polls (NATS core: subscribers), p50", fan("nats", "last-p50-ms", true), fan("contacts", "last-p50-ms", false)},
+		row{"fan-out: one write → the last of 1,000 long-polls (NATS core: subscribers), p99", fan("nats", "last-p99-ms", true), fan("contacts", "last-p99-ms", false)},
+		row{"contacts resident memory, 1,000 long-polls waiting (vs idle)", figure{name: "BenchmarkFanOut/contacts", unit: "idle-MB", format: mb}, figure{name: "BenchmarkFanOut/contacts", unit: "waiting-MB", format: mb}},
+	)
 	for _, state := range []string{"idle", "load"} {
 		shown := map[string]string{"idle": "idle", "load": "under load"}[state]
 		for _, s := range []string{"contacts", "calendar", "notifications"} {
