@@ -189,7 +189,7 @@ func benchFanOutContacts(b *testing.B, httpClient bool) {
 	}
 
 	writer := benchHTTPClient(b)
-	if _, err := benchCreate(writer, con.url, "Fan Out", "fan@example.org", "+44 20 7946 0958"); err != nil {
+	if _, err := benchCreate(writer, con.url, "Fan Out", "fan0@example.org", "+44 20 7946 0958"); err != nil {
 		b.Fatal(err)
 	}
 	// contacts-httpclient: one Transport for every follower, with room for
@@ -297,7 +297,7 @@ func benchFanOutContacts(b *testing.B, httpClient bool) {
 			head++
 			want.Store(head)
 			left.Store(fanOutFollowers)
-			if _, err := benchCreate(writer, con.url, "Fan Out", "fan@example.org", "+44 20 7946 0958"); err != nil {
+			if _, err := benchCreate(writer, con.url, "Fan Out", fmt.Sprintf("fan%d@example.org", head), "+44 20 7946 0958"); err != nil { // emails are unique
 				b.Fatal(err)
 			}
 			answered := time.Now()
