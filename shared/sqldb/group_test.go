@@ -33,22 +33,14 @@ func each(t *testing.T, fn func(t *testing.T, db *DB)) {
 	}
 }
 
-// committers is how many batches db runs at once.
-func committers(db *DB) int {
-	if db.Dialect == Postgres {
-		return pgCommitters
-	}
-	return 1
-}
-
-// queued blocks every committer with a write of its own, runs start (which
-// queues writes behind them), waits until n writes are queued and lets one
-// committer go: those n run as one batch. It returns when that committer has
-// taken them and the others, let go, have committed.
+// queued blocks the committer with a write of its own, runs start (which
+// queues writes behind it), waits until n writes are queued and lets the
+// committer go: those n run as one batch. It returns when the committer has
+// taken them and the holding write has committed.
 func queued(t *testing.T, db *DB, n int, start func()) {
 	t.Helper()
 	ctx := context.Background()
-	holds := make([]chan struct{}, committers(db))
+	holds := make([]chan struct{}, 1)
 	var holders sync.WaitGroup
 	let := func(i int) {
 		if holds[i] != nil {
@@ -230,7 +222,7 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 			t.Errorf("rows = %v\nwant   %v", got, wantRows)
 		}
 		after := db.Stats()
-		k := int64(committers(db))
+		const k = 1
 		if c, w := after.Commits-before.Commits, after.Writes-before.Writes; c != k+1 || w != k+8 {
 			t.Errorf("%d commits of %d writes, want %d of %d: the holding writes, then the eight that succeeded in one batch", c, w, k+1, k+8)
 		}

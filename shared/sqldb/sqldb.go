@@ -105,7 +105,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 	default:
 		return nil, fmt.Errorf("unsupported database URL %q: want sqlite:PATH or postgres://…", config.Redact(url))
 	}
-	startCommitters(db)
+	startCommitter(db)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := db.sql.PingContext(pctx); err != nil {
