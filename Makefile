@@ -45,7 +45,7 @@ bench:
 	@{ echo "date:    $$(date -u '+%Y-%m-%d %H:%M UTC')"; \
 	  echo "machine: $$(uname -m), $$(getconf _NPROCESSORS_ONLN) cores, $$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)"; \
 	} > .bench/raw.txt
-	$(GO) test -run '^$$' -bench '^Benchmark(ArchivePage|Feed304|CreateContact)$$' -benchtime $(BENCHTIME) -timeout 10m ./contacts/ 2>&1 | tee -a .bench/raw.txt
+	$(GO) test -run '^$$' -bench '^Benchmark(ArchivePage|Feed304|CreateContact|Import)$$' -benchtime $(BENCHTIME) -timeout 10m ./contacts/ 2>&1 | tee -a .bench/raw.txt
 	$(GO) test -run '^$$' -bench '^Benchmark(Propagation|EndToEnd|CatchUp|Snapshot|Mail|ResidentMemory|FanOut)$$' -benchtime $(E2E_BENCHTIME) -timeout 20m ./e2e/ 2>&1 | tee -a .bench/raw.txt
 	$(GO) test -v -run '^$$' -bench '^Benchmark(Anchor(Propagation|EndToEnd)|Postgres(Writes|Propagation))$$' -benchtime $(E2E_BENCHTIME) -timeout 10m ./e2e/ 2>&1 | tee -a .bench/raw.txt
 	$(GO) test -run '^$$' -bench '^Benchmark(ReplicaPropagation|ReplicaWrites|Failover|ArchiveThroughNginx)$$' -benchtime $(REPLICA_BENCHTIME) -timeout 10m ./e2e/ 2>&1 | tee -a .bench/raw.txt

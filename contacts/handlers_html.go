@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"syndic/shared/derrors"
 	"syndic/shared/httpx"
@@ -238,4 +239,107 @@ func (ps pages) handleDelete(store Store) http.Handler {
 		http.Redirect(w, r, "/?done=deleted", http.StatusSeeOther)
 		return nil
 	})
+}
+
+// handleVCard answers GET /contacts/{id}.vcf with the contact's vCard, and
+// any other /contacts/{id} with its page.
+func (ps pages) handleShowOrVCard(store Store) http.Handler {
+	show := ps.handleShow(store)
+	return ps.Handle(notFoundMessage, func(w http.ResponseWriter, r *http.Request) error {
+		id, ok := strings.CutSuffix(r.PathValue("id"), ".vcf")
+		if !ok {
+			show.ServeHTTP(w, r)
+			return nil
+		}
+		n, err := strconv.ParseInt(id, 10, 64)
+		if err != nil || n < 1 {
+			return fmt.Errorf("contact %q: %w", id, derrors.ErrNotFound)
+		}
+		c, err := store.Get(r.Context(), n)
+		if err != nil {
+			return err
+		}
+		return serveVCard(w, fmt.Sprintf("contact-%d.vcf", c.ID), c)
+	})
+}
+
+// handleAllVCards answers GET /contacts.vcf: every contact, in name order.
+func (ps pages) handleAllVCards(store Store) http.Handler {
+	return ps.Handle(notFoundMessage, func(w http.ResponseWriter, r *http.Request) error {
+		var all []Contact
+		for {
+			page, err := store.List(r.Context(), Query{Limit: importChunk, Offset: len(all)})
+			if err != nil {
+				return err
+			}
+			all = append(all, page...)
+			if len(page) < importChunk {
+				break
+			}
+		}
+		return serveVCard(w, "contacts.vcf", all...)
+	})
+}
+
+// serveVCard answers the vCards of cs as a file called name.
+func serveVCard(w http.ResponseWriter, name string, cs ...Contact) error {
+	b, err := vcardBody(cs...)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/vcard; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(b)
+	return nil
+}
+
+// handleImport imports the vCard file of the list page's form and says
+// what it did.
+func (ps pages) handleImport(store Store) http.Handler {
+	return ps.Handle(notFoundMessage, func(w http.ResponseWriter, r *http.Request) error {
+		if err := r.ParseMultipartForm(1 << 20); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				return fmt.Errorf("a vCard file of at most %d MB: %w", MaxImportBytes>>20, derrors.ErrTooLarge)
+			}
+			return fmt.Errorf("form: %v: %w", err, derrors.ErrInvalid)
+		}
+		f, _, err := r.FormFile("file")
+		if err != nil {
+			return fmt.Errorf("choose a vCard file (.vcf) to import: %w", derrors.ErrInvalid)
+		}
+		defer f.Close()
+		res, err := importVCards(w, r, f, store)
+		if err != nil {
+			return err
+		}
+		msg := fmt.Sprintf("%d contact%s created.", res.Created, plural(res.Created))
+		if len(res.Refused) > 0 {
+			var why []string
+			for _, x := range res.Refused[:min(len(res.Refused), 20)] {
+				why = append(why, fmt.Sprintf("card %d%s: %s", x.Card, nameIn(x.Name), x.Problems.Error()))
+			}
+			if len(res.Refused) > 20 {
+				why = append(why, fmt.Sprintf("and %d more", len(res.Refused)-20))
+			}
+			msg += fmt.Sprintf(" %d card%s refused — %s.", len(res.Refused), plural(len(res.Refused)), strings.Join(why, "; "))
+		}
+		ps.Render(w, r, http.StatusOK, "error", view.Message{Title: "Import done", Message: msg})
+		return nil
+	})
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func nameIn(name string) string {
+	if name == "" {
+		return ""
+	}
+	return " (" + name + ")"
 }

@@ -93,11 +93,8 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Contact, error) {
 		if err := s.emailFree(ctx, tx, c.Email, 0); err != nil {
 			return err
 		}
-		err := tx.QueryRow(ctx,
-			`INSERT INTO contacts (name, email, phone, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
-			c.Name, c.Email, c.Phone, c.Version, sqldb.Micro(now), sqldb.Micro(now)).Scan(&c.ID)
-		if err != nil {
-			return fmt.Errorf("insert contact: %w", err)
+		if err := insertContact(ctx, tx, &c); err != nil {
+			return err
 		}
 		return s.appendEvent(ctx, tx, newEvent(EventCreated, Contact{}, c), now)
 	})
@@ -105,6 +102,58 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Contact, error) {
 		return Contact{}, fmt.Errorf("create contact: %w", err)
 	}
 	return c, nil
+}
+
+// insertContact inserts c and sets its id.
+func insertContact(ctx context.Context, tx *sqldb.Tx, c *Contact) error {
+	err := tx.QueryRow(ctx,
+		`INSERT INTO contacts (name, email, phone, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+		c.Name, c.Email, c.Phone, c.Version, sqldb.Micro(c.CreatedAt), sqldb.Micro(c.UpdatedAt)).Scan(&c.ID)
+	if err != nil {
+		return fmt.Errorf("insert contact: %w", err)
+	}
+	return nil
+}
+
+// Import creates the contacts of ins (see Store.Import).
+func (s *SQLStore) Import(ctx context.Context, ins []Input) (int, []ImportRefusal, error) {
+	created := 0
+	var refused []ImportRefusal
+	for from := 0; from < len(ins); from += importChunk {
+		chunk := ins[from:min(from+importChunk, len(ins))]
+		now := s.now().UTC().Truncate(time.Microsecond)
+		var n int
+		var no []ImportRefusal
+		err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+			for i, in := range chunk {
+				if in == (Input{}) {
+					continue
+				}
+				c := Contact{Version: 1, CreatedAt: now, UpdatedAt: now}.apply(in)
+				if err := s.emailFree(ctx, tx, c.Email, 0); err != nil {
+					var p derrors.Problems
+					errors.As(err, &p)
+					if p == nil {
+						return err
+					}
+					no = append(no, ImportRefusal{Card: from + i + 1, Name: in.Name, Problems: p})
+					continue
+				}
+				if err := insertContact(ctx, tx, &c); err != nil {
+					return fmt.Errorf("card %d: %w", from+i+1, err)
+				}
+				s.events.Add(tx, stagedEvent{newEvent(EventCreated, Contact{}, c), now})
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return created, refused, fmt.Errorf("import cards %d-%d: %w", from+1, from+len(chunk), err)
+		}
+		created += n
+		refused = append(refused, no...)
+	}
+	return created, refused, nil
 }
 
 // Update changes contact id if it is at version. A change that alters
