@@ -59,8 +59,8 @@ func splitName(fn string) *vcard.Name {
 // ImportRefusal is a card that was not imported, by its position in the
 // file (1 for the first card), and why.
 type ImportRefusal struct {
-	Card     int               `json:"card"`
-	Name     string            `json:"name,omitempty"`
+	Card     int              `json:"card"`
+	Name     string           `json:"name,omitempty"`
 	Problems derrors.Problems `json:"problems"`
 }
 
