@@ -15,8 +15,11 @@ import (
 type Appointment struct {
 	ID       int64  `json:"id"`
 	Title    string `json:"title"`
-	StartsAt string `json:"starts_at"` // RFC 3339, in the zone it was given in
+	StartsAt string `json:"starts_at"` // RFC 3339, with the offset of TimeZone then (or the one given)
 	EndsAt   string `json:"ends_at"`
+	// TimeZone is the IANA zone the appointment is in, e.g. Europe/Paris;
+	// empty when it was given with a bare offset only.
+	TimeZone string `json:"time_zone,omitempty"`
 	Location string `json:"location"`
 	// Participants are contact ids; Attendees the same people as known now.
 	Participants []int64    `json:"participants"`
@@ -42,6 +45,15 @@ type Attendee struct {
 	Deleted bool   `json:"deleted"`
 }
 
+// Zone is where the appointment's times are shown: its TimeZone, or the
+// bare offset it was given with.
+func (a Appointment) Zone() *time.Location {
+	if loc, err := ianaZone(a.TimeZone); err == nil && a.TimeZone != "" {
+		return loc
+	}
+	return fixedZone(a.Start())
+}
+
 // Start and End parse the stored times (they are always valid).
 func (a Appointment) Start() time.Time { t, _ := time.Parse(time.RFC3339, a.StartsAt); return t }
 
@@ -53,6 +65,7 @@ type Input struct {
 	Title        string  `json:"title"`
 	StartsAt     string  `json:"starts_at"`
 	EndsAt       string  `json:"ends_at"`
+	TimeZone     string  `json:"time_zone"` // IANA; with it, times may be local ("2027-07-05T10:00:00")
 	Location     string  `json:"location"`
 	Participants []int64 `json:"participants"`
 }
@@ -71,7 +84,7 @@ const (
 // times in canonical RFC 3339 (keeping their zone offset).
 func (in Input) Normalize() Input {
 	out := Input{Title: strings.TrimSpace(in.Title), Location: strings.TrimSpace(in.Location),
-		StartsAt: strings.TrimSpace(in.StartsAt), EndsAt: strings.TrimSpace(in.EndsAt)}
+		StartsAt: strings.TrimSpace(in.StartsAt), EndsAt: strings.TrimSpace(in.EndsAt), TimeZone: strings.TrimSpace(in.TimeZone)}
 	seen := map[int64]bool{}
 	out.Participants = []int64{}
 	for _, id := range in.Participants {
@@ -80,8 +93,17 @@ func (in Input) Normalize() Input {
 			out.Participants = append(out.Participants, id)
 		}
 	}
+	loc, zerr := ianaZone(out.TimeZone)
 	for _, f := range []*string{&out.StartsAt, &out.EndsAt} {
-		if t, err := time.Parse(time.RFC3339, *f); err == nil {
+		t, err := time.Parse(time.RFC3339, *f)
+		if err != nil && out.TimeZone != "" && zerr == nil {
+			t, err = time.ParseInLocation("2006-01-02T15:04:05", *f, loc) // a local time in the zone
+		}
+		switch {
+		case err != nil:
+		case out.TimeZone != "" && zerr == nil:
+			*f = t.In(loc).Format(time.RFC3339) // the zone's offset at that instant
+		default:
 			*f = t.Format(time.RFC3339)
 		}
 	}
@@ -94,6 +116,9 @@ func (in Input) Validate() error {
 	p := derrors.Problems{}
 	p.Text("title", in.Title, true, MaxTitle)
 	p.Text("location", in.Location, false, MaxLocation)
+	if _, err := ianaZone(in.TimeZone); err != nil {
+		p.Add("time_zone", err.Error())
+	}
 	start, serr := parseTime(in.StartsAt)
 	end, eerr := parseTime(in.EndsAt)
 	if serr != nil {

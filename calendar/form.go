@@ -94,10 +94,10 @@ func htmlOptions(contacts []Contact, chosen []int64, a Appointment) []htmlOption
 	return opts
 }
 
-// htmlFieldsOf fills the form from a stored appointment: local times in the
-// start's offset, and that offset as a time zone the form reads back.
+// htmlFieldsOf fills the form from a stored appointment: local times in
+// its zone (Appointment.Zone), and that zone, preselected.
 func htmlFieldsOf(a Appointment) htmlFields {
-	loc := fixedZone(a.Start())
+	loc := a.Zone()
 	return htmlFields{
 		Title:        a.Title,
 		StartsAt:     htmlLocalValue(a.Start().In(loc)),
@@ -141,6 +141,8 @@ func htmlInput(f htmlFields, p derrors.Problems) Input {
 	if err != nil {
 		p.Add("timezone", err.Error())
 		loc = time.UTC // still check the times' shape
+	} else if !strings.HasPrefix(loc.String(), "UTC+") && !strings.HasPrefix(loc.String(), "UTC-") {
+		in.TimeZone = loc.String() // an IANA zone: kept, so a move keeps its offsets right
 	}
 	if in.StartsAt, err = htmlRFC3339(f.StartsAt, loc); err != nil {
 		p.Add("starts_at", err.Error())

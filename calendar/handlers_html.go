@@ -27,6 +27,7 @@ type pages struct{ *view.Set }
 
 // parsePages parses the page templates; an error means a broken template.
 func parsePages(log *slog.Logger, links view.Links) (pages, error) {
+	zones := zoneNames()
 	funcs := template.FuncMap{
 		// contactPage is the contact's page in the contacts service, or ""
 		// when its URL is not known.
@@ -39,6 +40,7 @@ func parsePages(log *slog.Logger, links view.Links) (pages, error) {
 		"when":      htmlWhen,
 		"cancelled": func(a Appointment) bool { return a.Status == StatusCancelled },
 		"stamp":     htmlStamp,
+		"zones":     func() []string { return zones },
 		"ago":       htmlAgo,
 	}
 	set, err := view.Parse(log, assets, "templates", links, funcs, "upcoming", "form", "appointment", "contacts", "contact")
@@ -193,16 +195,17 @@ func (ps pages) renderCancelled(w http.ResponseWriter, r *http.Request, store St
 	return ps.renderAppointment(w, r, store, http.StatusConflict, a, "This appointment was cancelled: it can no longer be changed. Create a new one instead.")
 }
 
-// htmlWhen shows an appointment's time for people, in its own offset:
-// "Tue 1 Dec 2026, 09:30–10:30 (UTC+01:00)".
+// htmlWhen shows an appointment's time for people, in its own zone:
+// "Tue 5 Jul 2027, 10:00–11:00 (Europe/Paris, UTC+02:00)", or with a bare
+// offset "Tue 1 Dec 2026, 09:30–10:30 (UTC+01:00)".
 func htmlWhen(a Appointment) string {
-	loc := fixedZone(a.Start())
+	loc := a.Zone()
 	start, end := a.Start().In(loc), a.End().In(loc)
 	const day, clock = "Mon 2 Jan 2006", "15:04"
 	if start.Format(day) == end.Format(day) {
-		return fmt.Sprintf("%s, %s–%s (%s)", start.Format(day), start.Format(clock), end.Format(clock), loc)
+		return fmt.Sprintf("%s, %s–%s (%s)", start.Format(day), start.Format(clock), end.Format(clock), zoneLabel(a))
 	}
-	return fmt.Sprintf("%s, %s – %s, %s (%s)", start.Format(day), start.Format(clock), end.Format(day), end.Format(clock), loc)
+	return fmt.Sprintf("%s, %s – %s, %s (%s)", start.Format(day), start.Format(clock), end.Format(day), end.Format(clock), zoneLabel(a))
 }
 
 // htmlStamp shows an instant in UTC, or "never" for the zero time.

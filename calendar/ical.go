@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -63,6 +65,7 @@ func WriteICal(w io.Writer, opt ICalOptions, apps []Appointment) error {
 		setText(cal.Props, ical.PropName, opt.Name)
 		setText(cal.Props, icalCalName, opt.Name)
 	}
+	addTimezones(cal, apps...)
 	for _, a := range apps {
 		cal.Children = append(cal.Children, AppointmentEvent(opt, a).Component)
 	}
@@ -78,9 +81,10 @@ func WriteICal(w io.Writer, opt ICalOptions, apps []Appointment) error {
 //   - DTSTAMP and LAST-MODIFIED the appointment's UpdatedAt (CreatedAt if
 //     zero) and CREATED its CreatedAt, so the event does not depend on the
 //     time it is written;
-//   - DTSTART and DTEND in UTC: the stored times carry a bare offset, not an
-//     IANA zone, so a TZID would have to be invented; the instant in UTC is
-//     exact and calendar apps show it in their user's zone;
+//   - DTSTART and DTEND with TZID and local times when the appointment has
+//     an IANA time zone (the calendar then holds its VTIMEZONE: see
+//     addTimezones), else in UTC: a bare offset names no zone, and the
+//     instant in UTC is exact;
 //   - SUMMARY, LOCATION (when set), URL (when opt.BaseURL is set);
 //   - SEQUENCE Version-1, which starts at 0 and grows with every change;
 //   - STATUS CONFIRMED or CANCELLED;
@@ -115,8 +119,13 @@ func AppointmentEvent(opt ICalOptions, a Appointment) *ical.Event {
 	if !a.CreatedAt.IsZero() {
 		p.SetDateTime(ical.PropCreated, a.CreatedAt.UTC())
 	}
-	p.SetDateTime(ical.PropDateTimeStart, a.Start().UTC())
-	p.SetDateTime(ical.PropDateTimeEnd, a.End().UTC())
+	if loc := a.Zone(); a.TimeZone != "" && loc != time.UTC {
+		p.SetDateTime(ical.PropDateTimeStart, a.Start().In(loc)) // TZID=zone, local time; its VTIMEZONE is in the calendar
+		p.SetDateTime(ical.PropDateTimeEnd, a.End().In(loc))
+	} else {
+		p.SetDateTime(ical.PropDateTimeStart, a.Start().UTC())
+		p.SetDateTime(ical.PropDateTimeEnd, a.End().UTC())
+	}
 
 	setText(p, ical.PropSummary, a.Title)
 	if a.Location != "" {
@@ -273,4 +282,88 @@ func mailtoURI(addr string) string {
 		}
 	}
 	return b.String()
+}
+
+// addTimezones adds a VTIMEZONE for each IANA zone of apps (RFC 5545
+// 3.6.5), covering their times: one STANDARD or DAYLIGHT observance per
+// offset change from the one in force at the first start to the last end,
+// read from Go's zone data, so an app without that zone (or with older
+// rules) still shows each time right.
+func addTimezones(cal *ical.Calendar, apps ...Appointment) {
+	type span struct{ from, to time.Time }
+	spans := map[string]*span{}
+	var names []string
+	for _, a := range apps {
+		if a.TimeZone == "" || a.Zone() == time.UTC {
+			continue
+		}
+		sp, ok := spans[a.TimeZone]
+		if !ok {
+			sp = &span{a.Start(), a.End()}
+			spans[a.TimeZone] = sp
+			names = append(names, a.TimeZone)
+		}
+		sp.from, sp.to = minTime(sp.from, a.Start()), maxTime(sp.to, a.End())
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		loc, err := ianaZone(name)
+		if err != nil {
+			continue
+		}
+		cal.Children = append(cal.Children, vtimezone(loc, spans[name].from, spans[name].to))
+	}
+}
+
+// vtimezone is loc's VTIMEZONE for the times from…to.
+func vtimezone(loc *time.Location, from, to time.Time) *ical.Component {
+	tz := ical.NewComponent(ical.CompTimezone)
+	setText(tz.Props, ical.PropTimezoneID, loc.String())
+	at, _ := from.In(loc).ZoneBounds() // when the offset in force at from began
+	if at.IsZero() {                   // never changed before: one observance since 1970
+		at = time.Date(1970, 1, 1, 0, 0, 0, 0, loc)
+	}
+	for {
+		name, off := at.In(loc).Zone()
+		_, before := at.Add(-time.Second).In(loc).Zone()
+		kind := ical.CompTimezoneStandard
+		if at.In(loc).IsDST() {
+			kind = ical.CompTimezoneDaylight
+		}
+		ob := ical.NewComponent(kind)
+		// DTSTART is the local time of the change in the offset before it.
+		setText(ob.Props, ical.PropDateTimeStart, at.In(time.FixedZone("", before)).Format("20060102T150405"))
+		setText(ob.Props, ical.PropTimezoneOffsetFrom, icalOffset(before))
+		setText(ob.Props, ical.PropTimezoneOffsetTo, icalOffset(off))
+		setText(ob.Props, ical.PropTimezoneName, name)
+		tz.Children = append(tz.Children, ob)
+		_, end := at.In(loc).ZoneBounds()
+		if end.IsZero() || end.After(to) {
+			return tz
+		}
+		at = end
+	}
+}
+
+// icalOffset writes an offset in seconds as RFC 5545 does: +0100, -0530.
+func icalOffset(sec int) string {
+	sign := "+"
+	if sec < 0 {
+		sign, sec = "-", -sec
+	}
+	return fmt.Sprintf("%s%02d%02d", sign, sec/3600, sec%3600/60)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

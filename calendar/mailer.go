@@ -66,7 +66,8 @@ const maxSubject = 200
 
 func (m Mailer) subject(kind string, a Appointment) string {
 	prefix := map[string]string{KindInvitation: "Invitation", KindChange: "Changed", KindCancellation: "Cancelled"}[kind] + ": "
-	when := " — " + a.Start().Format("Mon 2 Jan 2006 15:04") + " (" + fixedZone(a.Start()).String() + ")"
+	loc := a.Zone()
+	when := " — " + a.Start().In(loc).Format("Mon 2 Jan 2006 15:04") + " (" + zoneLabel(a) + ")"
 	title := []rune(a.Title)
 	if room := maxSubject - utf8.RuneCountInString(prefix+when); len(title) > room {
 		title = append(title[:room-1], '…')
@@ -87,7 +88,8 @@ func (m Mailer) text(kind string, a Appointment, to Attendee) string {
 	default:
 		fmt.Fprintf(&b, "you are no longer a participant of “%s”.\n\n", a.Title)
 	}
-	fmt.Fprintf(&b, "When:  %s – %s (%s)\n", a.Start().Format("Mon 2 Jan 2006 15:04"), a.End().Format("15:04"), fixedZone(a.Start()))
+	loc := a.Zone()
+	fmt.Fprintf(&b, "When:  %s – %s (%s)\n", a.Start().In(loc).Format("Mon 2 Jan 2006 15:04"), a.End().In(loc).Format("15:04"), zoneLabel(a))
 	if a.Location != "" {
 		fmt.Fprintf(&b, "Where: %s\n", a.Location)
 	}
@@ -124,6 +126,7 @@ func (m Mailer) calendar(kind string, a Appointment) string {
 	org.Value = "mailto:calendar@" + cmp.Or(m.ICal.Host, icalDefaultHost)
 	org.Params.Set(ical.ParamCommonName, "syndic calendar")
 	ev.Props.Set(org)
+	addTimezones(cal, a)
 	cal.Children = append(cal.Children, ev.Component)
 	var b bytes.Buffer
 	if err := EncodeICal(&b, cal); err != nil {

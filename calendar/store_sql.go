@@ -49,12 +49,12 @@ func (s *SQLStore) announce(ctx context.Context, tx *sqldb.Tx, before Appointmen
 	return after, nil
 }
 
-const appointmentColumns = `id, title, starts_at, ends_at, location, status, version, created_at, updated_at`
+const appointmentColumns = `id, title, starts_at, ends_at, time_zone, location, status, version, created_at, updated_at`
 
 func scanAppointment(row sqldb.Scanner) (Appointment, error) {
 	var a Appointment
 	var created, updated int64
-	if err := row.Scan(&a.ID, &a.Title, &a.StartsAt, &a.EndsAt, &a.Location, &a.Status, &a.Version, &created, &updated); err != nil {
+	if err := row.Scan(&a.ID, &a.Title, &a.StartsAt, &a.EndsAt, &a.TimeZone, &a.Location, &a.Status, &a.Version, &created, &updated); err != nil {
 		return Appointment{}, err
 	}
 	a.CreatedAt, a.UpdatedAt = sqldb.Time(created), sqldb.Time(updated)
@@ -173,9 +173,9 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Appointment, error) {
 			return err
 		}
 		a := Appointment{StartsAt: in.StartsAt, EndsAt: in.EndsAt}
-		err := tx.QueryRow(ctx, `INSERT INTO appointments (title, starts_at, ends_at, start_utc, end_utc, location, status, version, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8) RETURNING id`,
-			in.Title, in.StartsAt, in.EndsAt, sqldb.Micro(a.Start()), sqldb.Micro(a.End()), in.Location, StatusConfirmed, sqldb.Micro(now)).Scan(&id)
+		err := tx.QueryRow(ctx, `INSERT INTO appointments (title, starts_at, ends_at, time_zone, start_utc, end_utc, location, status, version, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) RETURNING id`,
+			in.Title, in.StartsAt, in.EndsAt, in.TimeZone, sqldb.Micro(a.Start()), sqldb.Micro(a.End()), in.Location, StatusConfirmed, sqldb.Micro(now)).Scan(&id)
 		if err != nil {
 			return fmt.Errorf("insert appointment: %w", err)
 		}
@@ -206,8 +206,8 @@ func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (App
 		}
 		a := Appointment{StartsAt: in.StartsAt, EndsAt: in.EndsAt}
 		err := s.bump(ctx, tx, before, version, `UPDATE appointments SET title = $3, starts_at = $4, ends_at = $5, start_utc = $6, end_utc = $7,
-			location = $8, version = version + 1, updated_at = $9 WHERE id = $1 AND version = $2`,
-			in.Title, in.StartsAt, in.EndsAt, sqldb.Micro(a.Start()), sqldb.Micro(a.End()), in.Location, sqldb.Micro(now))
+			location = $8, version = version + 1, updated_at = $9, time_zone = $10 WHERE id = $1 AND version = $2`,
+			in.Title, in.StartsAt, in.EndsAt, sqldb.Micro(a.Start()), sqldb.Micro(a.End()), in.Location, sqldb.Micro(now), in.TimeZone)
 		if err != nil {
 			return Appointment{}, err
 		}
@@ -222,7 +222,7 @@ func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (App
 }
 
 func unchanged(a Appointment, in Input) bool {
-	return a.Title == in.Title && a.StartsAt == in.StartsAt && a.EndsAt == in.EndsAt && a.Location == in.Location &&
+	return a.Title == in.Title && a.StartsAt == in.StartsAt && a.EndsAt == in.EndsAt && a.TimeZone == in.TimeZone && a.Location == in.Location &&
 		slices.Equal(slices.Sorted(slices.Values(a.Participants)), slices.Sorted(slices.Values(in.Participants)))
 }
 

@@ -1,6 +1,7 @@
 package calendar
 
 import (
+	_ "embed"
 	"errors"
 	"fmt"
 	"strconv"
@@ -24,6 +25,32 @@ func parseZone(name string) (*time.Location, error) {
 	loc, err := time.LoadLocation(name)
 	if err != nil {
 		return nil, bad
+	}
+	return loc, nil
+}
+
+// zoneLabel names an appointment's zone for people: "Europe/Paris,
+// UTC+02:00" with an IANA zone (the offset that of its start), else the
+// offset alone.
+func zoneLabel(a Appointment) string {
+	off := fixedZone(a.Start()).String()
+	if a.TimeZone == "" || a.TimeZone == off {
+		return off
+	}
+	return a.TimeZone + ", " + off
+}
+
+// ianaZone loads an IANA time zone name ("" is none, and no error).
+func ianaZone(name string) (*time.Location, error) {
+	if name == "" {
+		return time.UTC, nil
+	}
+	if name == "Local" || strings.HasPrefix(name, "UTC+") || strings.HasPrefix(name, "UTC-") {
+		return nil, errors.New("is not an IANA time zone name such as Europe/Paris")
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, errors.New("is not an IANA time zone name such as Europe/Paris")
 	}
 	return loc, nil
 }
@@ -73,3 +100,17 @@ func fixedZone(t time.Time) *time.Location {
 	_, offset := t.Zone()
 	return time.FixedZone(offsetName(offset), offset)
 }
+
+// zoneNames are the IANA zones the form offers (zones.txt), UTC first.
+func zoneNames() []string {
+	var names []string
+	for _, l := range strings.Split(zonesTxt, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			names = append(names, l)
+		}
+	}
+	return names
+}
+
+//go:embed zones.txt
+var zonesTxt string

@@ -33,7 +33,7 @@ func TestBrowserStory(t *testing.T) {
 		newName = "Ada King"
 		email   = "ada@example.org"
 		title   = "Design review"
-		when    = "Tue 15 Jan 2030, 09:30–10:30 (UTC+01:00)" // Paris is UTC+1 in January
+		when    = "Tue 15 Jan 2030, 09:30–10:30 (Europe/Paris, UTC+01:00)" // the zone kept, and its offset in January
 	)
 
 	do, text, value, eval, navigate := tab.Do, tab.Text, tab.Value, tab.Eval, tab.Navigate

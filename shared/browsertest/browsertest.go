@@ -97,7 +97,9 @@ func Open(t testing.TB, timeout time.Duration) *Tab {
 
 // Submit clicks the submit button of the page's main form.
 func Submit() chromedp.Action[chromedp.Void] {
-	return chromedp.Click(chromedp.CSS(`main form button[type="submit"]`))
+	// Not a form's hidden default button (tabindex -1, there so Enter
+	// submits) nor its Find button (a search inside the form).
+	return chromedp.Click(chromedp.CSS(`main form button[type="submit"]:not([tabindex="-1"]):not([value="find"])`))
 }
 
 func (b *Tab) step() (context.Context, context.CancelFunc) {
