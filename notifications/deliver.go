@@ -14,8 +14,13 @@ import (
 	"syndic/shared/retry"
 )
 
-// Delivery sends pending notifications: workers claim due ones from the
-// store, send them through the breaker, and record the outcome.
+// Delivery sends pending notifications. One goroutine claims the due ones
+// from the store, as many at once as there are workers free, in one
+// transaction, and hands them to the workers; each worker sends through the
+// breaker on a connection of its own that it keeps between messages (when
+// the Sender can open Sessions) and records the outcome. The notifications
+// sent are marked in batches: whatever was sent while the last batch was
+// being written goes in the next transaction.
 type Delivery struct {
 	Store       Store
 	Sender      Sender
@@ -25,8 +30,11 @@ type Delivery struct {
 	MaxAttempts int           // temporary failures before giving up; 8
 	Backoff     retry.Backoff // between retries; 1 s doubling to 10 min
 	Lease       time.Duration // a claim lasts unless renewed (DELIVERY_LEASE); 10 s
+	// IdleClose is how long a worker keeps its SMTP connection open with
+	// nothing to send (SMTP_IDLE_CLOSE); 5 s.
+	IdleClose time.Duration
 	// Committed returns a channel closed at the store's next commit
-	// (sqldb.DB.Committed): a notification accepted wakes an idle worker.
+	// (sqldb.DB.Committed): a notification accepted wakes the claimer.
 	Committed func() <-chan struct{}
 	Log       *slog.Logger
 	Metrics   *metrics.Set
@@ -35,16 +43,26 @@ type Delivery struct {
 	once sync.Once
 }
 
+// claim is a notification claimed for a worker, and until when.
+type claim struct {
+	n     Notification
+	until time.Time
+}
+
+// markBatch bounds the notifications marked sent in one transaction.
+const markBatch = 256
+
 func (d *Delivery) init() {
 	d.once.Do(func() {
 		d.poke = make(chan struct{}, 1)
 		d.Workers, d.MaxAttempts = cmp.Or(d.Workers, 4), cmp.Or(d.MaxAttempts, 8)
 		d.Backoff = d.Backoff.Or(time.Second, 10*time.Minute)
 		d.Lease = cmp.Or(d.Lease, 10*time.Second)
+		d.IdleClose = cmp.Or(d.IdleClose, 5*time.Second)
 	})
 }
 
-// wake lets an idle worker look for work at once.
+// wake lets the claimer look for work at once.
 func (d *Delivery) wake() {
 	d.init()
 	select {
@@ -53,48 +71,113 @@ func (d *Delivery) wake() {
 	}
 }
 
-// Run delivers until ctx is done; a send in progress is finished first.
+// Run delivers until ctx is done; sends in progress are finished and
+// recorded first, and claims no worker took are given back.
 func (d *Delivery) Run(ctx context.Context) {
 	d.init()
+	work := make(chan claim, d.Workers)
+	sent := make(chan int64, markBatch)
+	marked := make(chan struct{})
+	go func() { defer close(marked); d.mark(context.WithoutCancel(ctx), sent) }()
 	var wg sync.WaitGroup
 	for range d.Workers {
-		wg.Go(func() { d.work(ctx) })
+		wg.Go(func() { d.work(ctx, work, sent) })
 	}
+	d.claim(ctx, work)
 	wg.Wait()
+	close(work)
+	var left []int64
+	for c := range work {
+		left = append(left, c.n.ID)
+	}
+	if len(left) > 0 {
+		d.record(d.Store.Release(context.WithoutCancel(ctx), left...))
+	}
+	close(sent)
+	<-marked
 }
 
-func (d *Delivery) work(ctx context.Context) {
-	sent := d.Metrics.Counter("notifications_sent", "Notifications sent to the SMTP server.")
+// claim fills work with due notifications until ctx is done: as many as
+// there is room for, in one transaction. It is the only sender on work.
+func (d *Delivery) claim(ctx context.Context, work chan<- claim) {
+	for ctx.Err() == nil {
+		var committed <-chan struct{}
+		if d.Committed != nil {
+			committed = d.Committed() // before looking: a commit after it wakes us
+		}
+		d.Breaker.Wait(ctx) // an open breaker: claim nothing to wait with
+		room := cap(work) - len(work)
+		if room == 0 { // every worker has one waiting: the next to take one wakes us
+			select {
+			case <-d.poke:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		if ctx.Err() == nil {
+			now := time.Now()
+			until := now.Add(d.Lease)
+			ns, err := d.Store.ClaimDue(context.WithoutCancel(ctx), now, until, room)
+			if err != nil {
+				d.Log.Error("claim notifications", "err", err)
+				retry.Sleep(ctx, time.Second)
+				continue
+			}
+			for _, n := range ns {
+				work <- claim{n, until} // there was room, and nobody else sends
+			}
+			if len(ns) == room {
+				continue // there may be more
+			}
+		}
+		d.idle(ctx, committed)
+	}
+}
+
+func (d *Delivery) work(ctx context.Context, work <-chan claim, sent chan<- int64) {
 	failed := d.Metrics.Counter("notifications_failed", "Notifications given up: a permanent error, or the last attempt failed.")
 	retries := d.Metrics.Counter("notifications_retries", "Failed sends of a notification that will be tried again.")
 	took := d.Metrics.Timer("notifications_delivery", "Time to send a notification that was sent, from building the mail to the SMTP server's answer.")
+	sender, closeConn := d.session()
+	defer closeConn()
+	idle := time.NewTimer(d.IdleClose)
+	defer idle.Stop()
 	for ctx.Err() == nil {
 		d.Breaker.Wait(ctx)
-		n, ok, err := d.Store.Claim(context.WithoutCancel(ctx), time.Now(), d.Lease)
-		if err != nil {
-			d.Log.Error("claim notification", "err", err)
-			retry.Sleep(ctx, time.Second)
+		var c claim
+		select {
+		case c = <-work:
+		case <-idle.C: // nothing to send for a while: let the connection go
+			closeConn()
 			continue
+		case <-ctx.Done():
+			return
 		}
-		if !ok {
-			d.idle(ctx)
-			continue
-		}
-		d.wake() // there may be more: let an idle worker look too
+		d.wake() // room in work: the claimer may fill it
+		n := c.n
 		// The send and its record finish even when ctx ends: a mail sent must
 		// be marked sent, or it would go out again.
 		bg := context.WithoutCancel(ctx)
+		if time.Until(c.until) < d.Lease*2/3 { // it waited long (breaker open): claim it anew first
+			var ok bool
+			var err error
+			now := time.Now()
+			if n, ok, err = d.Store.Reclaim(bg, n.ID, c.until, now, now.Add(d.Lease)); err != nil || !ok {
+				d.record(err)
+				continue // taken by another instance, or done
+			}
+		}
 		start := time.Now()
 		keep := retry.Every(bg, d.Lease/3, func(ctx context.Context) { // a slow send keeps its claim
 			d.record(d.Store.Renew(ctx, n.ID, time.Now().Add(d.Lease)))
 		})
-		err = d.send(bg, n)
+		err := d.send(bg, sender, n)
 		keep()
+		idle.Reset(d.IdleClose)
 		switch {
 		case err == nil:
 			took.UpdateSince(start)
-			sent.Inc(1)
-			d.record(d.Store.MarkSent(bg, n.ID, time.Now()))
+			sent <- n.ID
 		case errors.Is(err, breaker.ErrOpen): // half-open with a probe in flight, or just opened
 			d.record(d.Store.Release(bg, n.ID))
 			retry.Sleep(ctx, 50*time.Millisecond+rand.N(50*time.Millisecond))
@@ -115,12 +198,46 @@ func (d *Delivery) work(ctx context.Context) {
 	}
 }
 
-func (d *Delivery) send(ctx context.Context, n Notification) error {
+// mark records the notifications sent, in batches, until sent is closed.
+// A claim lasts until its mark is written, so nobody sends one again.
+func (d *Delivery) mark(ctx context.Context, sent <-chan int64) {
+	count := d.Metrics.Counter("notifications_sent", "Notifications sent to the SMTP server.")
+	batch := make([]int64, 0, markBatch)
+	for id := range sent {
+		batch = append(batch[:0], id)
+	more:
+		for len(batch) < markBatch {
+			select {
+			case id, ok := <-sent:
+				if !ok {
+					break more
+				}
+				batch = append(batch, id)
+			default:
+				break more
+			}
+		}
+		d.record(d.Store.MarkSentAll(ctx, batch, time.Now()))
+		count.Inc(int64(len(batch)))
+	}
+}
+
+// session returns the sender a worker uses, and how to let its connection
+// go: a Session of its own when Sender opens them.
+func (d *Delivery) session() (Sender, func()) {
+	if ss, ok := d.Sender.(Sessions); ok {
+		s := ss.Session()
+		return s, func() { s.Close() }
+	}
+	return d.Sender, func() {}
+}
+
+func (d *Delivery) send(ctx context.Context, sender Sender, n Notification) error {
 	m, err := BuildMessage(d.From, n, time.Now())
 	if err != nil {
 		return &SendError{Err: err}
 	}
-	return d.Breaker.Do(func() error { return d.Sender.Send(ctx, m) })
+	return d.Breaker.Do(func() error { return sender.Send(ctx, m) })
 }
 
 func (d *Delivery) record(err error) {
@@ -129,14 +246,10 @@ func (d *Delivery) record(err error) {
 	}
 }
 
-// idle waits until a commit or another worker wakes it, the next
+// idle waits until committed is closed, a worker wakes it, the next
 // notification falls due, or a second passes (to see work accepted by other
 // instances).
-func (d *Delivery) idle(ctx context.Context) {
-	var committed <-chan struct{}
-	if d.Committed != nil {
-		committed = d.Committed() // before NextDue: a commit after it wakes us
-	}
+func (d *Delivery) idle(ctx context.Context, committed <-chan struct{}) {
 	wait := time.Second
 	if at, ok, err := d.Store.NextDue(ctx); err == nil && ok {
 		wait = min(wait, max(time.Until(at), time.Millisecond))

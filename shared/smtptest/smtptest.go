@@ -153,6 +153,13 @@ func (s *Server) DropInData(n int) {
 	s.dropInData = n
 }
 
+// Open returns how many connections the server has open now.
+func (s *Server) Open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.open)
+}
+
 // Resets returns how many RSET commands the server received, over all its
 // connections and restarts.
 func (s *Server) Resets() int {

@@ -229,9 +229,6 @@ func TestDropConnections(t *testing.T) {
 	if err := smtp.SendMail(s.Addr, nil, "ada@example.org", []string{"bob@example.org"}, message("after")); err != nil {
 		t.Fatal(err)
 	}
-	if n := s.DropConnections(); n != 0 { // SendMail quit
-		t.Errorf("DropConnections = %d with none open, want 0", n)
-	}
 }
 
 // TestDropInData: the connection breaks at the end of DATA, the mail is not
@@ -252,5 +249,31 @@ func TestDropInData(t *testing.T) {
 	}
 	if n := s.Attempts(); n != 2 {
 		t.Errorf("Attempts = %d, want 2", n)
+	}
+}
+
+// TestOpen: Open counts the connections open now.
+func TestOpen(t *testing.T) {
+	t.Parallel()
+	s := smtptest.Start(t)
+	c, err := smtp.Dial(s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Hello("localhost"); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Open(); n != 1 {
+		t.Errorf("Open = %d with one connection, want 1", n)
+	}
+	if err := c.Quit(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Open() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Open = %d after QUIT, want 0", s.Open())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
