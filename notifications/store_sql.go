@@ -57,13 +57,15 @@ func (s *SQLStore) Accept(ctx context.Context, key string, req Request) (Notific
 	var n Notification
 	created := false
 	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
-		var id int64
-		err := tx.QueryRow(ctx, `INSERT INTO notifications (idempotency_key, request_hash, to_address, subject, body, calendar, next_attempt_at, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`,
-			key, hash, req.To, req.Subject, req.Text, req.Calendar, now).Scan(&id)
+		created = false
+		var err error
+		n, err = scan(tx.QueryRow(ctx, `INSERT INTO notifications (idempotency_key, request_hash, to_address, subject, body, calendar, next_attempt_at, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) ON CONFLICT (idempotency_key) DO NOTHING RETURNING `+columns,
+			key, hash, req.To, req.Subject, req.Text, req.Calendar, now))
 		switch {
 		case err == nil:
 			created = true
+			return nil
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("insert notification: %w", err)
 		}
