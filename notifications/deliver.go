@@ -14,9 +14,12 @@ import (
 	"syndic/shared/retry"
 )
 
-// Delivery sends pending notifications. One goroutine claims the due ones
-// from the store, as many at once as there are workers free, in one
-// transaction, and hands them to the workers; each worker sends through the
+// Delivery sends pending notifications. A notification accepted through
+// Accepting is claimed in the transaction that stores it and handed to a
+// worker of this instance when one has room (and the breaker is closed);
+// one goroutine claims the others that fall due — retries, the ones
+// accepted by other instances or without room — as many at once as there is
+// room for, in one transaction. Each worker sends through the
 // breaker on a connection of its own that it keeps between messages (when
 // the Sender can open Sessions) and records the outcome. The notifications
 // sent are marked in batches: whatever was sent while the last batch was
@@ -39,8 +42,13 @@ type Delivery struct {
 	Log       *slog.Logger
 	Metrics   *metrics.Set
 
-	poke chan struct{}
-	once sync.Once
+	poke    chan struct{}
+	once    sync.Once
+	work    chan claim    // claimed, for the workers
+	slots   chan struct{} // a send on work takes one first; a worker frees it
+	mu      sync.Mutex
+	closed  bool           // Run has ended: Accept claims nothing more
+	handing sync.WaitGroup // Accepts holding a slot
 }
 
 // claim is a notification claimed for a worker, and until when.
@@ -59,7 +67,52 @@ func (d *Delivery) init() {
 		d.Backoff = d.Backoff.Or(time.Second, 10*time.Minute)
 		d.Lease = cmp.Or(d.Lease, 10*time.Second)
 		d.IdleClose = cmp.Or(d.IdleClose, 5*time.Second)
+		d.work = make(chan claim, 4*d.Workers)
+		d.slots = make(chan struct{}, cap(d.work))
 	})
+}
+
+// slot takes a place in work, if there is one free.
+func (d *Delivery) slot() bool {
+	select {
+	case d.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// Accepting returns the store with an Accept that claims each new
+// notification for a worker of d, in the transaction that stores it, when
+// one has room: no claim transaction of its own.
+func (d *Delivery) Accepting() Store { return acceptingStore{d.Store, d} }
+
+type acceptingStore struct {
+	Store
+	d *Delivery
+}
+
+func (s acceptingStore) Accept(ctx context.Context, key string, req Request) (Notification, bool, error) {
+	d := s.d
+	d.init()
+	d.mu.Lock()
+	held := !d.closed && d.Breaker.State() == "closed" && d.slot()
+	if held {
+		d.handing.Add(1)
+	}
+	d.mu.Unlock()
+	if !held { // the claimer takes it from the store
+		return d.Store.AcceptClaimed(ctx, key, req, time.Time{})
+	}
+	defer d.handing.Done()
+	until := time.Now().Add(d.Lease)
+	n, created, err := d.Store.AcceptClaimed(ctx, key, req, until)
+	if err != nil || !created {
+		<-d.slots
+		return n, created, err
+	}
+	d.work <- claim{n, until} // a slot was taken: this does not block
+	return n, true, nil
 }
 
 // wake lets the claimer look for work at once.
@@ -75,20 +128,22 @@ func (d *Delivery) wake() {
 // recorded first, and claims no worker took are given back.
 func (d *Delivery) Run(ctx context.Context) {
 	d.init()
-	work := make(chan claim, d.Workers)
 	sent := make(chan int64, markBatch)
 	marked := make(chan struct{})
 	go func() { defer close(marked); d.mark(context.WithoutCancel(ctx), sent) }()
 	var wg sync.WaitGroup
 	for range d.Workers {
-		wg.Go(func() { d.work(ctx, work, sent) })
+		wg.Go(func() { d.deliver(ctx, sent) })
 	}
-	d.claim(ctx, work)
+	d.claim(ctx)
 	wg.Wait()
-	close(work)
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+	d.handing.Wait()
 	var left []int64
-	for c := range work {
-		left = append(left, c.n.ID)
+	for len(d.work) > 0 {
+		left = append(left, (<-d.work).n.ID)
 	}
 	if len(left) > 0 {
 		d.record(d.Store.Release(context.WithoutCancel(ctx), left...))
@@ -98,33 +153,44 @@ func (d *Delivery) Run(ctx context.Context) {
 }
 
 // claim fills work with due notifications until ctx is done: as many as
-// there is room for, in one transaction. It is the only sender on work.
-func (d *Delivery) claim(ctx context.Context, work chan<- claim) {
+// there is room for (up to half of work, so that Accept finds room too), in
+// one transaction.
+func (d *Delivery) claim(ctx context.Context) {
 	for ctx.Err() == nil {
 		var committed <-chan struct{}
 		if d.Committed != nil {
 			committed = d.Committed() // before looking: a commit after it wakes us
 		}
 		d.Breaker.Wait(ctx) // an open breaker: claim nothing to wait with
-		room := cap(work) - len(work)
-		if room == 0 { // every worker has one waiting: the next to take one wakes us
+		room := 0
+		for room < cap(d.slots)/2 && d.slot() {
+			room++
+		}
+		if room == 0 { // work is full: the next worker to take one wakes us
 			select {
 			case <-d.poke:
 			case <-ctx.Done():
 			}
 			continue
 		}
-		if ctx.Err() == nil {
+		if ctx.Err() != nil {
+			for range room {
+				<-d.slots
+			}
+		} else {
 			now := time.Now()
 			until := now.Add(d.Lease)
 			ns, err := d.Store.ClaimDue(context.WithoutCancel(ctx), now, until, room)
+			for range room - len(ns) {
+				<-d.slots
+			}
 			if err != nil {
 				d.Log.Error("claim notifications", "err", err)
 				retry.Sleep(ctx, time.Second)
 				continue
 			}
 			for _, n := range ns {
-				work <- claim{n, until} // there was room, and nobody else sends
+				d.work <- claim{n, until} // slots were taken: this does not block
 			}
 			if len(ns) == room {
 				continue // there may be more
@@ -134,7 +200,7 @@ func (d *Delivery) claim(ctx context.Context, work chan<- claim) {
 	}
 }
 
-func (d *Delivery) work(ctx context.Context, work <-chan claim, sent chan<- int64) {
+func (d *Delivery) deliver(ctx context.Context, sent chan<- int64) {
 	failed := d.Metrics.Counter("notifications_failed", "Notifications given up: a permanent error, or the last attempt failed.")
 	retries := d.Metrics.Counter("notifications_retries", "Failed sends of a notification that will be tried again.")
 	took := d.Metrics.Timer("notifications_delivery", "Time to send a notification that was sent, from building the mail to the SMTP server's answer.")
@@ -146,7 +212,8 @@ func (d *Delivery) work(ctx context.Context, work <-chan claim, sent chan<- int6
 		d.Breaker.Wait(ctx)
 		var c claim
 		select {
-		case c = <-work:
+		case c = <-d.work:
+			<-d.slots
 		case <-idle.C: // nothing to send for a while: let the connection go
 			closeConn()
 			continue

@@ -3,11 +3,15 @@ package notifications
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
+	"syndic/shared/breaker"
+	"syndic/shared/metrics"
 	"syndic/shared/servicetest"
 	"syndic/shared/smtptest"
+	"syndic/shared/sqldb/sqldbtest"
 )
 
 // sendAll accepts n mails under keys prefix-0 … and waits until each is sent.
@@ -138,4 +142,55 @@ func TestSMTPConnStale(t *testing.T) {
 	if c.Reconnects != 1 || mx.Connections() != 2 || len(mx.Mails()) != 4 {
 		t.Errorf("%d reconnects, %d connections, %d mails; want 1, 2, 4", c.Reconnects, mx.Connections(), len(mx.Mails()))
 	}
+}
+
+// TestClaimedAtAccept: a notification accepted through Delivery.Accepting
+// is claimed in the transaction that stores it and queued for a worker; if
+// the instance dies before sending it, another instance sends it once the
+// claim runs out — once.
+func TestClaimedAtAccept(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		mx := smtptest.Start(t)
+		smtp, err := ParseSMTPURL(mx.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		newDelivery := func(store Store, lease time.Duration) *Delivery {
+			return &Delivery{Store: store, Sender: smtp, From: "syndic <noreply@syndic.test>", Workers: 1, Lease: lease,
+				Breaker: breaker.New(breaker.Settings{Name: "smtp", Failures: 100, Counts: Temporary}),
+				Log:     slog.New(slog.DiscardHandler), Metrics: metrics.New()}
+		}
+		// The first instance accepts, and dies before any worker runs.
+		dead := newDelivery(openStore(t, url), 500*time.Millisecond)
+		before := time.Now()
+		n, created, err := dead.Accepting().Accept(ctx, "claimed-1", ada)
+		if err != nil || !created {
+			t.Fatalf("Accept: created %v, err %v", created, err)
+		}
+		if len(dead.work) != 1 {
+			t.Fatalf("%d notifications queued for the workers, want 1", len(dead.work))
+		}
+		live := openStore(t, url)
+		if at, ok, err := live.NextDue(ctx); err != nil || !ok || at.Before(before.Add(500*time.Millisecond)) {
+			t.Fatalf("NextDue = %v (%v, %v), want the claim's end, after %v", at, ok, err, before.Add(500*time.Millisecond))
+		}
+		if c, err := live.ClaimDue(ctx, time.Now(), time.Now().Add(time.Minute), 10); err != nil || len(c) != 0 {
+			t.Fatalf("another instance claimed %d (%v) while the first holds it", len(c), err)
+		}
+
+		d := newDelivery(live, time.Second)
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); d.Run(rctx) }()
+		servicetest.Poll(t, 10*time.Second, "the mail sent by the other instance", func() bool {
+			got, err := live.Get(ctx, n.ID)
+			return err == nil && got.Status == StatusSent
+		})
+		cancel()
+		<-done
+		if got := len(mx.Mails()); got != 1 {
+			t.Errorf("%d mails, want 1", got)
+		}
+	})
 }

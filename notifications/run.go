@@ -118,7 +118,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	delivery := &Delivery{Store: store, Sender: sender, Breaker: br, From: cfg.MailFrom, Workers: cfg.Workers,
 		MaxAttempts: cfg.MaxAttempts, Backoff: retry.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}, Lease: cfg.Lease, IdleClose: cfg.SMTPIdleClose, Committed: db.Committed, Log: log, Metrics: m}
 	access := cfg.Access()
-	h, err := NewServer(log, store, db, m, access, br.State)
+	h, err := NewServer(log, delivery.Accepting(), db, m, access, br.State)
 	if err != nil {
 		return err
 	}

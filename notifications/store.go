@@ -13,6 +13,9 @@ type Store interface {
 	// Accept stores req under key, or returns the notification already
 	// stored under it (created false).
 	Accept(ctx context.Context, key string, req Request) (n Notification, created bool, err error)
+	// AcceptClaimed is Accept, claiming a new notification until until in
+	// the same transaction (unclaimed when until is zero).
+	AcceptClaimed(ctx context.Context, key string, req Request, until time.Time) (n Notification, created bool, err error)
 	Get(ctx context.Context, id int64) (Notification, error)
 	// List returns the newest notifications first, of one status or all ("").
 	List(ctx context.Context, status string, limit int) ([]Notification, error)

@@ -52,16 +52,26 @@ func scan(row sqldb.Scanner) (Notification, error) {
 
 // Accept stores req under key unless the key is taken.
 func (s *SQLStore) Accept(ctx context.Context, key string, req Request) (Notification, bool, error) {
+	return s.AcceptClaimed(ctx, key, req, time.Time{})
+}
+
+// AcceptClaimed is Accept, with a new notification claimed until until in
+// the same transaction (unclaimed when until is zero).
+func (s *SQLStore) AcceptClaimed(ctx context.Context, key string, req Request, until time.Time) (Notification, bool, error) {
 	now := sqldb.Micro(time.Now())
+	var lease int64
+	if !until.IsZero() {
+		lease = sqldb.Micro(until)
+	}
 	hash := req.Hash()
 	var n Notification
 	created := false
 	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
 		created = false
 		var err error
-		n, err = scan(tx.QueryRow(ctx, `INSERT INTO notifications (idempotency_key, request_hash, to_address, subject, body, calendar, next_attempt_at, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) ON CONFLICT (idempotency_key) DO NOTHING RETURNING `+columns,
-			key, hash, req.To, req.Subject, req.Text, req.Calendar, now))
+		n, err = scan(tx.QueryRow(ctx, `INSERT INTO notifications (idempotency_key, request_hash, to_address, subject, body, calendar, next_attempt_at, created_at, updated_at, lease_until)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING RETURNING `+columns,
+			key, hash, req.To, req.Subject, req.Text, req.Calendar, now, lease))
 		switch {
 		case err == nil:
 			created = true
