@@ -66,6 +66,7 @@ type Notifier struct {
 	Metrics   *metrics.Set
 
 	once     sync.Once
+	closed   bool // Run has ended: nothing more is queued (under mu)
 	ch       chan queued
 	sentCh   chan int64 // accepted by notifications, to be marked sent
 	mu       sync.Mutex
@@ -239,9 +240,48 @@ func (n *Notifier) sweep(ctx context.Context) {
 	n.enqueue(ctx, qs)
 }
 
+// claimUntil (for SQLStore.HandTo) says to claim entries written at now
+// while the breaker is closed and the queue is less than half full.
+func (n *Notifier) claimUntil(now time.Time) (time.Time, bool) {
+	n.init()
+	if n.Breaker.State() != "closed" || len(n.ch) >= cap(n.ch)/2 {
+		return time.Time{}, false
+	}
+	return now.Add(n.Lease), true
+}
+
+// hand queues entries claimed until until in the transaction that wrote
+// them; those that do not fit, or come after Run ended, are given back.
+func (n *Notifier) hand(ctx context.Context, es []OutboxEntry, until time.Time) {
+	n.init()
+	var back []int64
+	var held []time.Time
+	n.mu.Lock()
+	for _, e := range es {
+		if n.closed || n.inflight[e.ID] {
+			back, held = append(back, e.ID), append(held, until)
+			continue
+		}
+		n.inflight[e.ID] = true // before a worker can take it and say done
+		select {
+		case n.ch <- queued{id: e.ID, e: e, until: until}:
+		default:
+			delete(n.inflight, e.ID)
+			back, held = append(back, e.ID), append(held, until)
+		}
+	}
+	n.mu.Unlock()
+	if len(back) > 0 {
+		n.record(n.Store.ReleaseOutbox(context.WithoutCancel(ctx), back, held))
+	}
+}
+
 // releaseQueued gives back the claims on the entries left in the queue at
 // shutdown, so another replica (or the next start) need not wait them out.
 func (n *Notifier) releaseQueued(ctx context.Context) {
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
 	var ids []int64
 	var held []time.Time
 	for {

@@ -10,16 +10,22 @@ import (
 	"syndic/shared/sqldb"
 )
 
-// writeOutbox inserts entries in tx.
-func writeOutbox(ctx context.Context, tx *sqldb.Tx, entries []OutboxEntry, now time.Time) error {
+// writeOutbox inserts entries in tx, claimed until until (zero: not
+// claimed), and fills in what the database gave them.
+func writeOutbox(ctx context.Context, tx *sqldb.Tx, entries []OutboxEntry, now, until time.Time) error {
 	t := sqldb.Micro(now)
-	for _, e := range entries {
-		_, err := tx.Exec(ctx, `INSERT INTO outbox (appointment_id, contact_id, kind, to_address, subject, body, calendar, idempotency_key, next_attempt_at, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)`,
-			e.AppointmentID, e.ContactID, e.Kind, e.To, e.Subject, e.Text, e.Calendar, e.Key, t)
+	var lease int64
+	if !until.IsZero() {
+		lease = sqldb.Micro(until)
+	}
+	for i, e := range entries {
+		err := tx.QueryRow(ctx, `INSERT INTO outbox (appointment_id, contact_id, kind, to_address, subject, body, calendar, idempotency_key, next_attempt_at, created_at, updated_at, lease_until)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10) RETURNING id`,
+			e.AppointmentID, e.ContactID, e.Kind, e.To, e.Subject, e.Text, e.Calendar, e.Key, t, lease).Scan(&entries[i].ID)
 		if err != nil {
 			return fmt.Errorf("outbox: %w", err)
 		}
+		entries[i].Status, entries[i].NextAttemptAt = "pending", sqldb.Time(t)
 	}
 	return nil
 }
