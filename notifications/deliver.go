@@ -141,13 +141,7 @@ func (d *Delivery) Run(ctx context.Context) {
 	d.closed = true
 	d.mu.Unlock()
 	d.handing.Wait()
-	var left []int64
-	for len(d.work) > 0 {
-		left = append(left, (<-d.work).n.ID)
-	}
-	if len(left) > 0 {
-		d.record(d.Store.Release(context.WithoutCancel(ctx), left...))
-	}
+	d.giveBack(ctx)
 	close(sent)
 	<-marked
 }
@@ -161,7 +155,12 @@ func (d *Delivery) claim(ctx context.Context) {
 		if d.Committed != nil {
 			committed = d.Committed() // before looking: a commit after it wakes us
 		}
-		d.Breaker.Wait(ctx) // an open breaker: claim nothing to wait with
+		for d.Breaker.State() == "open" && ctx.Err() == nil { // claim nothing, hold nothing
+			d.giveBack(ctx)
+			wctx, cancel := context.WithTimeout(ctx, time.Second) // and again: an Accept may have raced the opening
+			d.Breaker.Wait(wctx)
+			cancel()
+		}
 		room := 0
 		for room < cap(d.slots)/2 && d.slot() {
 			room++
@@ -209,6 +208,9 @@ func (d *Delivery) deliver(ctx context.Context, sent chan<- int64) {
 	idle := time.NewTimer(d.IdleClose)
 	defer idle.Stop()
 	for ctx.Err() == nil {
+		if d.Breaker.State() == "open" { // the queued mails wait elsewhere: another instance may have better luck
+			d.giveBack(ctx)
+		}
 		d.Breaker.Wait(ctx)
 		var c claim
 		select {
@@ -262,6 +264,27 @@ func (d *Delivery) deliver(ctx context.Context, sent chan<- int64) {
 			d.Log.Info("notification will be retried", "id", n.ID, "attempt", n.Attempts+1, "at", next, "err", err)
 			d.record(d.Store.MarkRetry(bg, n.ID, n.Attempts+1, next, err.Error()))
 		}
+	}
+}
+
+// giveBack releases the claims queued in work, in one transaction. A
+// claim with less than a second left is let run out instead: releasing it
+// could clear a claim another instance made after it ended.
+func (d *Delivery) giveBack(ctx context.Context) {
+	var ids []int64
+	for more := true; more; {
+		select {
+		case c := <-d.work:
+			<-d.slots
+			if time.Until(c.until) > time.Second {
+				ids = append(ids, c.n.ID)
+			}
+		default:
+			more = false
+		}
+	}
+	if len(ids) > 0 {
+		d.record(d.Store.Release(context.WithoutCancel(ctx), ids...))
 	}
 }
 
