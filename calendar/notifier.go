@@ -184,14 +184,21 @@ func (n *Notifier) Run(ctx context.Context) {
 			committed = n.Committed() // before the sweep: a commit during it sweeps again
 		}
 		n.sweep(ctx) // the first: what a previous run left pending
+		swept := time.Now()
 		select {
 		case <-committed:
+			// Most commits hand their entries over themselves: sweep for the
+			// rest at most every sweepGap, not after each of a burst.
+			retry.Sleep(ctx, sweepGap-time.Since(swept))
 		case <-t.C:
 		case <-ctx.Done():
 			return
 		}
 	}
 }
+
+// sweepGap is the least time between two sweeps that commits wake.
+const sweepGap = 10 * time.Millisecond
 
 // sweep enqueues due entries (as many as the channel has room for).
 func (n *Notifier) sweep(ctx context.Context) {
