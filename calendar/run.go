@@ -17,6 +17,7 @@ import (
 	"syndic/shared/metrics"
 	"syndic/shared/retry"
 	"syndic/shared/sqldb"
+	"syndic/shared/view"
 )
 
 // Config is the calendar configuration, read from the environment.
@@ -44,6 +45,30 @@ type Config struct {
 	Listener net.Listener `ignored:"true"`
 	// Follow, when set (by tests), wraps the follower's configuration.
 	Follow func(*feed.FollowerConfig) `ignored:"true"`
+}
+
+// links are the services' pages linked from every page: the configured
+// ones, else contacts' and notifications' derived from the URLs calendar
+// calls them at (right when, as with make run, those are public too).
+func (c Config) links() view.Links {
+	l := c.Links()
+	origin := func(raw string) string {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return ""
+		}
+		return u.Scheme + "://" + u.Host
+	}
+	if l.Contacts == "" {
+		l.Contacts = origin(c.ContactsFeedURL)
+	}
+	if l.Notifications == "" {
+		l.Notifications = origin(c.NotificationsURL)
+	}
+	if l.Calendar == "" {
+		l.Calendar = "/"
+	}
+	return l
 }
 
 // Validate checks every variable, naming the one at fault.
@@ -118,6 +143,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 	m := metrics.New()
+	db.Observe(m)
 	access := cfg.Access()
 	notifier := &Notifier{
 		Store:     store,
@@ -155,7 +181,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h, err := NewServer(log, store, db, follower.Status, m, access, cfg.PublicBase())
+	h, err := NewServer(log, store, db, follower.Status, m, access, cfg.PublicBase(), cfg.links())
 	if err != nil {
 		return err
 	}

@@ -20,8 +20,8 @@ var assets embed.FS
 // pages renders the contacts pages.
 type pages struct{ *view.Set }
 
-func parsePages(log *slog.Logger) (pages, error) {
-	set, err := view.Parse(log, assets, "templates", nil, "list", "form", "show")
+func parsePages(log *slog.Logger, links view.Links) (pages, error) {
+	set, err := view.Parse(log, assets, "templates", links, nil, "list", "form", "show")
 	return pages{set}, err
 }
 
@@ -60,7 +60,7 @@ func (ps pages) handleList(store Store) http.Handler {
 			}
 			return "/?" + v.Encode()
 		}
-		data := map[string]any{"Search": q.Search, "Contacts": items}
+		data := map[string]any{"Search": q.Search, "Contacts": items, "Notice": doneNotice(r)}
 		if len(items) > listPageSize {
 			data["Contacts"] = items[:listPageSize]
 			data["Next"] = link(q.Offset + listPageSize)
@@ -79,9 +79,20 @@ func (ps pages) handleShow(store Store) http.Handler {
 		if err != nil {
 			return err
 		}
-		ps.Render(w, r, http.StatusOK, "show", map[string]any{"Contact": c})
+		ps.Render(w, r, http.StatusOK, "show", map[string]any{"Contact": c, "Notice": doneNotice(r)})
 		return nil
 	})
+}
+
+// doneNotice is the message that says what a form just did, from the
+// done parameter its redirect carries (one of a fixed few: a link can't
+// make the page say anything else).
+func doneNotice(r *http.Request) string {
+	return map[string]string{
+		"created": "Contact created. Calendar has it in its copy within a moment.",
+		"saved":   "Changes saved.",
+		"deleted": "Contact deleted.",
+	}[r.URL.Query().Get("done")]
 }
 
 func (ps pages) contact(r *http.Request, store Store) (Contact, error) {
@@ -129,10 +140,15 @@ func (ps pages) handleCreate(store Store) http.Handler {
 			return nil
 		}
 		c, err := store.Create(r.Context(), in)
+		var taken derrors.Problems
+		if errors.As(err, &taken) {
+			ps.Render(w, r, http.StatusBadRequest, "form", formPage{Input: in, Problems: taken})
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		http.Redirect(w, r, "/contacts/"+strconv.FormatInt(c.ID, 10), http.StatusSeeOther)
+		http.Redirect(w, r, "/contacts/"+strconv.FormatInt(c.ID, 10)+"?done=created", http.StatusSeeOther)
 		return nil
 	})
 }
@@ -167,10 +183,14 @@ func (ps pages) handleUpdate(store Store) http.Handler {
 			ps.Render(w, r, http.StatusConflict, "form", form)
 			return nil
 		}
+		if errors.As(err, &form.Problems) {
+			ps.Render(w, r, http.StatusBadRequest, "form", form)
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		http.Redirect(w, r, "/contacts/"+strconv.FormatInt(c.ID, 10), http.StatusSeeOther)
+		http.Redirect(w, r, "/contacts/"+strconv.FormatInt(c.ID, 10)+"?done=saved", http.StatusSeeOther)
 		return nil
 	})
 }
@@ -188,6 +208,21 @@ func (ps pages) handleDelete(store Store) http.Handler {
 		if err != nil || version < 1 {
 			return fmt.Errorf("the form lacks the version it was based on: %w", derrors.ErrInvalid)
 		}
+		if !view.Confirmed(r) {
+			c, err := store.Get(r.Context(), id)
+			if err != nil {
+				return err
+			}
+			ps.Render(w, r, http.StatusOK, "confirm", view.Confirmation{
+				Title:   "Delete " + c.Name + "?",
+				Message: fmt.Sprintf("%s (%s) leaves the address book, and calendar removes them from its copy: they get no more invitations. This cannot be undone.", c.Name, c.Email),
+				Action:  fmt.Sprintf("/contacts/%d/delete", id),
+				Fields:  map[string]string{"version": strconv.FormatInt(version, 10)},
+				Submit:  "Delete " + c.Name,
+				Back:    fmt.Sprintf("/contacts/%d", id),
+			})
+			return nil
+		}
 		err = store.Delete(r.Context(), id, version)
 		var stale *StaleError
 		if errors.As(err, &stale) {
@@ -200,7 +235,7 @@ func (ps pages) handleDelete(store Store) http.Handler {
 		if err != nil {
 			return err
 		}
-		http.Redirect(w, r, "/", http.StatusSeeOther)
+		http.Redirect(w, r, "/?done=deleted", http.StatusSeeOther)
 		return nil
 	})
 }

@@ -74,6 +74,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 	m := metrics.New()
+	db.Observe(m)
 	// On PostgreSQL other replicas write too, and their commits reach this
 	// one by NOTIFY a moment later: /feed reads the head on every request, so
 	// it never answers from one older than a write already acknowledged.
@@ -95,7 +96,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		SharedCache: cfg.ArchiveCache == "public",
 	}, log, m)
 	access := cfg.Access()
-	h, err := NewServer(log, store, db, pub, m, access)
+	links := cfg.Links()
+	if links.Contacts == "" {
+		links.Contacts = "/"
+	}
+	h, err := NewServer(log, store, db, pub, m, access, links)
 	if err != nil {
 		return err
 	}

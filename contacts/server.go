@@ -12,9 +12,10 @@ import (
 )
 
 // NewServer returns the contacts HTTP handler: the routes of routes, each
-// behind the guard its access names.
-func NewServer(log *slog.Logger, store Store, db *sqldb.DB, pub *feed.Publisher, m *metrics.Set, access httpx.Access) (http.Handler, error) {
-	ps, err := parsePages(log)
+// behind the guard its access names; every page links to the services in
+// links.
+func NewServer(log *slog.Logger, store Store, db *sqldb.DB, pub *feed.Publisher, m *metrics.Set, access httpx.Access, links view.Links) (http.Handler, error) {
+	ps, err := parsePages(log, links)
 	if err != nil {
 		return nil, err
 	}

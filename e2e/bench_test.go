@@ -500,25 +500,26 @@ func BenchmarkPropagation(b *testing.B) {
 		baselineP50 = benchLatencies(b, lat, 0)
 	})
 	b.Run("longpoll", func(b *testing.B) {
-		benchPropagate(b, client, con.URL, create, propagationWrites, nil, 0, baselineP50)
+		benchPropagate(b, client, con.URL, "", create, propagationWrites, nil, 0, baselineP50)
 	})
 	b.Run("polling", func(b *testing.B) {
-		benchPropagate(b, client, con.URL, create, propagationPollingWrites, func(fc *feed.FollowerConfig) {
+		benchPropagate(b, client, con.URL, "", create, propagationPollingWrites, func(fc *feed.FollowerConfig) {
 			fc.Wait = -1
 			fc.PollInterval = propagationPollInterval
 		}, propagationPollInterval, baselineP50)
 	})
 }
 
-// benchPropagate starts a calendar (tweak, if set, adjusts its follower)
-// and, per op, creates writes contacts one after the other, each once the
-// previous one is in calendar's copy, and reports the latencies. With
+// benchPropagate starts a calendar on calendarDB ("" for SQLite in a temp
+// dir; tweak, if set, adjusts its follower) and, per op, creates writes
+// contacts one after the other, each once the previous one is in
+// calendar's copy, and reports the latencies. With
 // spread > 0 each write waits a random part of spread first, so writes do
 // not fall into step with a poll (right after an arrival the follower
 // fetches again at once, which a write then would always catch).
-func benchPropagate(b *testing.B, client *http.Client, contactsURL string, create func() (contacts.Contact, error), writes int, tweak func(*feed.FollowerConfig), spread, baselineP50 time.Duration) {
+func benchPropagate(b *testing.B, client *http.Client, contactsURL, calendarDB string, create func() (contacts.Contact, error), writes int, tweak func(*feed.FollowerConfig), spread, baselineP50 time.Duration) {
 	arr := newBenchArrivals()
-	cal := startCalendar(b, "", contactsURL+"/feed", calendar.Config{Common: benchCommon(), Follow: arr.follow(tweak)})
+	cal := startCalendar(b, "", contactsURL+"/feed", calendar.Config{DatabaseURL: calendarDB, Common: benchCommon(), Follow: arr.follow(tweak)})
 	await := func(c contacts.Contact) time.Time {
 		at, err := arr.wait(c.ID, 30*time.Second)
 		if err != nil {

@@ -255,8 +255,8 @@ func TestAccessMatrix(t *testing.T) {
 			{method: "POST", path: "/contacts", access: "people", want: 303, ctype: formType, body: "name=Grace+Hopper&email=grace%40example.org"},
 			get("people", fmt.Sprintf("/contacts/%d", ada)),
 			get("people", fmt.Sprintf("/contacts/%d/edit", ada)),
-			{method: "POST", path: "/contacts/{new}", access: "people", want: 303, ctype: formType, body: "name=Grace+Hopper&email=grace%40example.org&version=1", fresh: freshContact("/contacts/%d")},
-			{method: "POST", path: "/contacts/{new}/delete", access: "people", want: 303, ctype: formType, body: "version=1", fresh: freshContact("/contacts/%d/delete")},
+			{method: "POST", path: "/contacts/{new}", access: "people", want: 303, ctype: formType, body: "name=Grace+Hopper&email=grace.h%40example.org&version=1", fresh: freshContact("/contacts/%d")},
+			{method: "POST", path: "/contacts/{new}/delete", access: "people", want: 303, ctype: formType, body: "version=1&confirm=yes", fresh: freshContact("/contacts/%d/delete")},
 		}},
 		{"calendar", cal.URL, secTable(calendar.Routes(), func(r calendar.Route) (string, string) { return r.Pattern, r.Access }), []secRoute{
 			open("/healthz"), open("/readyz"), open("/static/base.css"), open("/static/style.css"),
@@ -277,7 +277,7 @@ func TestAccessMatrix(t *testing.T) {
 			get("people", fmt.Sprintf("/appointments/%d", appt)),
 			get("people", fmt.Sprintf("/appointments/%d/edit", appt)),
 			{method: "POST", path: "/appointments/{new}", access: "people", want: 303, ctype: formType, body: apptFormV1.Encode(), fresh: freshAppointment("/appointments/%d")},
-			{method: "POST", path: "/appointments/{new}/cancel", access: "people", want: 303, ctype: formType, body: "version=1", fresh: freshAppointment("/appointments/%d/cancel")},
+			{method: "POST", path: "/appointments/{new}/cancel", access: "people", want: 303, ctype: formType, body: "version=1&confirm=yes", fresh: freshAppointment("/appointments/%d/cancel")},
 			get("people", "/contacts"),
 			get("people", fmt.Sprintf("/contacts/%d", ada)),
 		}},
@@ -822,10 +822,10 @@ func TestCSRFOnEveryForm(t *testing.T) {
 	}{
 		{con.URL, "/contacts", "name=Mallory&email=mallory%40example.org"},
 		{con.URL, fmt.Sprintf("/contacts/%d", newContact()), "name=Mallory&email=mallory%40example.org&version=1"},
-		{con.URL, fmt.Sprintf("/contacts/%d/delete", newContact()), "version=1"},
+		{con.URL, fmt.Sprintf("/contacts/%d/delete", newContact()), "version=1&confirm=yes"},
 		{cal.URL, "/appointments", apptForm("")},
 		{cal.URL, fmt.Sprintf("/appointments/%d", newAppointment()), apptForm("1")},
-		{cal.URL, fmt.Sprintf("/appointments/%d/cancel", newAppointment()), "version=1"},
+		{cal.URL, fmt.Sprintf("/appointments/%d/cancel", newAppointment()), "version=1&confirm=yes"},
 	}
 	apis := []struct {
 		base, path, body string

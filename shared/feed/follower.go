@@ -57,10 +57,10 @@ type Status struct {
 	HeadSeq       int64     `json:"head_seq"` // the highest seq seen in the feed
 	Lag           int64     `json:"lag"`
 	Page          string    `json:"page"`
-	LastPoll      time.Time `json:"last_poll"` // last successful fetch
-	LastApplied   time.Time `json:"last_applied"`
+	LastPoll      time.Time `json:"last_poll,omitzero"` // last successful fetch
+	LastApplied   time.Time `json:"last_applied,omitzero"`
 	LastError     string    `json:"last_error,omitempty"`
-	LastErrorAt   time.Time `json:"last_error_at"`
+	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
 	FailingSeq    int64     `json:"failing_seq,omitempty"` // an event that could not be applied
 	Errors        int64     `json:"errors"`
 	LongPoll      bool      `json:"long_poll"` // the publisher honours Prefer: wait
