@@ -30,7 +30,9 @@ test:
 	$(GO) test -count=1 -timeout 20m ./...
 
 # bench runs the contacts benchmarks for BENCHTIME each, the e2e ones for
-# E2E_BENCHTIME ops each (about 2 minutes in all on 2 cores), the anchors
+# E2E_BENCHTIME ops each (about 2 minutes in all on 2 cores, and 50–100 s
+# more for BenchmarkSnapshot: seeding 100,000 events, then 3 starts of each
+# kind), the anchors
 # (RabbitMQ on 127.0.0.1:5672, NATS JetStream on 127.0.0.1:4222, Watermill SQL and
 # syndic on the PostgreSQL of TEST_DATABASE_URL; -v, so a skipped anchor's reason
 # reaches the table; about 30 s) for E2E_BENCHTIME ops each, and the replica ones
@@ -44,7 +46,7 @@ bench:
 	  echo "machine: $$(uname -m), $$(getconf _NPROCESSORS_ONLN) cores, $$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)"; \
 	} > .bench/raw.txt
 	$(GO) test -run '^$$' -bench '^Benchmark(ArchivePage|Feed304|CreateContact)$$' -benchtime $(BENCHTIME) -timeout 10m ./contacts/ 2>&1 | tee -a .bench/raw.txt
-	$(GO) test -run '^$$' -bench '^Benchmark(Propagation|EndToEnd|CatchUp|Mail|ResidentMemory)$$' -benchtime $(E2E_BENCHTIME) -timeout 20m ./e2e/ 2>&1 | tee -a .bench/raw.txt
+	$(GO) test -run '^$$' -bench '^Benchmark(Propagation|EndToEnd|CatchUp|Snapshot|Mail|ResidentMemory|FanOut)$$' -benchtime $(E2E_BENCHTIME) -timeout 20m ./e2e/ 2>&1 | tee -a .bench/raw.txt
 	$(GO) test -v -run '^$$' -bench '^Benchmark(Anchor(Propagation|EndToEnd)|Postgres(Writes|Propagation))$$' -benchtime $(E2E_BENCHTIME) -timeout 10m ./e2e/ 2>&1 | tee -a .bench/raw.txt
 	$(GO) test -run '^$$' -bench '^Benchmark(ReplicaPropagation|ReplicaWrites|Failover|ArchiveThroughNginx)$$' -benchtime $(REPLICA_BENCHTIME) -timeout 10m ./e2e/ 2>&1 | tee -a .bench/raw.txt
 	@echo; head -n 2 .bench/raw.txt; echo

@@ -27,6 +27,7 @@ type Config struct {
 	ContactsFeedURL string        `envconfig:"CONTACTS_FEED_URL" default:"http://localhost:8081/feed" desc:"the contacts feed to follow (read with API_TOKEN)"`
 	PollInterval    time.Duration `envconfig:"POLL_INTERVAL" default:"5s" desc:"time between polls of the feed when the publisher does not long-poll"`
 	FeedWait        time.Duration `envconfig:"FEED_WAIT" default:"25s" desc:"long-poll wait asked of the publisher (Prefer: wait); 0 turns long-poll off"`
+	FeedStart       string        `envconfig:"FEED_START" default:"snapshot" test:"snapshot" desc:"where a new copy of contacts starts: snapshot (the feed's snapshot of every contact, then the events after it; the archives from the oldest when the feed links no snapshot) or beginning (replay every archive page)"`
 	FollowerID      string        `envconfig:"FOLLOWER_ID" desc:"this replica's name in the follower lease (e.g. $DYNO); a replica restarted under the same name takes its lease back at once; empty: host, pid and a random suffix"`
 	FollowerLease   time.Duration `envconfig:"FOLLOWER_LEASE" default:"5s" desc:"how long the follower lease lasts unless renewed: how soon a standby replica takes over from one that died"`
 
@@ -86,6 +87,9 @@ func (c Config) Validate() error {
 	}
 	if c.FeedWait < 0 || c.FeedWait > time.Minute || c.FeedWait%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("FEED_WAIT %s: want whole seconds from 0 to 60s", c.FeedWait))
+	}
+	if c.FeedStart != feed.StartSnapshot && c.FeedStart != feed.StartBeginning {
+		errs = append(errs, fmt.Errorf("FEED_START %q: want %s or %s", c.FeedStart, feed.StartSnapshot, feed.StartBeginning))
 	}
 	if u, err := url.Parse(c.NotificationsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("NOTIFICATIONS_URL %q: want an absolute http(s) URL such as http://localhost:8083", config.Redact(c.NotificationsURL)))
@@ -166,6 +170,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		Apply:        ApplyContactEvent,
 		Instance:     cfg.FollowerID,
 		LeaseTTL:     cfg.FollowerLease,
+		Start:        cfg.FeedStart,
 		PollInterval: cfg.PollInterval,
 		Wait:         cfg.FeedWait,
 		Log:          log,

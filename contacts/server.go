@@ -40,6 +40,7 @@ func routes(log *slog.Logger, store Store, db *sqldb.DB, feeds http.Handler, m *
 
 		httpx.On("GET /feed", "machine", feeds),
 		httpx.On("GET /feed/archive/{k}", "machine", feeds),
+		httpx.On("GET /feed/snapshot", "machine", feeds),
 
 		httpx.On("GET /api/contacts", "machine", apiListContacts(log, store)),
 		httpx.On("POST /api/contacts", "machine", apiCreateContact(log, store)),

@@ -180,6 +180,9 @@ func rows() []row {
 	rate := func(name, unit, shown string) figure {
 		return figure{name: name, unit: unit, format: perSecond(shown)}
 	}
+	secs := func(name string) figure {
+		return figure{name: name, unit: "s/start", format: func(v float64) string { return fmt.Sprintf("%.2f s", v) }}
+	}
 	mem := func(unit string) figure { return figure{name: "BenchmarkResidentMemory", unit: unit, format: mb} }
 	const prop = "BenchmarkPropagation/"
 	rs := []row{
@@ -189,11 +192,22 @@ func rows() []row {
 		{"same, polling every 100 ms (long-poll off), p99", lat(prop+"baseline", "p99-µs"), lat(prop+"polling", "p99-µs")},
 		{"end to end: 8 writers → calendar's copy", rate("BenchmarkEndToEnd/baseline", "writes/s", "writes/s"), rate("BenchmarkEndToEnd/service", "events/s", "events/s")},
 		{"catch-up of 10,000 archived events", rate("BenchmarkCatchUp/baseline", "events/s", "events/s"), rate("BenchmarkCatchUp/service", "events/s", "events/s")},
+		{"new calendar to lag 0, 100,000 events over 10,000 contacts: snapshot (vs replaying every archive) (goal ≤ 0.2)",
+			secs("BenchmarkSnapshot/beginning"), secs("BenchmarkSnapshot/snapshot")},
 		{"cached archive page (gzip)", rate("BenchmarkArchivePage/baseline", "req/s", "req/s"), rate("BenchmarkArchivePage/service", "req/s", "req/s")},
 		{"/feed 304", rate("BenchmarkFeed304/baseline", "req/s", "req/s"), rate("BenchmarkFeed304/service", "req/s", "req/s")},
 		{"contact creation, JSON API, SQLite", rate("BenchmarkCreateContact/baseline", "req/s", "req/s"), rate("BenchmarkCreateContact/service", "creates/s", "creates/s")},
 		{"invitations: calendar → notifications → SMTP", rate("BenchmarkMail/baseline", "mails/s", "mails/s"), rate("BenchmarkMail/service", "mails/s", "mails/s")},
 	}
+	// Fan-out: NATS core is the baseline, optional (skipped when no server).
+	fan := func(name, unit string, optional bool) figure {
+		return figure{name: "BenchmarkFanOut/" + name, unit: unit, factor: 1000, format: ms, optional: optional}
+	}
+	rs = append(rs,
+		row{"fan-out: one write → the last of 1,000 long-polls (NATS core: subscribers), p50", fan("nats", "last-p50-ms", true), fan("contacts", "last-p50-ms", false)},
+		row{"fan-out: one write → the last of 1,000 long-polls (NATS core: subscribers), p99", fan("nats", "last-p99-ms", true), fan("contacts", "last-p99-ms", false)},
+		row{"contacts resident memory, 1,000 long-polls waiting (vs idle)", figure{name: "BenchmarkFanOut/contacts", unit: "idle-MB", format: mb}, figure{name: "BenchmarkFanOut/contacts", unit: "waiting-MB", format: mb}},
+	)
 	for _, state := range []string{"idle", "load"} {
 		shown := map[string]string{"idle": "idle", "load": "under load"}[state]
 		for _, s := range []string{"contacts", "calendar", "notifications"} {
