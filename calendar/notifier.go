@@ -22,7 +22,10 @@ import (
 
 // outbox is what the notifier needs of the store.
 type outbox interface {
-	ClaimOutbox(ctx context.Context, id int64, now time.Time, lease time.Duration) (OutboxEntry, bool, error)
+	ClaimOutbox(ctx context.Context, id int64, now time.Time, lease time.Duration, held time.Time) (OutboxEntry, bool, error)
+	ClaimOutboxAll(ctx context.Context, ids []int64, now, until time.Time) ([]OutboxEntry, error)
+	ReleaseOutbox(ctx context.Context, ids []int64, held []time.Time) error
+	MarkOutboxSent(ctx context.Context, ids []int64, at time.Time) error
 	RenewOutbox(ctx context.Context, id int64, until time.Time) error
 	DueOutbox(ctx context.Context, now time.Time, limit int) ([]int64, error)
 	PendingOutbox(ctx context.Context) (int64, error)
@@ -32,9 +35,14 @@ type outbox interface {
 // Notifier hands outbox entries to the notifications service. Each commit
 // wakes it to sweep the due entries into a buffered channel, which the
 // workers take them from; what does not fit waits in the outbox for the
-// next sweep (after a commit, every Sweep, and at start). Calls go through
-// a circuit breaker: while it is open the workers wait, without calling and
-// without spinning.
+// next sweep (after a commit, every Sweep, and at start). While the breaker
+// is closed a sweep claims the entries it queues, all in one transaction;
+// a worker claims an entry itself when it was queued unclaimed or its
+// claim has run low waiting. The entries accepted by notifications are
+// marked sent in batches: whatever was accepted while the last batch was
+// being written goes in the next transaction. Calls go through a circuit
+// breaker: while it is open the workers wait, without calling and without
+// spinning.
 type Notifier struct {
 	Store       outbox
 	URL         string // notifications base URL
@@ -58,7 +66,9 @@ type Notifier struct {
 	Metrics   *metrics.Set
 
 	once     sync.Once
-	ch       chan int64
+	closed   bool // Run has ended: nothing more is queued (under mu)
+	ch       chan queued
+	sentCh   chan int64 // accepted by notifications, to be marked sent
 	mu       sync.Mutex
 	inflight map[int64]bool // queued or being sent: not queued twice
 
@@ -73,7 +83,8 @@ func (n *Notifier) init() {
 		if n.Client == nil {
 			n.Client = &http.Client{Timeout: 10 * time.Second}
 		}
-		n.ch = make(chan int64, n.Buffer)
+		n.ch = make(chan queued, n.Buffer)
+		n.sentCh = make(chan int64, markBatch)
 		n.inflight = map[int64]bool{}
 		n.sent = n.Metrics.Counter("notify_sent", "Notification requests that notifications accepted (200 or 202).")
 		n.failed = n.Metrics.Counter("notify_failed", "Notification requests given up: a permanent error, or the last attempt failed.")
@@ -86,24 +97,50 @@ func (n *Notifier) init() {
 	})
 }
 
-// enqueue offers ids to the workers without ever blocking: an id that
-// does not fit stays in the outbox for the next sweep.
-func (n *Notifier) enqueue(ids []int64) {
-	overflow := n.Metrics.Counter("notify_queue_full", "Outbox entries that did not fit the in-memory queue; the next sweep offers them again.")
+// queued is an outbox entry for a worker: claimed by the sweep until until
+// (e is then the entry), or unclaimed (until zero).
+type queued struct {
+	id    int64
+	e     OutboxEntry
+	until time.Time
+}
+
+// markBatch bounds the entries marked sent in one transaction.
+const markBatch = 256
+
+// fresh returns the ids not queued or being sent, and marks them so.
+func (n *Notifier) fresh(ids []int64) []int64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := ids[:0]
 	for _, id := range ids {
-		n.mu.Lock()
-		if n.inflight[id] {
-			n.mu.Unlock()
-			continue
+		if !n.inflight[id] {
+			n.inflight[id] = true
+			out = append(out, id)
 		}
-		n.inflight[id] = true
-		n.mu.Unlock()
+	}
+	return out
+}
+
+// enqueue offers entries to the workers without ever blocking: one that
+// does not fit stays in the outbox for the next sweep (its claim given back).
+func (n *Notifier) enqueue(ctx context.Context, qs []queued) {
+	overflow := n.Metrics.Counter("notify_queue_full", "Outbox entries that did not fit the in-memory queue; the next sweep offers them again.")
+	var back []int64
+	var held []time.Time
+	for _, q := range qs {
 		select {
-		case n.ch <- id:
+		case n.ch <- q:
 		default:
 			overflow.Inc(1)
-			n.done(id)
+			n.done(q.id)
+			if !q.until.IsZero() {
+				back, held = append(back, q.id), append(held, q.until)
+			}
 		}
+	}
+	if len(back) > 0 {
+		n.record(n.Store.ReleaseOutbox(context.WithoutCancel(ctx), back, held))
 	}
 }
 
@@ -117,20 +154,28 @@ func (n *Notifier) done(id int64) {
 // done. A call in progress finishes and is recorded before Run returns.
 func (n *Notifier) Run(ctx context.Context) {
 	n.init()
+	marked := make(chan struct{})
+	go func() { defer close(marked); n.mark(context.WithoutCancel(ctx)) }()
 	var wg sync.WaitGroup
 	for range n.Workers {
 		wg.Go(func() {
 			for {
 				select {
-				case id := <-n.ch:
-					n.deliver(ctx, id)
-					n.done(id)
+				case q := <-n.ch:
+					n.deliver(ctx, q)
+					n.done(q.id)
 				case <-ctx.Done():
 					return
 				}
 			}
 		})
 	}
+	defer func() {
+		wg.Wait()
+		n.releaseQueued(context.WithoutCancel(ctx))
+		close(n.sentCh)
+		<-marked
+	}()
 	t := time.NewTicker(n.Sweep)
 	defer t.Stop()
 	for {
@@ -139,15 +184,21 @@ func (n *Notifier) Run(ctx context.Context) {
 			committed = n.Committed() // before the sweep: a commit during it sweeps again
 		}
 		n.sweep(ctx) // the first: what a previous run left pending
+		swept := time.Now()
 		select {
 		case <-committed:
+			// Most commits hand their entries over themselves: sweep for the
+			// rest at most every sweepGap, not after each of a burst.
+			retry.Sleep(ctx, sweepGap-time.Since(swept))
 		case <-t.C:
 		case <-ctx.Done():
-			wg.Wait()
 			return
 		}
 	}
 }
+
+// sweepGap is the least time between two sweeps that commits wake.
+const sweepGap = 10 * time.Millisecond
 
 // sweep enqueues due entries (as many as the channel has room for).
 func (n *Notifier) sweep(ctx context.Context) {
@@ -155,22 +206,142 @@ func (n *Notifier) sweep(ctx context.Context) {
 	if room <= 0 {
 		return
 	}
-	ids, err := n.Store.DueOutbox(ctx, time.Now(), room)
+	now := time.Now()
+	ids, err := n.Store.DueOutbox(ctx, now, room)
 	if err != nil {
 		if ctx.Err() == nil {
 			n.Log.Error("sweep outbox", "err", err)
 		}
 		return
 	}
-	n.enqueue(ids)
+	ids = n.fresh(ids)
+	if len(ids) == 0 {
+		return
+	}
+	qs := make([]queued, 0, len(ids))
+	if n.Breaker.State() == "closed" {
+		until := now.Add(n.Lease)
+		es, err := n.Store.ClaimOutboxAll(context.WithoutCancel(ctx), ids, now, until)
+		if err != nil {
+			n.Log.Error("sweep outbox", "err", err)
+			for _, id := range ids {
+				n.done(id)
+			}
+			return
+		}
+		got := map[int64]bool{}
+		for _, e := range es {
+			qs = append(qs, queued{id: e.ID, e: e, until: until})
+			got[e.ID] = true
+		}
+		for _, id := range ids {
+			if !got[id] { // another replica was first
+				n.done(id)
+			}
+		}
+	} else { // the workers wait: claims would run out in the queue
+		for _, id := range ids {
+			qs = append(qs, queued{id: id})
+		}
+	}
+	n.enqueue(ctx, qs)
+}
+
+// claimUntil (for SQLStore.HandTo) says to claim entries written at now
+// while the breaker is closed and the queue is less than half full.
+func (n *Notifier) claimUntil(now time.Time) (time.Time, bool) {
+	n.init()
+	if n.Breaker.State() != "closed" || len(n.ch) >= cap(n.ch)/2 {
+		return time.Time{}, false
+	}
+	return now.Add(n.Lease), true
+}
+
+// hand queues entries claimed until until in the transaction that wrote
+// them; those that do not fit, or come after Run ended, are given back.
+func (n *Notifier) hand(ctx context.Context, es []OutboxEntry, until time.Time) {
+	n.init()
+	var back []int64
+	var held []time.Time
+	n.mu.Lock()
+	for _, e := range es {
+		if n.closed || n.inflight[e.ID] {
+			back, held = append(back, e.ID), append(held, until)
+			continue
+		}
+		n.inflight[e.ID] = true // before a worker can take it and say done
+		select {
+		case n.ch <- queued{id: e.ID, e: e, until: until}:
+		default:
+			delete(n.inflight, e.ID)
+			back, held = append(back, e.ID), append(held, until)
+		}
+	}
+	n.mu.Unlock()
+	if len(back) > 0 {
+		n.record(n.Store.ReleaseOutbox(context.WithoutCancel(ctx), back, held))
+	}
+}
+
+// releaseQueued gives back the claims on the entries left in the queue at
+// shutdown, so another replica (or the next start) need not wait them out.
+func (n *Notifier) releaseQueued(ctx context.Context) {
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
+	var ids []int64
+	var held []time.Time
+	for {
+		select {
+		case q := <-n.ch:
+			n.done(q.id)
+			if !q.until.IsZero() {
+				ids, held = append(ids, q.id), append(held, q.until)
+			}
+			continue
+		default:
+		}
+		break
+	}
+	if len(ids) > 0 {
+		n.record(n.Store.ReleaseOutbox(ctx, ids, held))
+	}
+}
+
+// mark records the entries accepted by notifications as sent, in
+// batches, until sentCh is closed. A claim lasts until its mark is written.
+func (n *Notifier) mark(ctx context.Context) {
+	batch := make([]int64, 0, markBatch)
+	for id := range n.sentCh {
+		batch = append(batch[:0], id)
+	more:
+		for len(batch) < markBatch {
+			select {
+			case id, ok := <-n.sentCh:
+				if !ok {
+					break more
+				}
+				batch = append(batch, id)
+			default:
+				break more
+			}
+		}
+		n.record(n.Store.MarkOutboxSent(ctx, batch, time.Now()))
+		n.sent.Inc(int64(len(batch)))
+	}
 }
 
 // deliver posts one entry until it is sent, fails for good, or is put off.
-func (n *Notifier) deliver(ctx context.Context, id int64) {
+func (n *Notifier) deliver(ctx context.Context, q queued) {
 	bg := context.WithoutCancel(ctx) // a call made is recorded, even at shutdown
-	e, ok, err := n.Store.ClaimOutbox(bg, id, time.Now(), n.Lease)
-	if err != nil || !ok {
-		return // gone, done, not due, or another replica's: the sweep brings it back when due
+	id, e := q.id, q.e
+	var err error
+	if time.Until(q.until) < n.Lease*2/3 { // unclaimed, or its claim ran low in the queue
+		var ok bool
+		e, ok, err = n.Store.ClaimOutbox(bg, id, time.Now(), n.Lease, q.until)
+		if err != nil || !ok {
+			return // gone, done, not due, or another replica's: the sweep brings it back when due
+		}
 	}
 	keep := retry.Every(bg, n.Lease/3, func(ctx context.Context) {
 		n.record(n.Store.RenewOutbox(ctx, id, time.Now().Add(n.Lease)))
@@ -194,8 +365,7 @@ func (n *Notifier) deliver(ctx context.Context, id int64) {
 	var perm *permanentError
 	switch {
 	case err == nil:
-		n.sent.Inc(1)
-		n.record(n.Store.MarkOutbox(bg, id, "sent", attempts, "", time.Now()))
+		n.sentCh <- id
 	case errors.As(err, &perm) || attempts >= n.MaxAttempts:
 		n.failed.Inc(1)
 		n.Log.Warn("notification request failed", "outbox", id, "attempts", attempts, "err", err)

@@ -419,3 +419,49 @@ func TestNotifiersShareTheOutbox(t *testing.T) {
 		}
 	})
 }
+
+// TestNotifierHandoff: with the store handing to a notifier, the entries
+// of a change are claimed in its transaction and queued at once, then posted
+// once each. If that replica dies with them queued, another replica posts
+// them once their claim runs out — once each.
+func TestNotifierHandoff(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, url string) {
+		s, db := openMailStore(t, url)
+		seedMailContacts(t, db)
+		srv := newStandIn(t, always(http.StatusAccepted))
+
+		// A replica that hands to a notifier that never runs: it died.
+		dead := &Notifier{Store: s, URL: srv.URL, Lease: 300 * time.Millisecond, Log: slog.New(slog.DiscardHandler), Metrics: metrics.New(),
+			Breaker: breaker.New(breaker.Settings{Name: "notifications", Failures: 1000, Counts: IsPeerFailure})}
+		dead.init()
+		s.HandTo(dead)
+		lost := appointmentWith(t, s, 7, 8)
+		if len(dead.ch) != 2 {
+			t.Fatalf("%d entries queued, want the 2 written", len(dead.ch))
+		}
+		if due, err := s.DueOutbox(context.Background(), time.Now(), 10); err != nil || len(due) != 0 {
+			t.Fatalf("due while claimed: %v (%v), want none", due, err)
+		}
+
+		// A live replica: its own handle on the database, its notifier
+		// running, its store handing to it.
+		other, otherDB := openMailStore(t, url)
+		live := &Notifier{Store: other, URL: srv.URL, Committed: otherDB.Committed, Sweep: 50 * time.Millisecond}
+		startNotifier(t, live)
+		other.HandTo(live)
+		handed := appointmentWith(t, other, 9)
+		waitFor(t, "every entry sent", settled(t, other, "sent", lost, handed))
+		calls := map[string]int{}
+		for _, c := range srv.Calls() {
+			calls[c.Key]++
+		}
+		for _, e := range outboxOf(t, other, lost, handed) {
+			if calls[e.Key] != 1 || e.Attempts != 1 {
+				t.Errorf("entry %d: %d calls, %d attempts; want one of each", e.ID, calls[e.Key], e.Attempts)
+			}
+		}
+		if len(calls) != 3 {
+			t.Errorf("%d keys called, want 3", len(calls))
+		}
+	})
+}

@@ -160,6 +160,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		Backoff: retry.Backoff{Min: cfg.NotifyRetryMin, Max: cfg.NotifyRetryMax}, Sweep: cfg.NotifySweep,
 		Committed: db.Committed, Log: log, Metrics: m,
 	}
+	store.HandTo(notifier)
 	fc := feed.FollowerConfig{
 		Name:         "contacts",
 		URL:          cfg.ContactsFeedURL,

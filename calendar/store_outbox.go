@@ -10,16 +10,22 @@ import (
 	"syndic/shared/sqldb"
 )
 
-// writeOutbox inserts entries in tx.
-func writeOutbox(ctx context.Context, tx *sqldb.Tx, entries []OutboxEntry, now time.Time) error {
+// writeOutbox inserts entries in tx, claimed until until (zero: not
+// claimed), and fills in what the database gave them.
+func writeOutbox(ctx context.Context, tx *sqldb.Tx, entries []OutboxEntry, now, until time.Time) error {
 	t := sqldb.Micro(now)
-	for _, e := range entries {
-		_, err := tx.Exec(ctx, `INSERT INTO outbox (appointment_id, contact_id, kind, to_address, subject, body, calendar, idempotency_key, next_attempt_at, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)`,
-			e.AppointmentID, e.ContactID, e.Kind, e.To, e.Subject, e.Text, e.Calendar, e.Key, t)
+	var lease int64
+	if !until.IsZero() {
+		lease = sqldb.Micro(until)
+	}
+	for i, e := range entries {
+		err := tx.QueryRow(ctx, `INSERT INTO outbox (appointment_id, contact_id, kind, to_address, subject, body, calendar, idempotency_key, next_attempt_at, created_at, updated_at, lease_until)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10) RETURNING id`,
+			e.AppointmentID, e.ContactID, e.Kind, e.To, e.Subject, e.Text, e.Calendar, e.Key, t, lease).Scan(&entries[i].ID)
 		if err != nil {
 			return fmt.Errorf("outbox: %w", err)
 		}
+		entries[i].Status, entries[i].NextAttemptAt = "pending", sqldb.Time(t)
 	}
 	return nil
 }
@@ -64,13 +70,12 @@ func scanID(row sqldb.Scanner) (int64, error) {
 }
 
 // ClaimOutbox claims entry id until now+lease if it is pending, due and
-// unclaimed, and returns it; ok is false when it is not (another replica
-// has it, or it is done). MarkOutbox ends the claim.
-func (s *SQLStore) ClaimOutbox(ctx context.Context, id int64, now time.Time, lease time.Duration) (e OutboxEntry, ok bool, err error) {
+// unclaimed — or still held by the claim made until held (zero: none) — and
+// returns it; ok is false when it is not (another replica has it, or it is
+// done). MarkOutbox ends the claim.
+func (s *SQLStore) ClaimOutbox(ctx context.Context, id int64, now time.Time, lease time.Duration, held time.Time) (e OutboxEntry, ok bool, err error) {
 	err = s.db.Write(ctx, func(tx *sqldb.Tx) error {
-		e, err = scanOutbox(tx.QueryRow(ctx, `UPDATE outbox SET lease_until = $1
-			WHERE id = $2 AND status = 'pending' AND next_attempt_at <= $3 AND lease_until <= $3 RETURNING `+outboxColumns,
-			sqldb.Micro(now.Add(lease)), id, sqldb.Micro(now)))
+		e, err = claimOutbox(ctx, tx, id, now, now.Add(lease), held)
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -80,6 +85,76 @@ func (s *SQLStore) ClaimOutbox(ctx context.Context, id int64, now time.Time, lea
 		return OutboxEntry{}, false, fmt.Errorf("claim outbox %d: %w", id, err)
 	}
 	return e, true, nil
+}
+
+// claimOutbox is ClaimOutbox in tx; sql.ErrNoRows when it cannot be had.
+func claimOutbox(ctx context.Context, tx *sqldb.Tx, id int64, now, until, held time.Time) (OutboxEntry, error) {
+	h := int64(-1) // no claim held: matches no lease
+	if !held.IsZero() {
+		h = sqldb.Micro(held)
+	}
+	return scanOutbox(tx.QueryRow(ctx, `UPDATE outbox SET lease_until = $1
+		WHERE id = $2 AND status = 'pending' AND (next_attempt_at <= $3 AND lease_until <= $3 OR lease_until = $4) RETURNING `+outboxColumns,
+		sqldb.Micro(until), id, sqldb.Micro(now), h))
+}
+
+// ClaimOutboxAll claims the entries ids that are pending, due and
+// unclaimed until until, in one transaction, and returns those it got.
+func (s *SQLStore) ClaimOutboxAll(ctx context.Context, ids []int64, now, until time.Time) ([]OutboxEntry, error) {
+	var out []OutboxEntry
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+		out = out[:0]
+		for _, id := range ids {
+			e, err := claimOutbox(ctx, tx, id, now, until, time.Time{})
+			switch {
+			case err == nil:
+				out = append(out, e)
+			case !errors.Is(err, sql.ErrNoRows):
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim outbox: %w", err)
+	}
+	return out, nil
+}
+
+// ReleaseOutbox gives back untried the entries ids still held by claims
+// made until held[i], in one transaction.
+func (s *SQLStore) ReleaseOutbox(ctx context.Context, ids []int64, held []time.Time) error {
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+		for i, id := range ids {
+			if _, err := tx.Exec(ctx, `UPDATE outbox SET lease_until = 0 WHERE id = $1 AND status = 'pending' AND lease_until = $2`, id, sqldb.Micro(held[i])); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("release outbox: %w", err)
+	}
+	return nil
+}
+
+// MarkOutboxSent records the entries ids as sent, each after one more
+// attempt, and ends their claims, in one transaction.
+func (s *SQLStore) MarkOutboxSent(ctx context.Context, ids []int64, at time.Time) error {
+	t := sqldb.Micro(at)
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+		for _, id := range ids {
+			_, err := tx.Exec(ctx, `UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_error = '', next_attempt_at = $1, updated_at = $1, lease_until = 0 WHERE id = $2 AND status = 'pending'`, t, id)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mark outbox sent: %w", err)
+	}
+	return nil
 }
 
 // RenewOutbox extends a claim on entry id until until.

@@ -20,11 +20,42 @@ var migrations embed.FS
 
 // SQLStore is the Store on SQLite or PostgreSQL. Every change of an
 // appointment writes its notification requests, worded by mailer, into the
-// outbox in the same transaction; the commit wakes the Notifier.
+// outbox in the same transaction; the commit wakes the Notifier. With a
+// handoff (HandTo), the entries are also claimed in that transaction and
+// handed to it after the commit, when it has room.
 type SQLStore struct {
-	db     *sqldb.DB
-	now    func() time.Time
-	mailer Mailer
+	db      *sqldb.DB
+	now     func() time.Time
+	mailer  Mailer
+	handoff handoff
+}
+
+// handoff takes outbox entries claimed in the transaction that wrote them.
+type handoff interface {
+	// claimUntil says whether to claim the entries written at now, and
+	// until when.
+	claimUntil(now time.Time) (time.Time, bool)
+	// hand queues entries claimed until until, once committed.
+	hand(ctx context.Context, es []OutboxEntry, until time.Time)
+}
+
+// HandTo makes every change claim its outbox entries for n in its own
+// transaction and hand them over after the commit, when n has room (no
+// claim transaction of their own); otherwise n's sweep finds them.
+func (s *SQLStore) HandTo(n *Notifier) { s.handoff = n }
+
+// written is what announce wrote in one transaction: the entries it claimed
+// for the handoff, and until when.
+type written struct {
+	claimed []OutboxEntry
+	until   time.Time
+}
+
+// handOver hands w's claimed entries over once their transaction committed.
+func (s *SQLStore) handOver(ctx context.Context, w *written, err error) {
+	if err == nil && len(w.claimed) > 0 {
+		s.handoff.hand(ctx, w.claimed, w.until)
+	}
 }
 
 // NewSQLStore migrates db (with the feed follower's schema) and returns a
@@ -38,13 +69,21 @@ func NewSQLStore(ctx context.Context, db *sqldb.DB, mailer Mailer) (*SQLStore, e
 
 // announce writes the outbox entries for the change before → after of
 // appointment id, inside tx, and returns after as committed.
-func (s *SQLStore) announce(ctx context.Context, tx *sqldb.Tx, before Appointment, id int64, now time.Time) (Appointment, error) {
+func (s *SQLStore) announce(ctx context.Context, tx *sqldb.Tx, w *written, before Appointment, id int64, now time.Time) (Appointment, error) {
 	after, err := s.appointment(ctx, tx, id)
 	if err != nil {
 		return Appointment{}, err
 	}
-	if err := writeOutbox(ctx, tx, s.mailer.entries(before, after), now); err != nil {
+	es := s.mailer.entries(before, after)
+	var until time.Time
+	if s.handoff != nil && len(es) > 0 {
+		until, _ = s.handoff.claimUntil(now)
+	}
+	if err := writeOutbox(ctx, tx, es, now, until); err != nil {
 		return Appointment{}, err
+	}
+	if !until.IsZero() {
+		w.claimed, w.until = es, until
 	}
 	return after, nil
 }
@@ -168,7 +207,9 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Appointment, error) {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	var id int64
 	var out Appointment
+	var w written
 	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+		w = written{}
 		if err := checkParticipants(ctx, tx, in.Participants, nil); err != nil {
 			return err
 		}
@@ -182,9 +223,10 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Appointment, error) {
 		if err := setParticipants(ctx, tx, id, in.Participants); err != nil {
 			return err
 		}
-		out, err = s.announce(ctx, tx, Appointment{}, id, now)
+		out, err = s.announce(ctx, tx, &w, Appointment{}, id, now)
 		return err
 	})
+	s.handOver(ctx, &w, err)
 	if err != nil {
 		return Appointment{}, fmt.Errorf("create appointment: %w", err)
 	}
@@ -194,7 +236,7 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Appointment, error) {
 // Update changes appointment id if it is at version. A change that alters
 // nothing writes nothing.
 func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (Appointment, error) {
-	return s.change(ctx, "update", id, version, func(tx *sqldb.Tx, before Appointment, now time.Time) (Appointment, error) {
+	return s.change(ctx, "update", id, version, func(tx *sqldb.Tx, w *written, before Appointment, now time.Time) (Appointment, error) {
 		if before.Status == StatusCancelled {
 			return Appointment{}, fmt.Errorf("appointment %d is cancelled: %w", id, derrors.ErrConflict)
 		}
@@ -217,7 +259,7 @@ func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (App
 		if err := setParticipants(ctx, tx, id, in.Participants); err != nil {
 			return Appointment{}, err
 		}
-		return s.announce(ctx, tx, before, id, now)
+		return s.announce(ctx, tx, w, before, id, now)
 	})
 }
 
@@ -229,7 +271,7 @@ func unchanged(a Appointment, in Input) bool {
 // Cancel marks appointment id cancelled. Cancelling a cancelled
 // appointment changes nothing.
 func (s *SQLStore) Cancel(ctx context.Context, id, version int64) (Appointment, error) {
-	return s.change(ctx, "cancel", id, version, func(tx *sqldb.Tx, before Appointment, now time.Time) (Appointment, error) {
+	return s.change(ctx, "cancel", id, version, func(tx *sqldb.Tx, w *written, before Appointment, now time.Time) (Appointment, error) {
 		if before.Status == StatusCancelled {
 			return before, nil
 		}
@@ -238,23 +280,26 @@ func (s *SQLStore) Cancel(ctx context.Context, id, version int64) (Appointment, 
 		if err != nil {
 			return Appointment{}, err
 		}
-		return s.announce(ctx, tx, before, id, now)
+		return s.announce(ctx, tx, w, before, id, now)
 	})
 }
 
 // change runs fn in a write transaction on appointment id, read there and
 // checked to be at version (0: any); fn returns the appointment as answered.
-func (s *SQLStore) change(ctx context.Context, verb string, id, version int64, fn func(tx *sqldb.Tx, before Appointment, now time.Time) (Appointment, error)) (Appointment, error) {
+func (s *SQLStore) change(ctx context.Context, verb string, id, version int64, fn func(tx *sqldb.Tx, w *written, before Appointment, now time.Time) (Appointment, error)) (Appointment, error) {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	var out Appointment
+	var w written
 	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+		w = written{}
 		before, err := s.at(ctx, tx, id, version)
 		if err != nil {
 			return err
 		}
-		out, err = fn(tx, before, now)
+		out, err = fn(tx, &w, before, now)
 		return err
 	})
+	s.handOver(ctx, &w, err)
 	if err != nil {
 		return Appointment{}, fmt.Errorf("%s appointment %d: %w", verb, id, err)
 	}

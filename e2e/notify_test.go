@@ -218,7 +218,8 @@ func parseInvite(t testing.TB, m smtptest.Mail) invite {
 // participants, with writers requests at once, and returns a line for
 // each request not answered 201.
 func createAppointments(calURL string, n, writers int, title string, participants []int64) []string {
-	c := &http.Client{Timeout: 30 * time.Second}
+	// A connection per writer, kept: the default keeps only two idle.
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: writers}}
 	var mu sync.Mutex
 	var bad []string
 	jobs := make(chan int)

@@ -275,7 +275,7 @@ func commonWith(token, password string) (c config.Common) {
 
 func TestMainHelp(t *testing.T) {
 	t.Parallel()
-	servicetest.CheckHelp(t, Main, "PORT", "DATABASE_URL", "SMTP_URL", "MAIL_FROM", "DELIVERY_WORKERS", "MAX_ATTEMPTS",
+	servicetest.CheckHelp(t, Main, "PORT", "DATABASE_URL", "SMTP_URL", "SMTP_IDLE_CLOSE", "MAIL_FROM", "DELIVERY_WORKERS", "MAX_ATTEMPTS",
 		"RETRY_MIN", "RETRY_MAX", "BREAKER_FAILURES", "BREAKER_OPEN_FOR", "BASE_URL", "LOG_LEVEL", "API_TOKEN", "UI_USER", "UI_PASSWORD")
 }
 
@@ -285,7 +285,7 @@ func TestMainRefusesBadValues(t *testing.T) {
 	servicetest.CheckRefuses(t, Main, [][2]string{
 		{"SMTP_URL", "http://x"}, {"SMTP_URL", "smtp://"}, {"MAIL_FROM", "nope"},
 		{"BREAKER_OPEN_FOR", "-1s"}, {"BREAKER_OPEN_FOR", "soon"}, {"BREAKER_FAILURES", "0"},
-		{"MAX_ATTEMPTS", "0"}, {"DELIVERY_WORKERS", "0"}, {"RETRY_MIN", "0s"},
+		{"MAX_ATTEMPTS", "0"}, {"DELIVERY_WORKERS", "0"}, {"SMTP_IDLE_CLOSE", "0s"}, {"RETRY_MIN", "0s"},
 		{"RETRY_MAX", "1ms"}, // below RETRY_MIN's default
 		{"PORT", "http"}, {"DATABASE_URL", "mysql://localhost/x"}, {"LOG_LEVEL", "chatty"}, {"BASE_URL", "not a url"},
 	}...)

@@ -14,8 +14,16 @@ import (
 	"syndic/shared/retry"
 )
 
-// Delivery sends pending notifications: workers claim due ones from the
-// store, send them through the breaker, and record the outcome.
+// Delivery sends pending notifications. A notification accepted through
+// Accepting is claimed in the transaction that stores it and handed to a
+// worker of this instance when one has room (and the breaker is closed);
+// one goroutine claims the others that fall due — retries, the ones
+// accepted by other instances or without room — as many at once as there is
+// room for, in one transaction. Each worker sends through the
+// breaker on a connection of its own that it keeps between messages (when
+// the Sender can open Sessions) and records the outcome. The notifications
+// sent are marked in batches: whatever was sent while the last batch was
+// being written goes in the next transaction.
 type Delivery struct {
 	Store       Store
 	Sender      Sender
@@ -25,15 +33,32 @@ type Delivery struct {
 	MaxAttempts int           // temporary failures before giving up; 8
 	Backoff     retry.Backoff // between retries; 1 s doubling to 10 min
 	Lease       time.Duration // a claim lasts unless renewed (DELIVERY_LEASE); 10 s
+	// IdleClose is how long a worker keeps its SMTP connection open with
+	// nothing to send (SMTP_IDLE_CLOSE); 5 s.
+	IdleClose time.Duration
 	// Committed returns a channel closed at the store's next commit
-	// (sqldb.DB.Committed): a notification accepted wakes an idle worker.
+	// (sqldb.DB.Committed): a notification accepted wakes the claimer.
 	Committed func() <-chan struct{}
 	Log       *slog.Logger
 	Metrics   *metrics.Set
 
-	poke chan struct{}
-	once sync.Once
+	poke    chan struct{}
+	once    sync.Once
+	work    chan claim    // claimed, for the workers
+	slots   chan struct{} // a send on work takes one first; a worker frees it
+	mu      sync.Mutex
+	closed  bool           // Run has ended: Accept claims nothing more
+	handing sync.WaitGroup // Accepts holding a slot
 }
+
+// claim is a notification claimed for a worker, and until when.
+type claim struct {
+	n     Notification
+	until time.Time
+}
+
+// markBatch bounds the notifications marked sent in one transaction.
+const markBatch = 256
 
 func (d *Delivery) init() {
 	d.once.Do(func() {
@@ -41,10 +66,56 @@ func (d *Delivery) init() {
 		d.Workers, d.MaxAttempts = cmp.Or(d.Workers, 4), cmp.Or(d.MaxAttempts, 8)
 		d.Backoff = d.Backoff.Or(time.Second, 10*time.Minute)
 		d.Lease = cmp.Or(d.Lease, 10*time.Second)
+		d.IdleClose = cmp.Or(d.IdleClose, 5*time.Second)
+		d.work = make(chan claim, 4*d.Workers)
+		d.slots = make(chan struct{}, cap(d.work))
 	})
 }
 
-// wake lets an idle worker look for work at once.
+// slot takes a place in work, if there is one free.
+func (d *Delivery) slot() bool {
+	select {
+	case d.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// Accepting returns the store with an Accept that claims each new
+// notification for a worker of d, in the transaction that stores it, when
+// one has room: no claim transaction of its own.
+func (d *Delivery) Accepting() Store { return acceptingStore{d.Store, d} }
+
+type acceptingStore struct {
+	Store
+	d *Delivery
+}
+
+func (s acceptingStore) Accept(ctx context.Context, key string, req Request) (Notification, bool, error) {
+	d := s.d
+	d.init()
+	d.mu.Lock()
+	held := !d.closed && d.Breaker.State() == "closed" && d.slot()
+	if held {
+		d.handing.Add(1)
+	}
+	d.mu.Unlock()
+	if !held { // the claimer takes it from the store
+		return d.Store.AcceptClaimed(ctx, key, req, time.Time{})
+	}
+	defer d.handing.Done()
+	until := time.Now().Add(d.Lease)
+	n, created, err := d.Store.AcceptClaimed(ctx, key, req, until)
+	if err != nil || !created {
+		<-d.slots
+		return n, created, err
+	}
+	d.work <- claim{n, until} // a slot was taken: this does not block
+	return n, true, nil
+}
+
+// wake lets the claimer look for work at once.
 func (d *Delivery) wake() {
 	d.init()
 	select {
@@ -53,48 +124,129 @@ func (d *Delivery) wake() {
 	}
 }
 
-// Run delivers until ctx is done; a send in progress is finished first.
+// Run delivers until ctx is done; sends in progress are finished and
+// recorded first, and claims no worker took are given back.
 func (d *Delivery) Run(ctx context.Context) {
 	d.init()
+	sent := make(chan int64, markBatch)
+	marked := make(chan struct{})
+	go func() { defer close(marked); d.mark(context.WithoutCancel(ctx), sent) }()
 	var wg sync.WaitGroup
 	for range d.Workers {
-		wg.Go(func() { d.work(ctx) })
+		wg.Go(func() { d.deliver(ctx, sent) })
 	}
+	d.claim(ctx)
 	wg.Wait()
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+	d.handing.Wait()
+	d.giveBack(ctx)
+	close(sent)
+	<-marked
 }
 
-func (d *Delivery) work(ctx context.Context) {
-	sent := d.Metrics.Counter("notifications_sent", "Notifications sent to the SMTP server.")
+// claim fills work with due notifications until ctx is done: as many as
+// there is room for (up to half of work, so that Accept finds room too), in
+// one transaction.
+func (d *Delivery) claim(ctx context.Context) {
+	for ctx.Err() == nil {
+		var committed <-chan struct{}
+		if d.Committed != nil {
+			committed = d.Committed() // before looking: a commit after it wakes us
+		}
+		for d.Breaker.State() == "open" && ctx.Err() == nil { // claim nothing, hold nothing
+			d.giveBack(ctx)
+			wctx, cancel := context.WithTimeout(ctx, time.Second) // and again: an Accept may have raced the opening
+			d.Breaker.Wait(wctx)
+			cancel()
+		}
+		room := 0
+		for room < cap(d.slots)/2 && d.slot() {
+			room++
+		}
+		if room == 0 { // work is full: the next worker to take one wakes us
+			select {
+			case <-d.poke:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			for range room {
+				<-d.slots
+			}
+		} else {
+			now := time.Now()
+			until := now.Add(d.Lease)
+			ns, err := d.Store.ClaimDue(context.WithoutCancel(ctx), now, until, room)
+			for range room - len(ns) {
+				<-d.slots
+			}
+			if err != nil {
+				d.Log.Error("claim notifications", "err", err)
+				retry.Sleep(ctx, time.Second)
+				continue
+			}
+			for _, n := range ns {
+				d.work <- claim{n, until} // slots were taken: this does not block
+			}
+			if len(ns) == room {
+				continue // there may be more
+			}
+		}
+		d.idle(ctx, committed)
+	}
+}
+
+func (d *Delivery) deliver(ctx context.Context, sent chan<- int64) {
 	failed := d.Metrics.Counter("notifications_failed", "Notifications given up: a permanent error, or the last attempt failed.")
 	retries := d.Metrics.Counter("notifications_retries", "Failed sends of a notification that will be tried again.")
 	took := d.Metrics.Timer("notifications_delivery", "Time to send a notification that was sent, from building the mail to the SMTP server's answer.")
+	sender, closeConn := d.session()
+	defer closeConn()
+	idle := time.NewTimer(d.IdleClose)
+	defer idle.Stop()
 	for ctx.Err() == nil {
+		if d.Breaker.State() == "open" { // the queued mails wait elsewhere: another instance may have better luck
+			d.giveBack(ctx)
+		}
 		d.Breaker.Wait(ctx)
-		n, ok, err := d.Store.Claim(context.WithoutCancel(ctx), time.Now(), d.Lease)
-		if err != nil {
-			d.Log.Error("claim notification", "err", err)
-			retry.Sleep(ctx, time.Second)
+		var c claim
+		select {
+		case c = <-d.work:
+			<-d.slots
+		case <-idle.C: // nothing to send for a while: let the connection go
+			closeConn()
 			continue
+		case <-ctx.Done():
+			return
 		}
-		if !ok {
-			d.idle(ctx)
-			continue
-		}
-		d.wake() // there may be more: let an idle worker look too
+		d.wake() // room in work: the claimer may fill it
+		n := c.n
 		// The send and its record finish even when ctx ends: a mail sent must
 		// be marked sent, or it would go out again.
 		bg := context.WithoutCancel(ctx)
+		if time.Until(c.until) < d.Lease*2/3 { // it waited long (breaker open): claim it anew first
+			var ok bool
+			var err error
+			now := time.Now()
+			if n, ok, err = d.Store.Reclaim(bg, n.ID, c.until, now, now.Add(d.Lease)); err != nil || !ok {
+				d.record(err)
+				continue // taken by another instance, or done
+			}
+		}
 		start := time.Now()
 		keep := retry.Every(bg, d.Lease/3, func(ctx context.Context) { // a slow send keeps its claim
 			d.record(d.Store.Renew(ctx, n.ID, time.Now().Add(d.Lease)))
 		})
-		err = d.send(bg, n)
+		err := d.send(bg, sender, n)
 		keep()
+		idle.Reset(d.IdleClose)
 		switch {
 		case err == nil:
 			took.UpdateSince(start)
-			sent.Inc(1)
-			d.record(d.Store.MarkSent(bg, n.ID, time.Now()))
+			sent <- n.ID
 		case errors.Is(err, breaker.ErrOpen): // half-open with a probe in flight, or just opened
 			d.record(d.Store.Release(bg, n.ID))
 			retry.Sleep(ctx, 50*time.Millisecond+rand.N(50*time.Millisecond))
@@ -115,12 +267,67 @@ func (d *Delivery) work(ctx context.Context) {
 	}
 }
 
-func (d *Delivery) send(ctx context.Context, n Notification) error {
+// giveBack releases the claims queued in work, in one transaction. A
+// claim with less than a second left is let run out instead: releasing it
+// could clear a claim another instance made after it ended.
+func (d *Delivery) giveBack(ctx context.Context) {
+	var ids []int64
+	for more := true; more; {
+		select {
+		case c := <-d.work:
+			<-d.slots
+			if time.Until(c.until) > time.Second {
+				ids = append(ids, c.n.ID)
+			}
+		default:
+			more = false
+		}
+	}
+	if len(ids) > 0 {
+		d.record(d.Store.Release(context.WithoutCancel(ctx), ids...))
+	}
+}
+
+// mark records the notifications sent, in batches, until sent is closed.
+// A claim lasts until its mark is written, so nobody sends one again.
+func (d *Delivery) mark(ctx context.Context, sent <-chan int64) {
+	count := d.Metrics.Counter("notifications_sent", "Notifications sent to the SMTP server.")
+	batch := make([]int64, 0, markBatch)
+	for id := range sent {
+		batch = append(batch[:0], id)
+	more:
+		for len(batch) < markBatch {
+			select {
+			case id, ok := <-sent:
+				if !ok {
+					break more
+				}
+				batch = append(batch, id)
+			default:
+				break more
+			}
+		}
+		d.record(d.Store.MarkSentAll(ctx, batch, time.Now()))
+		count.Inc(int64(len(batch)))
+	}
+}
+
+// session returns the sender a worker uses, and how to let its connection
+// go: a Session of its own when Sender opens them.
+func (d *Delivery) session() (Sender, func()) {
+	if ss, ok := d.Sender.(Sessions); ok {
+		s := ss.Session()
+		return s, func() { s.Close() }
+	}
+	return d.Sender, func() {}
+}
+
+func (d *Delivery) send(ctx context.Context, sender Sender, n Notification) error {
 	m, err := BuildMessage(d.From, n, time.Now())
 	if err != nil {
 		return &SendError{Err: err}
 	}
-	return d.Breaker.Do(func() error { return d.Sender.Send(ctx, m) })
+	return d.Breaker.Do(func() error { return sender.Send(ctx, m) })
 }
 
 func (d *Delivery) record(err error) {
@@ -129,14 +336,10 @@ func (d *Delivery) record(err error) {
 	}
 }
 
-// idle waits until a commit or another worker wakes it, the next
+// idle waits until committed is closed, a worker wakes it, the next
 // notification falls due, or a second passes (to see work accepted by other
 // instances).
-func (d *Delivery) idle(ctx context.Context) {
-	var committed <-chan struct{}
-	if d.Committed != nil {
-		committed = d.Committed() // before NextDue: a commit after it wakes us
-	}
+func (d *Delivery) idle(ctx context.Context, committed <-chan struct{}) {
 	wait := time.Second
 	if at, ok, err := d.Store.NextDue(ctx); err == nil && ok {
 		wait = min(wait, max(time.Until(at), time.Millisecond))

@@ -23,7 +23,8 @@ type Config struct {
 	DatabaseURL     string        `envconfig:"DATABASE_URL" default:"sqlite:data/notifications.db" desc:"sqlite:PATH or postgres://user:pass@host/db"`
 	SMTPURL         string        `envconfig:"SMTP_URL" desc:"smtp://user:pass@host:port (STARTTLS when offered); empty writes each mail as a JSON line on stdout"`
 	MailFrom        string        `envconfig:"MAIL_FROM" default:"syndic <noreply@syndic.localhost>" test:"syndic <noreply@syndic.test>" desc:"From address of the mails"`
-	Workers         int           `envconfig:"DELIVERY_WORKERS" default:"4" desc:"mails sent at once"`
+	SMTPIdleClose   time.Duration `envconfig:"SMTP_IDLE_CLOSE" default:"5s" desc:"each delivery worker keeps its SMTP connection open for the next mail (RSET between mails); it closes it after this long with nothing to send"`
+	Workers         int           `envconfig:"DELIVERY_WORKERS" default:"4" desc:"mails sent at once, each worker on an SMTP connection of its own"`
 	MaxAttempts     int           `envconfig:"MAX_ATTEMPTS" default:"8" desc:"temporary failures (SMTP 4xx, connection errors) before a mail is marked failed"`
 	RetryMin        time.Duration `envconfig:"RETRY_MIN" default:"1s" test:"10ms" desc:"first retry delay; doubles each time, with jitter"`
 	RetryMax        time.Duration `envconfig:"RETRY_MAX" default:"10m" test:"200ms" desc:"longest retry delay"`
@@ -63,6 +64,9 @@ func (c Config) Validate() error {
 	}
 	if c.Lease < time.Second {
 		errs = append(errs, fmt.Errorf("DELIVERY_LEASE %s: want at least 1s (and more than a send takes)", c.Lease))
+	}
+	if c.SMTPIdleClose <= 0 {
+		errs = append(errs, fmt.Errorf("SMTP_IDLE_CLOSE %s: want a positive duration", c.SMTPIdleClose))
 	}
 	if c.BreakerOpenFor <= 0 {
 		errs = append(errs, fmt.Errorf("BREAKER_OPEN_FOR %s: want a positive duration", c.BreakerOpenFor))
@@ -113,13 +117,13 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	})
 	br := breaker.New(breaker.Settings{Name: "smtp", Failures: uint32(cfg.BreakerFailures), OpenFor: cfg.BreakerOpenFor, Counts: Temporary, Log: log, Met: m})
 	delivery := &Delivery{Store: store, Sender: sender, Breaker: br, From: cfg.MailFrom, Workers: cfg.Workers,
-		MaxAttempts: cfg.MaxAttempts, Backoff: retry.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}, Lease: cfg.Lease, Committed: db.Committed, Log: log, Metrics: m}
+		MaxAttempts: cfg.MaxAttempts, Backoff: retry.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}, Lease: cfg.Lease, IdleClose: cfg.SMTPIdleClose, Committed: db.Committed, Log: log, Metrics: m}
 	access := cfg.Access()
 	links := cfg.Links()
 	if links.Notifications == "" {
 		links.Notifications = "/"
 	}
-	h, err := NewServer(log, store, db, m, access, br.State, links)
+	h, err := NewServer(log, delivery.Accepting(), db, m, access, br.State, links)
 	if err != nil {
 		return err
 	}

@@ -77,10 +77,72 @@ func ParseSMTPURL(s string) (*SMTPSender, error) {
 	return s2, nil
 }
 
-// Send delivers m in one SMTP session.
+// Send delivers m in an SMTP session of its own: connect, send, QUIT.
 func (s *SMTPSender) Send(ctx context.Context, m Message) error {
-	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	c := &SMTPConn{s: s}
+	defer c.Close()
+	return c.Send(ctx, m)
+}
+
+// Session returns a connection of its own for one delivery worker: it is
+// opened at the first Send and kept for the next ones.
+func (s *SMTPSender) Session() Session { return &SMTPConn{s: s} }
+
+// Session is a Sender for one goroutine that keeps its connection between
+// messages. Close ends the connection; a Send after it opens a new one.
+type Session interface {
+	Sender
+	Close() error
+}
+
+// Sessions is a Sender that can give each delivery worker a Session.
+type Sessions interface {
+	Session() Session
+}
+
+// SMTPConn is one SMTP connection reused across messages: RSET before each
+// message after the first, which also checks that the connection still
+// works. A message that fails because the reused connection went stale — an
+// I/O error or a 421 before the end of its DATA, so the server cannot have
+// taken it — is sent again at once on a new connection, and only that
+// attempt's outcome is returned. Any other I/O error closes the connection
+// (the next Send opens a new one); an SMTP refusal keeps it. Not safe for
+// concurrent use.
+type SMTPConn struct {
+	s    *SMTPSender
+	conn net.Conn
+	c    *smtp.Client
+	// Reconnects counts the stale connections replaced (tests and metrics).
+	Reconnects int
+}
+
+// errStale marks a failure on a reused connection before the end of DATA.
+type errStale struct{ err error }
+
+func (e errStale) Error() string { return e.err.Error() }
+
+// Send delivers m, on the open connection when there is one.
+func (sc *SMTPConn) Send(ctx context.Context, m Message) error {
+	ctx, cancel := context.WithTimeout(ctx, sc.s.Timeout)
 	defer cancel()
+	if sc.c != nil {
+		err := sc.transaction(ctx, m, true)
+		var stale errStale
+		if !errors.As(err, &stale) {
+			return err
+		}
+		sc.Reconnects++
+	}
+	if err := sc.dial(ctx); err != nil {
+		return err
+	}
+	return sc.transaction(ctx, m, false)
+}
+
+// dial opens a connection: greeting, EHLO, STARTTLS when offered, AUTH
+// when configured.
+func (sc *SMTPConn) dial(ctx context.Context) error {
+	s := sc.s
 	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", s.Addr)
 	if err != nil {
 		return &SendError{Temporary: true, Err: fmt.Errorf("SMTP %s: %w", s.Addr, err)}
@@ -92,9 +154,12 @@ func (s *SMTPSender) Send(ctx context.Context, m Message) error {
 		conn.Close()
 		return classify(err)
 	}
-	defer c.Close()
-	if err := c.Hello("localhost"); err != nil {
+	fail := func(err error) error {
+		c.Close()
 		return classify(err)
+	}
+	if err := c.Hello("localhost"); err != nil {
+		return fail(err)
 	}
 	if ok, _ := c.Extension("STARTTLS"); ok {
 		cfg := s.TLS
@@ -102,31 +167,76 @@ func (s *SMTPSender) Send(ctx context.Context, m Message) error {
 			cfg = &tls.Config{ServerName: s.Host}
 		}
 		if err := c.StartTLS(cfg); err != nil {
-			return classify(err)
+			return fail(err)
 		}
 	}
 	if s.Username != "" {
 		if err := c.Auth(smtp.PlainAuth("", s.Username, s.Password, s.Host)); err != nil {
-			return classify(err)
+			return fail(err)
+		}
+	}
+	sc.conn, sc.c = conn, c
+	return nil
+}
+
+// transaction sends m on the open connection (RSET first when reused). A
+// failure that leaves the connection unusable closes it; on a reused one
+// before the end of DATA it is an errStale.
+func (sc *SMTPConn) transaction(ctx context.Context, m Message, reused bool) error {
+	deadline, _ := ctx.Deadline()
+	sc.conn.SetDeadline(deadline)
+	c := sc.c
+	fail := func(err error, beforeEnd bool) error {
+		var tp *textproto.Error
+		isReply := errors.As(err, &tp)
+		if !isReply || tp.Code == 421 { // the connection is gone or going
+			sc.drop()
+			if reused && beforeEnd {
+				return errStale{err}
+			}
+		}
+		return classify(err)
+	}
+	if reused {
+		if err := c.Reset(); err != nil {
+			return fail(err, true)
 		}
 	}
 	if err := c.Mail(m.From); err != nil {
-		return classify(err)
+		return fail(err, true)
 	}
 	if err := c.Rcpt(m.To); err != nil {
-		return classify(err)
+		return fail(err, true)
 	}
 	w, err := c.Data()
 	if err != nil {
-		return classify(err)
+		return fail(err, true)
 	}
 	if _, err := w.Write(m.Data); err != nil {
-		return classify(err)
+		return fail(err, true) // no end of data sent: nothing the server could take
 	}
-	if err := w.Close(); err != nil {
-		return classify(err)
+	if err := w.Close(); err != nil { // the end of data, and the server's answer
+		return fail(err, false)
 	}
-	_ = c.Quit() // delivered: a failing QUIT changes nothing
+	return nil
+}
+
+// drop closes the connection without QUIT.
+func (sc *SMTPConn) drop() {
+	if sc.c != nil {
+		sc.c.Close()
+		sc.conn, sc.c = nil, nil
+	}
+}
+
+// Close says QUIT (briefly) and closes the connection, if one is open.
+func (sc *SMTPConn) Close() error {
+	if sc.c == nil {
+		return nil
+	}
+	sc.conn.SetDeadline(time.Now().Add(time.Second))
+	_ = sc.c.Quit() // everything sent was answered: a failing QUIT changes nothing
+	sc.drop()
 	return nil
 }
 

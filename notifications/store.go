@@ -13,22 +13,30 @@ type Store interface {
 	// Accept stores req under key, or returns the notification already
 	// stored under it (created false).
 	Accept(ctx context.Context, key string, req Request) (n Notification, created bool, err error)
+	// AcceptClaimed is Accept, claiming a new notification until until in
+	// the same transaction (unclaimed when until is zero).
+	AcceptClaimed(ctx context.Context, key string, req Request, until time.Time) (n Notification, created bool, err error)
 	Get(ctx context.Context, id int64) (Notification, error)
 	// List returns the newest notifications first, of one status or all ("").
 	List(ctx context.Context, status string, limit int) ([]Notification, error)
 
-	// Claim leases the next pending notification due at now until now+lease
-	// (ok false when none is due).
-	Claim(ctx context.Context, now time.Time, lease time.Duration) (n Notification, ok bool, err error)
+	// ClaimDue leases up to limit due notifications until until (none:
+	// nothing due, or another claim was first).
+	ClaimDue(ctx context.Context, now, until time.Time, limit int) ([]Notification, error)
+	// Reclaim renews a claim made until held, or takes the notification
+	// again if that claim ran out and nobody else has it (ok false: someone
+	// has, or it is done).
+	Reclaim(ctx context.Context, id int64, held, now, until time.Time) (n Notification, ok bool, err error)
 	// Renew extends the lease on notification id, while it is being sent.
 	Renew(ctx context.Context, id int64, until time.Time) error
 	// NextDue is when the next pending notification falls due (ok false: none).
 	NextDue(ctx context.Context) (at time.Time, ok bool, err error)
-	MarkSent(ctx context.Context, id int64, at time.Time) error
+	// MarkSentAll records the delivery of several notifications at once.
+	MarkSentAll(ctx context.Context, ids []int64, at time.Time) error
 	// MarkRetry records a failed attempt and when to try again.
 	MarkRetry(ctx context.Context, id int64, attempts int, next time.Time, lastErr string) error
 	MarkFailed(ctx context.Context, id int64, attempts int, lastErr string) error
-	// Release gives a claimed notification back untried (breaker open, shutdown).
-	Release(ctx context.Context, id int64) error
+	// Release gives claimed notifications back untried (breaker open, shutdown).
+	Release(ctx context.Context, ids ...int64) error
 	Pending(ctx context.Context) (int64, error)
 }

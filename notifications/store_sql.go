@@ -52,18 +52,30 @@ func scan(row sqldb.Scanner) (Notification, error) {
 
 // Accept stores req under key unless the key is taken.
 func (s *SQLStore) Accept(ctx context.Context, key string, req Request) (Notification, bool, error) {
+	return s.AcceptClaimed(ctx, key, req, time.Time{})
+}
+
+// AcceptClaimed is Accept, with a new notification claimed until until in
+// the same transaction (unclaimed when until is zero).
+func (s *SQLStore) AcceptClaimed(ctx context.Context, key string, req Request, until time.Time) (Notification, bool, error) {
 	now := sqldb.Micro(time.Now())
+	var lease int64
+	if !until.IsZero() {
+		lease = sqldb.Micro(until)
+	}
 	hash := req.Hash()
 	var n Notification
 	created := false
 	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
-		var id int64
-		err := tx.QueryRow(ctx, `INSERT INTO notifications (idempotency_key, request_hash, to_address, subject, body, calendar, next_attempt_at, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`,
-			key, hash, req.To, req.Subject, req.Text, req.Calendar, now).Scan(&id)
+		created = false
+		var err error
+		n, err = scan(tx.QueryRow(ctx, `INSERT INTO notifications (idempotency_key, request_hash, to_address, subject, body, calendar, next_attempt_at, created_at, updated_at, lease_until)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING RETURNING `+columns,
+			key, hash, req.To, req.Subject, req.Text, req.Calendar, now, lease))
 		switch {
 		case err == nil:
 			created = true
+			return nil
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("insert notification: %w", err)
 		}
@@ -104,32 +116,84 @@ func (s *SQLStore) List(ctx context.Context, status string, limit int) ([]Notifi
 	return out, nil
 }
 
-// Claim leases the next due notification. The whole condition is checked
-// again in the UPDATE, so two workers (or instances) never hold one row:
-// under PostgreSQL's READ COMMITTED the subquery may pick a row from a
-// snapshot taken before another worker claimed, sent and released it, and
-// only the UPDATE's own WHERE is evaluated again on the row's newest version.
+// Claim leases the next due notification (ok false when none is due, or
+// when the one seen due was taken by another claim first).
 func (s *SQLStore) Claim(ctx context.Context, now time.Time, lease time.Duration) (Notification, bool, error) {
+	ns, err := s.ClaimDue(ctx, now, now.Add(lease), 1)
+	if err != nil || len(ns) == 0 {
+		return Notification{}, false, err
+	}
+	return ns[0], true, nil
+}
+
+// ClaimDue leases up to limit due notifications until until, in one
+// transaction, oldest due first. It looks for them with a read first, so
+// finding none writes nothing. The whole condition is checked again in each
+// UPDATE, so two workers (or instances) never hold one row: under
+// PostgreSQL's READ COMMITTED the read may see a row from before another
+// worker claimed, sent and released it, and only the UPDATE's own WHERE is
+// evaluated again on the row's newest version. A row claimed by someone
+// else in between is left out.
+func (s *SQLStore) ClaimDue(ctx context.Context, now, until time.Time, limit int) ([]Notification, error) {
 	t := sqldb.Micro(now)
+	ids, err := sqldb.All(ctx, s.db, scanID, `SELECT id FROM notifications WHERE status = 'pending' AND next_attempt_at <= $1 AND lease_until <= $1 ORDER BY next_attempt_at, id LIMIT $2`, t, limit)
+	if err != nil || len(ids) == 0 {
+		return nil, wrap("claim notifications", err)
+	}
+	var out []Notification
+	err = s.db.Write(ctx, func(tx *sqldb.Tx) error {
+		out = out[:0]
+		for _, id := range ids {
+			n, err := scan(tx.QueryRow(ctx, `UPDATE notifications SET lease_until = $1
+				WHERE id = $2 AND status = 'pending' AND next_attempt_at <= $3 AND lease_until <= $3 RETURNING `+columns, sqldb.Micro(until), id, t))
+			switch {
+			case err == nil:
+				out = append(out, n)
+			case !errors.Is(err, sql.ErrNoRows):
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim notifications: %w", err)
+	}
+	return out, nil
+}
+
+// Reclaim renews the claim on notification id until until if it is still
+// the one that was made until held, or if that has run out and nobody has
+// claimed the notification since (ok false: someone has, or it is done).
+func (s *SQLStore) Reclaim(ctx context.Context, id int64, held, now, until time.Time) (Notification, bool, error) {
 	var n Notification
 	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
-		var id int64
-		err := tx.QueryRow(ctx, `UPDATE notifications SET lease_until = $1
-			WHERE id = (SELECT id FROM notifications WHERE status = 'pending' AND next_attempt_at <= $2 AND lease_until <= $2 ORDER BY next_attempt_at, id LIMIT 1)
-			AND status = 'pending' AND next_attempt_at <= $2 AND lease_until <= $2 RETURNING id`, sqldb.Micro(now.Add(lease)), t).Scan(&id)
-		if err != nil {
-			return err
-		}
-		n, err = scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM notifications WHERE id = $1`, id))
+		var err error
+		n, err = scan(tx.QueryRow(ctx, `UPDATE notifications SET lease_until = $1
+			WHERE id = $2 AND status = 'pending' AND (lease_until = $3 OR lease_until <= $4) RETURNING `+columns,
+			sqldb.Micro(until), id, sqldb.Micro(held), sqldb.Micro(now)))
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return Notification{}, false, nil
 	}
 	if err != nil {
-		return Notification{}, false, fmt.Errorf("claim notification: %w", err)
+		return Notification{}, false, fmt.Errorf("reclaim notification %d: %w", id, err)
 	}
 	return n, true, nil
+}
+
+func scanID(row sqldb.Scanner) (int64, error) {
+	var id int64
+	err := row.Scan(&id)
+	return id, err
+}
+
+// wrap adds what to a non-nil err.
+func wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // NextDue is when the next pending notification falls due.
@@ -160,10 +224,25 @@ func (s *SQLStore) exec(ctx context.Context, what, q string, args ...any) error 
 	return nil
 }
 
-// MarkSent records delivery.
+// MarkSent records the delivery of notification id.
 func (s *SQLStore) MarkSent(ctx context.Context, id int64, at time.Time) error {
+	return s.MarkSentAll(ctx, []int64{id}, at)
+}
+
+// MarkSentAll records the delivery of the notifications ids, in one
+// transaction.
+func (s *SQLStore) MarkSentAll(ctx context.Context, ids []int64, at time.Time) error {
 	t := sqldb.Micro(at)
-	return s.exec(ctx, "mark sent", `UPDATE notifications SET status = 'sent', attempts = attempts + 1, last_error = '', sent_at = $1, updated_at = $1, lease_until = 0 WHERE id = $2`, t, id)
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+		for _, id := range ids {
+			_, err := tx.Exec(ctx, `UPDATE notifications SET status = 'sent', attempts = attempts + 1, last_error = '', sent_at = $1, updated_at = $1, lease_until = 0 WHERE id = $2`, t, id)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return wrap("mark sent", err)
 }
 
 // MarkRetry records a failed attempt.
@@ -183,9 +262,17 @@ func (s *SQLStore) Renew(ctx context.Context, id int64, until time.Time) error {
 	return s.exec(ctx, "renew lease", `UPDATE notifications SET lease_until = $1 WHERE id = $2 AND status = 'pending' AND lease_until > 0`, sqldb.Micro(until), id)
 }
 
-// Release gives a claimed notification back untried.
-func (s *SQLStore) Release(ctx context.Context, id int64) error {
-	return s.exec(ctx, "release", `UPDATE notifications SET lease_until = 0 WHERE id = $1`, id)
+// Release gives claimed notifications back untried, in one transaction.
+func (s *SQLStore) Release(ctx context.Context, ids ...int64) error {
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+		for _, id := range ids {
+			if _, err := tx.Exec(ctx, `UPDATE notifications SET lease_until = 0 WHERE id = $1 AND status = 'pending'`, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return wrap("release", err)
 }
 
 // Pending counts the notifications not yet sent or failed.

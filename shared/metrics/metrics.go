@@ -86,11 +86,20 @@ func (s *Set) GaugeFunc(name, help string, f func() int64) {
 // count kept elsewhere, which only grows; help says what it counts.
 func (s *Set) CounterFunc(name, help string, f func() int64) {
 	s.describe(name, help)
-	s.reg.GetOrRegister(name, countFunc(f))
+	s.reg.GetOrRegister(name, &countFunc{f})
 }
 
-// countFunc is a counter read from a function.
-type countFunc func() int64
+// countFunc is a counter read from a function. It is a gometrics.Counter
+// (the registry keeps only its own kinds) and a struct, not a func type:
+// GetOrRegister calls a func it is given as the metric's constructor. Its
+// value only changes where it is kept: Inc, Dec and Clear do nothing.
+type countFunc struct{ f func() int64 }
+
+func (c *countFunc) Count() int64                { return c.f() }
+func (c *countFunc) Snapshot() gometrics.Counter { return gometrics.CounterSnapshot(c.f()) }
+func (*countFunc) Inc(int64)                     {}
+func (*countFunc) Dec(int64)                     {}
+func (*countFunc) Clear()                        {}
 
 // Meter returns the meter called name, registering it on first use with
 // help, what it counts. The text format gives its count (name_total) and
@@ -243,8 +252,6 @@ func (s *Set) WritePrometheus(w *bufio.Writer) {
 			add("_seconds", "histogram", h, histogram(counts, sum))
 		case gometrics.Counter:
 			add("_total", "counter", h, value(m.Count()))
-		case countFunc:
-			add("_total", "counter", h, value(m()))
 		case gometrics.Gauge:
 			add("", "gauge", h, value(m.Value()))
 		case gometrics.GaugeFloat64:

@@ -21,6 +21,9 @@ func sampleSet() *Set {
 	m.Timer(`fetch{doc="archive"}`, "Time to fetch a feed document.").Update(3 * time.Second)
 	m.Meter("mails", "Mails sent.").Mark(4)
 	m.Histogram("batch", "Events per batch.").Update(5)
+	writes := int64(0)
+	m.CounterFunc("db_writes", "Write transactions committed.", func() int64 { return writes })
+	writes = 9 // read when scraped, not when registered
 	return m
 }
 
@@ -54,6 +57,7 @@ func TestPrometheusAndJSON(t *testing.T) {
 		"# TYPE syndic_mails_total counter\nsyndic_mails_total 4\n",
 		"# TYPE syndic_mails_rate1m gauge\n",
 		"# TYPE syndic_batch summary\n",
+		"# TYPE syndic_db_writes_total counter\nsyndic_db_writes_total 9\n",
 		"# HELP syndic_process_resident_memory_bytes ",
 		"syndic_process_resident_memory_bytes ",
 	} {

@@ -1,8 +1,11 @@
 // Package smtptest runs a real SMTP server inside a test process, as
 // net/http/httptest does for HTTP: it listens on a loopback port, keeps every
 // message it accepts, can be told to refuse messages with a given reply code,
-// and can be stopped and restarted on the same address to play a mail server
-// that goes down and comes back.
+// can be stopped and restarted on the same address to play a mail server
+// that goes down and comes back, and can drop the connections it has open
+// (as a server does on an idle timeout). It records which connection carried
+// each mail and the RSETs before it, so a test can see a client reuse its
+// connections.
 package smtptest
 
 import (
@@ -29,6 +32,12 @@ type Mail struct {
 	Data     []byte      // the message as received, CRLF line ends
 	Header   mail.Header // Data's header, parsed; nil when it does not parse
 	Received time.Time
+	// Conn numbers the TCP connection that carried the mail: 1, 2, … in the
+	// order the server accepted them, over all its restarts.
+	Conn int
+	// Resets counts the RSET commands on that connection since the previous
+	// message on it (since the greeting for the first one).
+	Resets int
 }
 
 // Server is an SMTP server on 127.0.0.1. Its methods are safe for concurrent
@@ -45,6 +54,9 @@ type Server struct {
 	attempts    int  // messages that reached the end of DATA
 	connections int  // TCP connections accepted
 	hangUp      bool // close new connections before the greeting
+	resets      int  // RSET commands
+	dropInData  int  // the next this many messages: close the connection at the end of DATA, unanswered
+	open        map[*conn]bool
 	srv         *smtp.Server
 	ln          net.Listener  // srv's
 	served      chan struct{} // closed when srv's Serve returns
@@ -57,7 +69,7 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("smtptest: listen: %v", err)
 	}
-	s := &Server{Addr: ln.Addr().String(), arrived: make(chan struct{})}
+	s := &Server{Addr: ln.Addr().String(), arrived: make(chan struct{}), open: map[*conn]bool{}}
 	s.URL = "smtp://" + s.Addr
 	s.serve(ln)
 	t.Cleanup(s.Stop)
@@ -103,13 +115,57 @@ func (s *Server) Stop() {
 }
 
 // HangUp makes the server play a mail server that is down behind its
-// address: from now on it accepts each new connection and closes it at once,
-// before the greeting, so a client fails as it would on a dead server while
-// Connections still counts its tries. Restart ends it.
+// address: it closes the connections it has open, and from now on accepts
+// each new connection and closes it at once, before the greeting, so a
+// client fails as it would on a dead server while Connections still counts
+// its tries. Restart ends it.
 func (s *Server) HangUp() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.hangUp = true
+	s.mu.Unlock()
+	s.DropConnections()
+}
+
+// DropConnections closes every connection the server has open, as a server
+// does that times idle clients out (without a 421): a client that sends on
+// one of them next finds it closed. New connections are served as before.
+// It returns how many it closed.
+func (s *Server) DropConnections() int {
+	s.mu.Lock()
+	open := make([]*conn, 0, len(s.open))
+	for c := range s.open {
+		open = append(open, c)
+	}
+	s.mu.Unlock()
+	for _, c := range open {
+		c.Close()
+	}
+	return len(open)
+}
+
+// DropInData makes the server close the connection at the end of the DATA
+// of each of the next n messages, without answering and without keeping the
+// message: the client cannot tell whether the mail was taken, as when a
+// connection breaks at the worst moment. (Attempts counts them.)
+func (s *Server) DropInData(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dropInData = n
+}
+
+// Open returns how many connections the server has open now.
+func (s *Server) Open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.open)
+}
+
+// Resets returns how many RSET commands the server received, over all its
+// connections and restarts.
+func (s *Server) Resets() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.resets
 }
 
 // Restart listens on Addr again after Stop (or HangUp), keeping the mails
@@ -210,28 +266,59 @@ func (l *countingListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		l.s.mu.Lock()
-		l.s.connections++
-		hangUp := l.s.hangUp
-		l.s.mu.Unlock()
+		s := l.s
+		s.mu.Lock()
+		s.connections++
+		hangUp := s.hangUp
+		nc := &conn{Conn: c, n: s.connections, s: s}
 		if !hangUp {
-			return c, nil
+			s.open[nc] = true
+		}
+		s.mu.Unlock()
+		if !hangUp {
+			return nc, nil
 		}
 		c.Close()
 	}
 }
 
-func (s *Server) newSession(*smtp.Conn) (smtp.Session, error) {
-	return &session{s: s}, nil
+// conn is an accepted connection, numbered, and known to the server while
+// it is open.
+type conn struct {
+	net.Conn
+	n    int
+	s    *Server
+	once sync.Once
+}
+
+func (c *conn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		delete(c.s.open, c)
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	ss := &session{s: s, conn: c}
+	if nc, ok := c.Conn().(*conn); ok {
+		ss.n = nc.n
+	}
+	return ss, nil
 }
 
 // session is one SMTP conversation; AUTH PLAIN is offered and any
 // credentials are accepted, but it is not required.
 type session struct {
-	s    *Server
-	user string
-	from string
-	to   []string
+	s      *Server
+	conn   *smtp.Conn
+	n      int // the connection's number
+	user   string
+	from   string
+	to     []string
+	inData bool // the reset go-smtp makes after DATA is not an RSET
+	resets int  // RSETs since the last message
 }
 
 var _ smtp.AuthSession = (*session)(nil)
@@ -262,6 +349,9 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (ss *session) Data(r io.Reader) error {
+	ss.inData = true
+	resets := ss.resets
+	ss.resets = 0
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return err
@@ -270,10 +360,17 @@ func (ss *session) Data(r io.Reader) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.attempts++
+	if s.dropInData > 0 {
+		s.dropInData--
+		s.mu.Unlock()
+		ss.conn.Close() // takes s.mu to forget the connection
+		s.mu.Lock()
+		return errors.New("dropped")
+	}
 	if s.failCode != 0 {
 		return &smtp.SMTPError{Code: s.failCode, EnhancedCode: smtp.EnhancedCodeNotSet, Message: s.failMsg}
 	}
-	m := Mail{From: ss.from, To: append([]string(nil), ss.to...), User: ss.user, Data: data, Received: time.Now()}
+	m := Mail{From: ss.from, To: append([]string(nil), ss.to...), User: ss.user, Data: data, Received: time.Now(), Conn: ss.n, Resets: resets}
 	if msg, err := mail.ReadMessage(bytes.NewReader(data)); err == nil {
 		m.Header = msg.Header
 	}
@@ -283,6 +380,18 @@ func (ss *session) Data(r io.Reader) error {
 	return nil
 }
 
-func (ss *session) Reset() { ss.from, ss.to = "", nil }
+// Reset is called for RSET, and by go-smtp itself after DATA and on a
+// repeated EHLO; only the first (and the rare last) count as RSETs.
+func (ss *session) Reset() {
+	ss.from, ss.to = "", nil
+	if ss.inData {
+		ss.inData = false
+		return
+	}
+	ss.resets++
+	ss.s.mu.Lock()
+	ss.s.resets++
+	ss.s.mu.Unlock()
+}
 
 func (ss *session) Logout() error { return nil }

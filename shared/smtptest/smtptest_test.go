@@ -152,3 +152,128 @@ func TestWaitForConcurrent(t *testing.T) {
 		t.Errorf("%d mails, want %d", len(got), n)
 	}
 }
+
+// TestConnAndResets: mails sent over one connection carry its number, and
+// each counts the RSETs since the one before; another connection has
+// another number.
+func TestConnAndResets(t *testing.T) {
+	t.Parallel()
+	s := smtptest.Start(t)
+	c, err := smtp.Dial(s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	send := func(subject string) {
+		t.Helper()
+		if err := c.Mail("ada@example.org"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Rcpt("bob@example.org"); err != nil {
+			t.Fatal(err)
+		}
+		w, err := c.Data()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(message(subject)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("one")
+	send("two") // no RSET
+	for range 2 {
+		if err := c.Reset(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("three")
+	if err := smtp.SendMail(s.Addr, nil, "ada@example.org", []string{"bob@example.org"}, message("other")); err != nil {
+		t.Fatal(err)
+	}
+	got := s.WaitFor(t, 4, 5*time.Second)
+	var conns, resets []int
+	for _, m := range got {
+		conns, resets = append(conns, m.Conn), append(resets, m.Resets)
+	}
+	if fmt.Sprint(conns) != "[1 1 1 2]" || fmt.Sprint(resets) != "[0 0 2 0]" {
+		t.Errorf("connections %v, resets %v; want [1 1 1 2] and [0 0 2 0]", conns, resets)
+	}
+	if n := s.Resets(); n != 2 {
+		t.Errorf("Resets = %d, want 2", n)
+	}
+}
+
+// TestDropConnections: an open connection is closed under the client,
+// which finds out at its next command; a new connection works.
+func TestDropConnections(t *testing.T) {
+	t.Parallel()
+	s := smtptest.Start(t)
+	c, err := smtp.Dial(s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("localhost"); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.DropConnections(); n != 1 {
+		t.Errorf("DropConnections = %d, want 1", n)
+	}
+	if err := c.Noop(); err == nil {
+		t.Error("NOOP answered on a dropped connection")
+	}
+	if err := smtp.SendMail(s.Addr, nil, "ada@example.org", []string{"bob@example.org"}, message("after")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDropInData: the connection breaks at the end of DATA, the mail is not
+// kept, and the next one is taken.
+func TestDropInData(t *testing.T) {
+	t.Parallel()
+	s := smtptest.Start(t)
+	s.DropInData(1)
+	var tp *textproto.Error
+	if err := smtp.SendMail(s.Addr, nil, "ada@example.org", []string{"bob@example.org"}, message("lost")); err == nil || errors.As(err, &tp) {
+		t.Fatalf("err = %v, want a broken connection", err)
+	}
+	if err := smtp.SendMail(s.Addr, nil, "ada@example.org", []string{"bob@example.org"}, message("kept")); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Mails(); len(got) != 1 || got[0].Header.Get("Subject") != "kept" {
+		t.Errorf("mails = %v, want only the kept one", got)
+	}
+	if n := s.Attempts(); n != 2 {
+		t.Errorf("Attempts = %d, want 2", n)
+	}
+}
+
+// TestOpen: Open counts the connections open now.
+func TestOpen(t *testing.T) {
+	t.Parallel()
+	s := smtptest.Start(t)
+	c, err := smtp.Dial(s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Hello("localhost"); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Open(); n != 1 {
+		t.Errorf("Open = %d with one connection, want 1", n)
+	}
+	if err := c.Quit(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Open() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Open = %d after QUIT, want 0", s.Open())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
