@@ -25,24 +25,49 @@ type fetched struct {
 // fetch GETs one document. A second fetch of the subscription document
 // sends its ETag in If-None-Match and, unless disabled, Prefer: wait.
 func (f *Follower) fetch(ctx context.Context, url string) (fetched, error) {
-	reqURL := url
-	subscription := url == f.current || url == f.cfg.URL
-	if subscription && f.cp.Seq > 0 {
-		reqURL = withAfter(url, f.cp.Seq) // only what is newer than the checkpoint
+	return f.get(ctx, f.plan(url))
+}
+
+// request is one GET as the walk's state shapes it, taken by plan in the
+// walk's goroutine so that get, which may run in another, reads none of
+// that state.
+type request struct {
+	url     string // as linked
+	reqURL  string // with ?after on the subscription document
+	subject bool   // the subscription document
+	etag    string // If-None-Match, when polling
+}
+
+// plan shapes the GET of url from the walk's state: the checkpoint and the
+// subscription document's ETag.
+func (f *Follower) plan(url string) request {
+	r := request{url: url, reqURL: url, subject: url == f.current || url == f.cfg.URL}
+	if r.subject && f.cp.Seq > 0 {
+		r.reqURL = withAfter(url, f.cp.Seq) // only what is newer than the checkpoint
 	}
-	req, err := http.NewRequest(http.MethodGet, reqURL, nil)
+	if url == f.etagURL {
+		r.etag = f.etag
+	}
+	return r
+}
+
+// get makes the GET r and parses the document; it touches no walking
+// state (Status only, under its lock), so it may run beside the walk.
+func (f *Follower) get(ctx context.Context, r request) (fetched, error) {
+	url := r.url
+	req, err := http.NewRequest(http.MethodGet, r.reqURL, nil)
 	if err != nil {
 		return fetched{}, fmt.Errorf("feed URL %q: %w", config.Redact(url), err)
 	}
 	req.Header.Set("Accept", "application/atom+xml")
-	if subscription {
+	if r.subject {
 		// Small and fresh each time: compressing costs more than it saves.
 		req.Header.Set("Accept-Encoding", "identity")
 	}
 	timeout := f.cfg.Timeout
-	polling := url == f.etagURL && f.etag != ""
+	polling := r.etag != ""
 	if polling {
-		req.Header.Set("If-None-Match", f.etag)
+		req.Header.Set("If-None-Match", r.etag)
 		if f.cfg.Wait > 0 {
 			req.Header.Set("Prefer", "wait="+strconv.Itoa(int(f.cfg.Wait/time.Second)))
 			timeout += f.cfg.Wait
@@ -127,7 +152,8 @@ func withoutAfter(u *neturl.URL) string {
 	return c.String()
 }
 
-// prefetch is an archive page fetched while the one before it applies.
+// prefetch is an archive page fetched, and parsed, while the one before
+// it applies.
 type prefetch struct {
 	url  string
 	done chan struct{}
@@ -135,13 +161,18 @@ type prefetch struct {
 	err  error
 }
 
-// startAhead fetches url in the background; fetchAhead takes the result.
+// startAhead fetches and parses url in the background; fetchAhead takes
+// the result. The walk starts it as soon as a page names the archive after
+// it, before applying that page, so the apply of one page overlaps the
+// fetch and parse of the next. At most one runs: one page ahead.
 func (f *Follower) startAhead(ctx context.Context, url string) {
+	f.drainAhead()
 	a := &prefetch{url: url, done: make(chan struct{})}
 	f.ahead = a
+	r := f.plan(url)
 	go func() {
 		defer close(a.done)
-		a.doc, a.err = f.fetch(ctx, url)
+		a.doc, a.err = f.get(ctx, r)
 	}()
 }
 
@@ -153,8 +184,9 @@ func (f *Follower) drainAhead() {
 	}
 }
 
-// fetchAhead returns the prefetched url, or fetches it now. A prefetch of
-// another URL is waited for and dropped, so no fetch runs beside the walk.
+// fetchAhead returns the prefetched url — its document, or the error that
+// fetching it met, a 404 or 410 included, as a fetch now would — or
+// fetches it now. A prefetch of another URL is waited for and dropped.
 func (f *Follower) fetchAhead(ctx context.Context, url string) (fetched, error) {
 	if a := f.ahead; a != nil {
 		f.ahead = nil
