@@ -152,48 +152,85 @@ func withoutAfter(u *neturl.URL) string {
 	return c.String()
 }
 
-// prefetch is an archive page fetched, and parsed, while the one before
-// it applies.
+// aheadPages bounds how far the prefetch runs ahead of the apply: one page
+// parsed and waiting, one being fetched and parsed. Two, so the
+// publisher's rendering of one page overlaps the parsing of the one before.
+const aheadPages = 2
+
+// prefetch fetches and parses archive pages in its own goroutine, one
+// after the other along next-archive, while the walk applies the ones
+// before: the apply of page k overlaps the fetch and parse of pages k+1
+// and k+2. It stops after a document that is not an archive (the newest
+// archive's next leads to the subscription document), one whose next is
+// the subscription document, or an error — which the walk meets when it
+// takes that page, as a fetch would have answered it.
 type prefetch struct {
-	url  string
-	done chan struct{}
-	doc  fetched
-	err  error
+	pages  chan aheadPage // in link order; closed when the goroutine ends
+	cancel context.CancelFunc
 }
 
-// startAhead fetches and parses url in the background; fetchAhead takes
-// the result. The walk starts it as soon as a page names the archive after
-// it, before applying that page, so the apply of one page overlaps the
-// fetch and parse of the next. At most one runs: one page ahead.
+type aheadPage struct {
+	url string
+	doc fetched
+	err error
+}
+
+// startAhead starts a prefetch at url, an archive page linked by the page
+// about to be applied.
 func (f *Follower) startAhead(ctx context.Context, url string) {
 	f.drainAhead()
-	a := &prefetch{url: url, done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(ctx)
+	a := &prefetch{pages: make(chan aheadPage, aheadPages-1), cancel: cancel}
 	f.ahead = a
+	current, feedURL := f.current, f.cfg.URL // the subscription document, never prefetched
 	r := f.plan(url)
 	go func() {
-		defer close(a.done)
-		a.doc, a.err = f.get(ctx, r)
+		defer close(a.pages)
+		for {
+			doc, err := f.get(ctx, r)
+			select {
+			case a.pages <- aheadPage{url: r.url, doc: doc, err: err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || doc.notModified || !doc.page.Archive {
+				return
+			}
+			next := doc.page.NextArchive
+			if next == "" || next == current || next == feedURL {
+				return
+			}
+			r = request{url: next, reqURL: next}
+		}
 	}()
 }
 
-// drainAhead waits for a prefetch in flight and drops it.
+// drainAhead stops a prefetch and drops what it fetched.
 func (f *Follower) drainAhead() {
 	if a := f.ahead; a != nil {
 		f.ahead = nil
-		<-a.done
+		a.cancel()
+		for range a.pages { // until its goroutine ends
+		}
 	}
 }
 
-// fetchAhead returns the prefetched url — its document, or the error that
-// fetching it met, a 404 or 410 included, as a fetch now would — or
-// fetches it now. A prefetch of another URL is waited for and dropped.
+// fetchAhead returns url's document — prefetched when the prefetch has
+// reached it, with the error fetching it met (a 404 or 410 included),
+// just as a fetch now would answer — or fetches it now. A prefetch that
+// is elsewhere is stopped.
 func (f *Follower) fetchAhead(ctx context.Context, url string) (fetched, error) {
 	if a := f.ahead; a != nil {
-		f.ahead = nil
-		<-a.done
-		if a.url == url {
-			return a.doc, a.err
+		if p, ok := <-a.pages; ok && p.url == url {
+			if p.err != nil {
+				f.drainAhead()
+			}
+			return p.doc, p.err
 		}
+		f.drainAhead()
 	}
 	return f.fetch(ctx, url)
 }
+
+// prefetching reports whether a prefetch runs, ahead of the walk.
+func (f *Follower) prefetching() bool { return f.ahead != nil }

@@ -86,7 +86,7 @@ type Follower struct {
 	etag        string    // of the subscription document last fetched…
 	etagURL     string    // …from this URL
 	current     string    // the subscription document's URL, once seen
-	ahead       *prefetch // the next archive, being fetched while a page applies
+	ahead       *prefetch // the next archives, fetched while a page applies
 	lastArchive string    // self of the newest archive page known applied through
 	lease       *lease
 
@@ -279,7 +279,7 @@ func (f *Follower) step(ctx context.Context) (idle bool, err error) {
 		f.next = page.First // no checkpoint: start from the oldest archive
 		return false, nil
 	}
-	if page.Archive && page.NextArchive != "" {
+	if page.Archive && page.NextArchive != "" && !f.prefetching() {
 		f.startAhead(ctx, page.NextArchive) // fetched and parsed while this page applies
 	}
 	before := f.cp.Seq

@@ -455,3 +455,43 @@ func TestFollowPrefetchFails(t *testing.T) {
 		})
 	}
 }
+
+// TestFollowPrefetchesTwoPagesAhead: while page 1 applies, pages 2 and 3
+// are fetched (the apply waits for page 3 to be asked for), and page 4 is
+// not (the apply gives it 100 ms to be asked for, and fails if it is): the
+// prefetch stays within two pages of the apply.
+func TestFollowPrefetchesTwoPagesAhead(t *testing.T) {
+	ft := newFollowTest(t, 5)
+	ft.add(30)
+	third, fourth := make(chan struct{}), make(chan struct{})
+	var once3, once4 sync.Once
+	ft.setMode(func(w http.ResponseWriter, r *http.Request) bool {
+		switch r.URL.Path {
+		case "/feed/archive/3":
+			once3.Do(func() { close(third) })
+		case "/feed/archive/4":
+			once4.Do(func() { close(fourth) })
+		}
+		return false
+	})
+	ft.sink.fail = func(e Event) error {
+		switch e.Seq {
+		case 1:
+			select {
+			case <-third:
+			case <-time.After(10 * time.Second):
+				t.Error("page 3 was not asked for while page 1 applied")
+			}
+		case 5: // still in page 1's transaction
+			select {
+			case <-fourth:
+				t.Error("page 4 was asked for while page 1 applied: more than two pages ahead")
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		return nil
+	}
+	f, _ := ft.start()
+	ft.waitSeq(f, 30)
+	ft.sink.check(t, 30)
+}
