@@ -71,3 +71,18 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+func TestNextArchiveHint(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{`<feed xmlns="http://www.w3.org/2005/Atom"><link rel="self" href="http://x/feed/archive/2"/><link rel="next-archive" href="http://x/feed/archive/3"/><entry/></feed>`, "http://x/feed/archive/3"},
+		{`<feed xmlns="http://www.w3.org/2005/Atom"><link href="https://x/a?k=3&amp;v=1" rel="next-archive"></link></feed>`, "https://x/a?k=3&v=1"},
+		{`<feed xmlns="http://www.w3.org/2005/Atom"><link rel="next-archive" href="/feed/archive/3"/></feed>`, ""}, // relative: no hint
+		{`<feed xmlns="http://www.w3.org/2005/Atom"><entry><link rel="next-archive" href="http://x/3"/></entry></feed>`, ""},
+		{`<feed xmlns="http://www.w3.org/2005/Atom"><author><link rel="next-archive" href="http://x/3"/></author></feed>`, ""},
+		{`not xml`, ""},
+	} {
+		if got := nextArchiveHint([]byte(tc.doc)); got != tc.want {
+			t.Errorf("nextArchiveHint(%s) = %q, want %q", tc.doc, got, tc.want)
+		}
+	}
+}
