@@ -55,6 +55,9 @@ func TestAPI(t *testing.T) {
 	if json.Unmarshal(data, &sync); status != 200 || sync["checkpoint_seq"] == nil || sync["lag"] == nil {
 		t.Fatalf("sync: %d %s", status, data)
 	}
+	if _, ok := sync["last_poll"]; ok { // this calendar's feed is unreachable: never polled
+		t.Errorf("sync reports a last_poll time before any poll: %s", data)
+	}
 }
 
 func TestAPIErrors(t *testing.T) {
@@ -83,6 +86,10 @@ func TestAPIErrors(t *testing.T) {
 		{"oversized", "POST", "/api/appointments", `{"title":"` + strings.Repeat("x", 2<<20) + `"}`, nil, 413, ""},
 		{"no title", "POST", "/api/appointments", with("title", ""), nil, 400, "title"},
 		{"control character", "POST", "/api/appointments", with("title", "a\x1bb"), nil, 400, "title"},
+		{"invisible title", "POST", "/api/appointments", with("title", "\u200B\u200D"), nil, 400, "title"},
+		{"bidirectional override", "POST", "/api/appointments", with("title", "Review \u202Efdp.exe"), nil, 400, "title"},
+		{"bidirectional isolate in location", "POST", "/api/appointments", with("location", "Room \u2067A"), nil, 400, "location"},
+		{"lasts a hundred years", "POST", "/api/appointments", with("ends_at", "2130-01-01T10:00:00+01:00"), nil, 400, "ends_at"},
 		{"time without zone", "POST", "/api/appointments", with("starts_at", "2030-01-01T09:00:00"), nil, 400, "starts_at"},
 		{"not a time", "POST", "/api/appointments", with("ends_at", "tomorrow"), nil, 400, "ends_at"},
 		{"ends before it starts", "POST", "/api/appointments", with("ends_at", "2030-01-01T08:00:00+01:00"), nil, 400, "ends_at"},

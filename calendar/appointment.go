@@ -62,6 +62,9 @@ const (
 	MaxTitle        = 200
 	MaxLocation     = 200
 	MaxParticipants = 100
+	// MaxDuration bounds how long one appointment lasts: longer is a typo
+	// (a year for a day), not a meeting.
+	MaxDuration = 31 * 24 * time.Hour
 )
 
 // Normalize trims text fields, drops duplicate participants and writes the
@@ -99,8 +102,12 @@ func (in Input) Validate() error {
 	if eerr != nil {
 		p.Add("ends_at", eerr.Error())
 	}
-	if serr == nil && eerr == nil && !end.After(start) {
+	switch {
+	case serr != nil || eerr != nil:
+	case !end.After(start):
 		p.Add("ends_at", "must be after the start")
+	case end.Sub(start) > MaxDuration:
+		p.Add("ends_at", fmt.Sprintf("must be at most %d days after the start, not %d", MaxDuration/(24*time.Hour), end.Sub(start)/(24*time.Hour)))
 	}
 	if len(in.Participants) > MaxParticipants {
 		p.Add("participants", fmt.Sprintf("at most %d participants", MaxParticipants))

@@ -23,14 +23,22 @@ var assets embed.FS
 type pages struct{ *view.Set }
 
 // parsePages parses the page templates; an error means a broken template.
-func parsePages(log *slog.Logger) (pages, error) {
+func parsePages(log *slog.Logger, links view.Links) (pages, error) {
 	funcs := template.FuncMap{
+		// contactPage is the contact's page in the contacts service, or ""
+		// when its URL is not known.
+		"contactPage": func(id int64) string {
+			if links.Contacts == "" || links.Contacts == "/" {
+				return ""
+			}
+			return fmt.Sprintf("%s/contacts/%d", links.Contacts, id)
+		},
 		"when":      htmlWhen,
 		"cancelled": func(a Appointment) bool { return a.Status == StatusCancelled },
 		"stamp":     htmlStamp,
 		"ago":       htmlAgo,
 	}
-	set, err := view.Parse(log, assets, "templates", funcs, "upcoming", "form", "appointment", "contacts", "contact")
+	set, err := view.Parse(log, assets, "templates", links, funcs, "upcoming", "form", "appointment", "contacts", "contact")
 	return pages{set}, err
 }
 
@@ -65,7 +73,7 @@ func (ps pages) handleAppointment(store Store) http.Handler {
 		if err != nil {
 			return err
 		}
-		return ps.renderAppointment(w, r, store, http.StatusOK, a, "")
+		return ps.renderAppointment(w, r, store, http.StatusOK, a, doneNotice(r))
 	})
 }
 
@@ -78,6 +86,17 @@ func (ps pages) renderAppointment(w http.ResponseWriter, r *http.Request, store 
 	}
 	ps.Render(w, r, status, "appointment", map[string]any{"Appointment": a, "Notice": notice, "Notifications": ns})
 	return nil
+}
+
+// doneNotice is the message that says what a form just did, from the
+// done parameter its redirect carries (one of a fixed few: a link can't
+// make the page say anything else).
+func doneNotice(r *http.Request) string {
+	return map[string]string{
+		"created":   "Appointment booked: its participants are sent an invitation.",
+		"saved":     "Changes saved: the participants are told what changed.",
+		"cancelled": "Appointment cancelled: its participants are sent a cancellation.",
+	}[r.URL.Query().Get("done")]
 }
 
 // appointmentID is the {id} of the path; a malformed one is ErrNotFound.
@@ -206,7 +225,7 @@ func (ps pages) handleCreateAppointment(store Store) http.Handler {
 		if err != nil {
 			return err
 		}
-		http.Redirect(w, r, htmlAppointmentPath(a.ID), http.StatusSeeOther)
+		http.Redirect(w, r, htmlAppointmentPath(a.ID)+"?done=created", http.StatusSeeOther)
 		return nil
 	})
 }
@@ -252,7 +271,7 @@ func (ps pages) handleUpdateAppointment(store Store) http.Handler {
 		case err != nil:
 			return err
 		}
-		http.Redirect(w, r, htmlAppointmentPath(a.ID), http.StatusSeeOther)
+		http.Redirect(w, r, htmlAppointmentPath(a.ID)+"?done=saved", http.StatusSeeOther)
 		return nil
 	})
 }
@@ -272,6 +291,28 @@ func (ps pages) handleCancelAppointment(store Store) http.Handler {
 		if err != nil {
 			return err
 		}
+		if !view.Confirmed(r) {
+			a, err := store.Appointment(r.Context(), id)
+			if err != nil {
+				return err
+			}
+			if a.Status == StatusCancelled {
+				return ps.renderCancelled(w, r, store, a)
+			}
+			who := fmt.Sprintf("its %d participants are", len(a.Attendees))
+			if len(a.Attendees) == 1 {
+				who = "its participant is"
+			}
+			ps.Render(w, r, http.StatusOK, "confirm", view.Confirmation{
+				Title:   "Cancel “" + a.Title + "”?",
+				Message: fmt.Sprintf("%s: %s sent a cancellation at once. A cancelled appointment stays on record but can't be changed again.", htmlWhen(a), who),
+				Action:  fmt.Sprintf("/appointments/%d/cancel", id),
+				Fields:  map[string]string{"version": strconv.FormatInt(version, 10)},
+				Submit:  "Cancel the appointment",
+				Back:    htmlAppointmentPath(id),
+			})
+			return nil
+		}
 		_, err = store.Cancel(r.Context(), id, version)
 		var stale *StaleError
 		if errors.As(err, &stale) {
@@ -284,7 +325,7 @@ func (ps pages) handleCancelAppointment(store Store) http.Handler {
 		if err != nil {
 			return err
 		}
-		http.Redirect(w, r, htmlAppointmentPath(id), http.StatusSeeOther)
+		http.Redirect(w, r, htmlAppointmentPath(id)+"?done=cancelled", http.StatusSeeOther)
 		return nil
 	})
 }

@@ -49,6 +49,9 @@ func TestHTML(t *testing.T) {
 	if status != 200 || !strings.HasPrefix(at, "/appointments/") || !strings.Contains(body, "Ada &lt;Lovelace&gt;") || !strings.Contains(body, "UTC&#43;01:00") {
 		t.Fatalf("create: %d at %s\n%s", status, at, body)
 	}
+	if !strings.Contains(body, "Appointment booked: its participants are sent an invitation.") {
+		t.Errorf("create: the page doesn't say what happened:\n%s", body)
+	}
 	if _, list := get(t, s.URL+"/"); !strings.Contains(list, "Review") {
 		t.Fatal("upcoming list lacks the appointment")
 	}
@@ -62,17 +65,26 @@ func TestHTML(t *testing.T) {
 
 	// A stale edit is refused and keeps the input.
 	edit := url.Values{"title": {"Review 2"}, "starts_at": {"2030-01-15T09:30"}, "ends_at": {"2030-01-15T10:30"}, "timezone": {"UTC+01:00"}, "participants": {"7", "8"}, "version": {"1"}}
-	if status, _, body := post(t, s.URL, at, edit); status != 200 || !strings.Contains(body, "Review 2") {
+	if status, _, body := post(t, s.URL, at, edit); status != 200 || !strings.Contains(body, "Review 2") || !strings.Contains(body, "Changes saved") {
 		t.Fatalf("edit: %d\n%s", status, body)
 	}
 	edit.Set("title", "Review 3")
 	if status, _, body := post(t, s.URL, at, edit); status != 409 || !strings.Contains(body, `value="Review 3"`) {
 		t.Fatalf("stale edit: %d\n%s", status, body)
 	}
-	if status, _, _ := post(t, s.URL, at+"/cancel", url.Values{"version": {"1"}}); status != 409 {
+	if status, _, _ := post(t, s.URL, at+"/cancel", url.Values{"version": {"1"}, "confirm": {"yes"}}); status != 409 {
 		t.Fatalf("stale cancel: %d", status)
 	}
-	if status, _, body := post(t, s.URL, at+"/cancel", url.Values{"version": {"2"}}); status != 200 || !strings.Contains(strings.ToLower(body), "cancelled") {
+	// Cancel asks first: the button's post shows what it will do; only the
+	// confirmation's post cancels.
+	status, stay, body := post(t, s.URL, at+"/cancel", url.Values{"version": {"2"}})
+	if status != 200 || stay != at+"/cancel" || !strings.Contains(body, "Cancel “Review 2”?") || !strings.Contains(body, `name="confirm" value="yes"`) {
+		t.Fatalf("cancel without confirming: %d at %s, want the confirm page\n%s", status, stay, body)
+	}
+	if _, page := get(t, s.URL+at); strings.Contains(page, "This appointment is cancelled") {
+		t.Fatal("cancelled before the confirmation")
+	}
+	if status, _, body := post(t, s.URL, at+"/cancel", url.Values{"version": {"2"}, "confirm": {"yes"}}); status != 200 || !strings.Contains(body, "Appointment cancelled: its participants are sent a cancellation.") {
 		t.Fatalf("cancel: %d\n%s", status, body)
 	}
 
@@ -84,6 +96,14 @@ func TestHTML(t *testing.T) {
 	}
 	if _, page = get(t, s.URL+"/contacts/7"); !strings.Contains(page, "/contacts/7/calendar.ics") {
 		t.Error("contact page lacks its iCal link")
+	}
+	// Every page links to the other services (derived here from the URLs
+	// calendar calls them at), and a contact to its page in contacts.
+	for _, want := range []string{`<nav class="services" aria-label="syndic services"><a href="http://127.0.0.1:1">Contacts</a> <a href="/">Calendar</a> <a href="http://127.0.0.1:1">Notifications</a></nav>`,
+		`<a href="http://127.0.0.1:1/contacts/7" class="button">Change Ada &lt;Lovelace&gt; in contacts</a>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("contact page lacks %s", want)
+		}
 	}
 	for _, path := range []string{"/appointments/999", "/appointments/x/edit", "/contacts/999"} {
 		if status, _ := get(t, s.URL+path); status != 404 {

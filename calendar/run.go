@@ -17,6 +17,7 @@ import (
 	"syndic/shared/metrics"
 	"syndic/shared/retry"
 	"syndic/shared/sqldb"
+	"syndic/shared/view"
 )
 
 // Config is the calendar configuration, read from the environment.
@@ -26,6 +27,7 @@ type Config struct {
 	ContactsFeedURL string        `envconfig:"CONTACTS_FEED_URL" default:"http://localhost:8081/feed" desc:"the contacts feed to follow (read with API_TOKEN)"`
 	PollInterval    time.Duration `envconfig:"POLL_INTERVAL" default:"5s" desc:"time between polls of the feed when the publisher does not long-poll"`
 	FeedWait        time.Duration `envconfig:"FEED_WAIT" default:"25s" desc:"long-poll wait asked of the publisher (Prefer: wait); 0 turns long-poll off"`
+	FeedStart       string        `envconfig:"FEED_START" default:"snapshot" test:"snapshot" desc:"where a new copy of contacts starts: snapshot (the feed's snapshot of every contact, then the events after it; the archives from the oldest when the feed links no snapshot) or beginning (replay every archive page)"`
 	FollowerID      string        `envconfig:"FOLLOWER_ID" desc:"this replica's name in the follower lease (e.g. $DYNO); a replica restarted under the same name takes its lease back at once; empty: host, pid and a random suffix"`
 	FollowerLease   time.Duration `envconfig:"FOLLOWER_LEASE" default:"5s" desc:"how long the follower lease lasts unless renewed: how soon a standby replica takes over from one that died"`
 
@@ -46,6 +48,30 @@ type Config struct {
 	Follow func(*feed.FollowerConfig) `ignored:"true"`
 }
 
+// links are the services' pages linked from every page: the configured
+// ones, else contacts' and notifications' derived from the URLs calendar
+// calls them at (right when, as with make run, those are public too).
+func (c Config) links() view.Links {
+	l := c.Links()
+	origin := func(raw string) string {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return ""
+		}
+		return u.Scheme + "://" + u.Host
+	}
+	if l.Contacts == "" {
+		l.Contacts = origin(c.ContactsFeedURL)
+	}
+	if l.Notifications == "" {
+		l.Notifications = origin(c.NotificationsURL)
+	}
+	if l.Calendar == "" {
+		l.Calendar = "/"
+	}
+	return l
+}
+
 // Validate checks every variable, naming the one at fault.
 func (c Config) Validate() error {
 	var errs []error
@@ -61,6 +87,9 @@ func (c Config) Validate() error {
 	}
 	if c.FeedWait < 0 || c.FeedWait > time.Minute || c.FeedWait%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("FEED_WAIT %s: want whole seconds from 0 to 60s", c.FeedWait))
+	}
+	if c.FeedStart != feed.StartSnapshot && c.FeedStart != feed.StartBeginning {
+		errs = append(errs, fmt.Errorf("FEED_START %q: want %s or %s", c.FeedStart, feed.StartSnapshot, feed.StartBeginning))
 	}
 	if u, err := url.Parse(c.NotificationsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("NOTIFICATIONS_URL %q: want an absolute http(s) URL such as http://localhost:8083", config.Redact(c.NotificationsURL)))
@@ -118,6 +147,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 	m := metrics.New()
+	db.Observe(m)
 	access := cfg.Access()
 	notifier := &Notifier{
 		Store:     store,
@@ -139,6 +169,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		Apply:        ApplyContactEvent,
 		Instance:     cfg.FollowerID,
 		LeaseTTL:     cfg.FollowerLease,
+		Start:        cfg.FeedStart,
 		PollInterval: cfg.PollInterval,
 		Wait:         cfg.FeedWait,
 		Log:          log,
@@ -154,7 +185,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h, err := NewServer(log, store, db, follower.Status, m, access, cfg.PublicBase())
+	h, err := NewServer(log, store, db, follower.Status, m, access, cfg.PublicBase(), cfg.links())
 	if err != nil {
 		return err
 	}

@@ -14,8 +14,8 @@ import (
 // NewServer returns the calendar HTTP handler: the routes of routes, each
 // behind the guard its access names. sync reports the contacts follower's
 // status.
-func NewServer(log *slog.Logger, store Store, db *sqldb.DB, sync func() feed.Status, m *metrics.Set, access httpx.Access, baseURL string) (http.Handler, error) {
-	ps, err := parsePages(log)
+func NewServer(log *slog.Logger, store Store, db *sqldb.DB, sync func() feed.Status, m *metrics.Set, access httpx.Access, baseURL string, links view.Links) (http.Handler, error) {
+	ps, err := parsePages(log, links)
 	if err != nil {
 		return nil, err
 	}

@@ -57,6 +57,7 @@ func TestAPIErrors(t *testing.T) {
 	ada := c.create(Input{Name: "Ada", Email: "ada@example.org"})
 	c.Do("PUT", fmt.Sprintf("/api/contacts/%d", ada.ID), Input{Name: "Ada", Email: "ada2@example.org"}, "If-Match", `"1"`)
 	id := fmt.Sprintf("/api/contacts/%d", ada.ID)
+	bob := fmt.Sprintf("/api/contacts/%d", c.create(Input{Name: "Bob", Email: "bob@example.org"}).ID)
 	headBefore := feedHead(t, c)
 
 	for _, tc := range []struct {
@@ -78,6 +79,10 @@ func TestAPIErrors(t *testing.T) {
 		{"missing name", "POST", "/api/contacts", Input{Email: "a@example.org"}, nil, 400, "name"},
 		{"long name", "POST", "/api/contacts", Input{Name: strings.Repeat("é", 201), Email: "a@example.org"}, nil, 400, "name"},
 		{"control character", "POST", "/api/contacts", Input{Name: "A\x07", Email: "a@example.org"}, nil, 400, "name"},
+		{"invisible name", "POST", "/api/contacts", Input{Name: "\u200B", Email: "a@example.org"}, nil, 400, "name"},
+		{"bidirectional override", "POST", "/api/contacts", Input{Name: "photo\u202Egnp.exe", Email: "a@example.org"}, nil, 400, "name"},
+		{"email of another contact", "POST", "/api/contacts", Input{Name: "Other", Email: "ADA2@example.org"}, nil, 400, "email"},
+		{"email of another contact on update", "PUT", bob, map[string]any{"name": "Bob", "email": "Ada2@Example.org", "version": 1}, nil, 400, "email"},
 		{"invalid email", "POST", "/api/contacts", Input{Name: "A", Email: "not-an-email"}, nil, 400, "email"},
 		{"email with display name", "POST", "/api/contacts", Input{Name: "A", Email: "A <a@example.org>"}, nil, 400, "email"},
 		{"bad phone", "POST", "/api/contacts", Input{Name: "A", Email: "a@example.org", Phone: "call me"}, nil, 400, "phone"},
@@ -93,6 +98,8 @@ func TestAPIErrors(t *testing.T) {
 		{"id mismatch", "PUT", id, map[string]any{"id": 12345, "name": "A", "email": "a@example.org", "version": 2}, nil, 400, "id"},
 		{"bad limit", "GET", "/api/contacts?limit=0", nil, nil, 400, "limit"},
 		{"unknown API path", "GET", "/api/nothing", nil, nil, 404, ""},
+		{"method not served", "PATCH", id, Input{Name: "A", Email: "a@example.org"}, nil, 405, ""},
+		{"method not served on the list", "DELETE", "/api/contacts", nil, nil, 405, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, body := c.Do(tc.method, tc.path, tc.body, tc.header...)
@@ -110,6 +117,9 @@ func TestAPIErrors(t *testing.T) {
 				t.Errorf("problems = %v, want one for %q", e.Problems, tc.problemsKey)
 			}
 		})
+	}
+	if resp, _ := c.Do("PATCH", id, Input{Name: "A", Email: "a@example.org"}); resp.Header.Get("Allow") != "GET, HEAD, PUT, DELETE" {
+		t.Errorf("405 Allow = %q, want the methods the path is served with", resp.Header.Get("Allow"))
 	}
 	// Nothing was lost or changed by the bad requests.
 	resp, body := c.Do("GET", id, nil)

@@ -100,9 +100,23 @@ func TestBrowserContactLifecycle(t *testing.T) {
 		t.Fatalf("contact page heading after edit = %q, want %q", got, name)
 	}
 
-	// 4. Delete: back on the list, and the contact is gone.
-	if got := navigate("click Delete", http.StatusOK, chromedp.Click(chromedp.CSS("form.delete button"))); got != "/" {
-		t.Fatalf("after delete, path = %q, want /", got)
+	if got := text("main p.notice"); got != "Changes saved." {
+		t.Fatalf("after save, the notice = %q, want Changes saved.", got)
+	}
+
+	// 4. Delete asks first; once confirmed, back on the list, and the
+	// contact is gone.
+	if got := navigate("click Delete", http.StatusOK, chromedp.Click(chromedp.CSS("form.delete button"))); got != "/contacts/"+id+"/delete" {
+		t.Fatalf("after Delete, path = %q, want the confirm page", got)
+	}
+	if got := text("main h1"); got != "Delete "+name+"?" {
+		t.Fatalf("confirm page heading = %q", got)
+	}
+	if got := navigate("confirm the delete", http.StatusOK, chromedp.Click(chromedp.CSS("form.confirm button"))); got != "/" {
+		t.Fatalf("after confirming, path = %q, want /", got)
+	}
+	if got := text("main p.notice"); got != "Contact deleted." {
+		t.Fatalf("after delete, the notice = %q, want Contact deleted.", got)
 	}
 	if present(`a[href="/contacts/` + id + `"]`) {
 		t.Fatalf("the list still links to %s after delete", page)

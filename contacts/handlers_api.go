@@ -1,8 +1,13 @@
 package contacts
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -146,4 +151,55 @@ func apiDeleteContact(log *slog.Logger, store Store) http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	})
+}
+
+// apiImport answers POST /api/contacts/import: a vCard file (text/vcard)
+// in, a contact for each valid card, and what was refused, by position.
+// 200 even when cards were refused: the body says which and why.
+func apiImport(log *slog.Logger, store Store) http.Handler {
+	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
+		if err := vcardType(r); err != nil {
+			return err
+		}
+		res, err := importVCards(w, r, r.Body, store)
+		if err != nil {
+			return err
+		}
+		httpx.WriteJSON(w, http.StatusOK, res)
+		return nil
+	})
+}
+
+// importVCards reads a vCard file of at most MaxImportBytes from body and
+// imports its cards.
+func importVCards(w http.ResponseWriter, r *http.Request, body io.Reader, store Store) (ImportResult, error) {
+	ins, refused, err := readVCards(http.MaxBytesReader(w, io.NopCloser(body), MaxImportBytes))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return ImportResult{}, fmt.Errorf("a vCard file of at most %d MB: %w", MaxImportBytes>>20, derrors.ErrTooLarge)
+	}
+	if err != nil {
+		return ImportResult{}, err
+	}
+	created, taken, err := store.Import(r.Context(), ins)
+	if err != nil {
+		return ImportResult{}, err
+	}
+	res := ImportResult{Created: created, Refused: append(refused, taken...)}
+	slices.SortFunc(res.Refused, func(a, b ImportRefusal) int { return a.Card - b.Card })
+	if res.Refused == nil {
+		res.Refused = []ImportRefusal{}
+	}
+	return res, nil
+}
+
+// vcardType is the media type of a vCard (RFC 6350); text/x-vcard and
+// text/directory are older names for it.
+func vcardType(r *http.Request) error {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mt {
+	case "text/vcard", "text/x-vcard", "text/directory":
+		return nil
+	}
+	return fmt.Errorf("Content-Type %q: want text/vcard: %w", r.Header.Get("Content-Type"), derrors.ErrUnsupportedMedia)
 }

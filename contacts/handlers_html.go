@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"syndic/shared/derrors"
 	"syndic/shared/httpx"
@@ -20,8 +21,8 @@ var assets embed.FS
 // pages renders the contacts pages.
 type pages struct{ *view.Set }
 
-func parsePages(log *slog.Logger) (pages, error) {
-	set, err := view.Parse(log, assets, "templates", nil, "list", "form", "show")
+func parsePages(log *slog.Logger, links view.Links) (pages, error) {
+	set, err := view.Parse(log, assets, "templates", links, nil, "list", "form", "show")
 	return pages{set}, err
 }
 
@@ -60,7 +61,7 @@ func (ps pages) handleList(store Store) http.Handler {
 			}
 			return "/?" + v.Encode()
 		}
-		data := map[string]any{"Search": q.Search, "Contacts": items}
+		data := map[string]any{"Search": q.Search, "Contacts": items, "Notice": doneNotice(r)}
 		if len(items) > listPageSize {
 			data["Contacts"] = items[:listPageSize]
 			data["Next"] = link(q.Offset + listPageSize)
@@ -79,9 +80,20 @@ func (ps pages) handleShow(store Store) http.Handler {
 		if err != nil {
 			return err
 		}
-		ps.Render(w, r, http.StatusOK, "show", map[string]any{"Contact": c})
+		ps.Render(w, r, http.StatusOK, "show", map[string]any{"Contact": c, "Notice": doneNotice(r)})
 		return nil
 	})
+}
+
+// doneNotice is the message that says what a form just did, from the
+// done parameter its redirect carries (one of a fixed few: a link can't
+// make the page say anything else).
+func doneNotice(r *http.Request) string {
+	return map[string]string{
+		"created": "Contact created. Calendar has it in its copy within a moment.",
+		"saved":   "Changes saved.",
+		"deleted": "Contact deleted.",
+	}[r.URL.Query().Get("done")]
 }
 
 func (ps pages) contact(r *http.Request, store Store) (Contact, error) {
@@ -129,10 +141,15 @@ func (ps pages) handleCreate(store Store) http.Handler {
 			return nil
 		}
 		c, err := store.Create(r.Context(), in)
+		var taken derrors.Problems
+		if errors.As(err, &taken) {
+			ps.Render(w, r, http.StatusBadRequest, "form", formPage{Input: in, Problems: taken})
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		http.Redirect(w, r, "/contacts/"+strconv.FormatInt(c.ID, 10), http.StatusSeeOther)
+		http.Redirect(w, r, "/contacts/"+strconv.FormatInt(c.ID, 10)+"?done=created", http.StatusSeeOther)
 		return nil
 	})
 }
@@ -167,10 +184,14 @@ func (ps pages) handleUpdate(store Store) http.Handler {
 			ps.Render(w, r, http.StatusConflict, "form", form)
 			return nil
 		}
+		if errors.As(err, &form.Problems) {
+			ps.Render(w, r, http.StatusBadRequest, "form", form)
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		http.Redirect(w, r, "/contacts/"+strconv.FormatInt(c.ID, 10), http.StatusSeeOther)
+		http.Redirect(w, r, "/contacts/"+strconv.FormatInt(c.ID, 10)+"?done=saved", http.StatusSeeOther)
 		return nil
 	})
 }
@@ -188,6 +209,21 @@ func (ps pages) handleDelete(store Store) http.Handler {
 		if err != nil || version < 1 {
 			return fmt.Errorf("the form lacks the version it was based on: %w", derrors.ErrInvalid)
 		}
+		if !view.Confirmed(r) {
+			c, err := store.Get(r.Context(), id)
+			if err != nil {
+				return err
+			}
+			ps.Render(w, r, http.StatusOK, "confirm", view.Confirmation{
+				Title:   "Delete " + c.Name + "?",
+				Message: fmt.Sprintf("%s (%s) leaves the address book, and calendar removes them from its copy: they get no more invitations. This cannot be undone.", c.Name, c.Email),
+				Action:  fmt.Sprintf("/contacts/%d/delete", id),
+				Fields:  map[string]string{"version": strconv.FormatInt(version, 10)},
+				Submit:  "Delete " + c.Name,
+				Back:    fmt.Sprintf("/contacts/%d", id),
+			})
+			return nil
+		}
 		err = store.Delete(r.Context(), id, version)
 		var stale *StaleError
 		if errors.As(err, &stale) {
@@ -200,7 +236,110 @@ func (ps pages) handleDelete(store Store) http.Handler {
 		if err != nil {
 			return err
 		}
-		http.Redirect(w, r, "/", http.StatusSeeOther)
+		http.Redirect(w, r, "/?done=deleted", http.StatusSeeOther)
 		return nil
 	})
+}
+
+// handleVCard answers GET /contacts/{id}.vcf with the contact's vCard, and
+// any other /contacts/{id} with its page.
+func (ps pages) handleShowOrVCard(store Store) http.Handler {
+	show := ps.handleShow(store)
+	return ps.Handle(notFoundMessage, func(w http.ResponseWriter, r *http.Request) error {
+		id, ok := strings.CutSuffix(r.PathValue("id"), ".vcf")
+		if !ok {
+			show.ServeHTTP(w, r)
+			return nil
+		}
+		n, err := strconv.ParseInt(id, 10, 64)
+		if err != nil || n < 1 {
+			return fmt.Errorf("contact %q: %w", id, derrors.ErrNotFound)
+		}
+		c, err := store.Get(r.Context(), n)
+		if err != nil {
+			return err
+		}
+		return serveVCard(w, fmt.Sprintf("contact-%d.vcf", c.ID), c)
+	})
+}
+
+// handleAllVCards answers GET /contacts.vcf: every contact, in name order.
+func (ps pages) handleAllVCards(store Store) http.Handler {
+	return ps.Handle(notFoundMessage, func(w http.ResponseWriter, r *http.Request) error {
+		var all []Contact
+		for {
+			page, err := store.List(r.Context(), Query{Limit: importChunk, Offset: len(all)})
+			if err != nil {
+				return err
+			}
+			all = append(all, page...)
+			if len(page) < importChunk {
+				break
+			}
+		}
+		return serveVCard(w, "contacts.vcf", all...)
+	})
+}
+
+// serveVCard answers the vCards of cs as a file called name.
+func serveVCard(w http.ResponseWriter, name string, cs ...Contact) error {
+	b, err := vcardBody(cs...)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/vcard; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(b)
+	return nil
+}
+
+// handleImport imports the vCard file of the list page's form and says
+// what it did.
+func (ps pages) handleImport(store Store) http.Handler {
+	return ps.Handle(notFoundMessage, func(w http.ResponseWriter, r *http.Request) error {
+		if err := r.ParseMultipartForm(1 << 20); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				return fmt.Errorf("a vCard file of at most %d MB: %w", MaxImportBytes>>20, derrors.ErrTooLarge)
+			}
+			return fmt.Errorf("form: %v: %w", err, derrors.ErrInvalid)
+		}
+		f, _, err := r.FormFile("file")
+		if err != nil {
+			return fmt.Errorf("choose a vCard file (.vcf) to import: %w", derrors.ErrInvalid)
+		}
+		defer f.Close()
+		res, err := importVCards(w, r, f, store)
+		if err != nil {
+			return err
+		}
+		msg := fmt.Sprintf("%d contact%s created.", res.Created, plural(res.Created))
+		if len(res.Refused) > 0 {
+			var why []string
+			for _, x := range res.Refused[:min(len(res.Refused), 20)] {
+				why = append(why, fmt.Sprintf("card %d%s: %s", x.Card, nameIn(x.Name), x.Problems.Error()))
+			}
+			if len(res.Refused) > 20 {
+				why = append(why, fmt.Sprintf("and %d more", len(res.Refused)-20))
+			}
+			msg += fmt.Sprintf(" %d card%s refused — %s.", len(res.Refused), plural(len(res.Refused)), strings.Join(why, "; "))
+		}
+		ps.Render(w, r, http.StatusOK, "error", view.Message{Title: "Import done", Message: msg})
+		return nil
+	})
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func nameIn(name string) string {
+	if name == "" {
+		return ""
+	}
+	return " (" + name + ")"
 }

@@ -15,14 +15,14 @@ import (
 
 func TestMainHelp(t *testing.T) {
 	t.Parallel()
-	servicetest.CheckHelp(t, Main, "PORT", "DATABASE_URL", "FEED_PAGE_SIZE", "BASE_URL", "LOG_LEVEL", "API_TOKEN", "UI_USER", "UI_PASSWORD")
+	servicetest.CheckHelp(t, Main, "PORT", "DATABASE_URL", "FEED_PAGE_SIZE", "FEED_RETAIN_PAGES", "BASE_URL", "LOG_LEVEL", "API_TOKEN", "UI_USER", "UI_PASSWORD")
 }
 
 // TestMainRefusesBadValues: a bad value stops the service at start with a
 // message naming the variable.
 func TestMainRefusesBadValues(t *testing.T) {
 	servicetest.CheckRefuses(t, Main, [][2]string{
-		{"PORT", "http"}, {"FEED_PAGE_SIZE", "0"}, {"DATABASE_URL", "mysql://localhost/x"}, {"ARCHIVE_CACHE", "shared"},
+		{"PORT", "http"}, {"FEED_PAGE_SIZE", "0"}, {"DATABASE_URL", "mysql://localhost/x"}, {"ARCHIVE_CACHE", "shared"}, {"FEED_RETAIN_PAGES", "-1"},
 		{"BASE_URL", "not a url"}, {"LOG_LEVEL", "chatty"},
 	}...)
 }

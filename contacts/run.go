@@ -17,10 +17,11 @@ import (
 
 // Config is the contacts configuration, read from the environment.
 type Config struct {
-	Port         int    `envconfig:"PORT" default:"8081" desc:"TCP port to listen on"`
-	DatabaseURL  string `envconfig:"DATABASE_URL" default:"sqlite:data/contacts.db" desc:"sqlite:PATH or postgres://user:pass@host/db"`
-	FeedPageSize int    `envconfig:"FEED_PAGE_SIZE" default:"50" desc:"events per feed archive page; changing it renumbers the archives"`
-	ArchiveCache string `envconfig:"ARCHIVE_CACHE" desc:"who may cache archive pages when credentials are set: private (browsers and followers only; the default) or public (a shared cache in front that checks the same credentials itself)"`
+	Port            int    `envconfig:"PORT" default:"8081" desc:"TCP port to listen on"`
+	DatabaseURL     string `envconfig:"DATABASE_URL" default:"sqlite:data/contacts.db" desc:"sqlite:PATH or postgres://user:pass@host/db"`
+	FeedPageSize    int    `envconfig:"FEED_PAGE_SIZE" default:"50" desc:"events per feed archive page; changing it renumbers the archives"`
+	FeedRetainPages int    `envconfig:"FEED_RETAIN_PAGES" default:"0" desc:"keep only the newest N full archive pages: older ones answer 410 Gone pointing at /feed/snapshot, from which a follower that was away longer starts again; 0 keeps every page"`
+	ArchiveCache    string `envconfig:"ARCHIVE_CACHE" desc:"who may cache archive pages when credentials are set: private (browsers and followers only; the default) or public (a shared cache in front that checks the same credentials itself)"`
 	config.Common
 
 	// Listener, when set (by tests), is used instead of listening on Port.
@@ -35,6 +36,12 @@ func (c Config) Validate() error {
 		func() error {
 			if c.FeedPageSize < 1 || c.FeedPageSize > 1000 {
 				return fmt.Errorf("FEED_PAGE_SIZE %d: want 1–1000", c.FeedPageSize)
+			}
+			return nil
+		}(),
+		func() error {
+			if c.FeedRetainPages < 0 {
+				return fmt.Errorf("FEED_RETAIN_PAGES %d: want 0 (keep every page) or more", c.FeedRetainPages)
 			}
 			return nil
 		}(),
@@ -74,6 +81,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		return err
 	}
 	m := metrics.New()
+	db.Observe(m)
 	// On PostgreSQL other replicas write too, and their commits reach this
 	// one by NOTIFY a moment later: /feed reads the head on every request, so
 	// it never answers from one older than a write already acknowledged.
@@ -93,9 +101,14 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		HeadMaxAge:  headMaxAge,
 		Credentials: cfg.Access().Configured(),
 		SharedCache: cfg.ArchiveCache == "public",
+		RetainPages: cfg.FeedRetainPages,
 	}, log, m)
 	access := cfg.Access()
-	h, err := NewServer(log, store, db, pub, m, access)
+	links := cfg.Links()
+	if links.Contacts == "" {
+		links.Contacts = "/"
+	}
+	h, err := NewServer(log, store, db, pub, m, access, links)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,11 @@ type Store interface {
 	Update(ctx context.Context, id, version int64, in Input) (Contact, error)
 	// Delete removes contact id if it is at version; version 0 skips the check.
 	Delete(ctx context.Context, id, version int64) error
+	// Import creates a contact, and its event, for each valid Input of ins
+	// (a zero Input is skipped), importChunk to a transaction. One whose
+	// email another contact has is refused by its position (1 for ins[0]).
+	// An error stops the import: the chunks before it are committed.
+	Import(ctx context.Context, ins []Input) (created int, refused []ImportRefusal, err error)
 	feed.Source
 }
 

@@ -2,12 +2,15 @@ package contacts
 
 import (
 	"context"
+	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"syndic/shared/derrors"
 	"syndic/shared/feed"
 	"syndic/shared/sqldb"
 )
@@ -19,6 +22,9 @@ var migrations embed.FS
 type SQLStore struct {
 	db  *sqldb.DB
 	now func() time.Time
+	// events takes each write's event and appends a batch's events to the
+	// log at once, just before the commit (see appendEvents).
+	events *sqldb.Stage[stagedEvent]
 	// failAt, when set (by tests), is called at each step inside a write
 	// transaction; an error it returns aborts the transaction there.
 	failAt func(step string) error
@@ -29,7 +35,9 @@ func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
 	if err := db.Migrate(ctx, migrations); err != nil {
 		return nil, err
 	}
-	return &SQLStore{db: db, now: time.Now}, nil
+	s := &SQLStore{db: db, now: time.Now}
+	s.events = sqldb.NewStage(s.appendEvents)
+	return s, nil
 }
 
 const contactColumns = `id, name, email, phone, version, created_at, updated_at`
@@ -55,7 +63,7 @@ func (s *SQLStore) List(ctx context.Context, q Query) ([]Contact, error) {
 		query += ` WHERE lower(name) LIKE $1 ESCAPE '\' OR lower(email) LIKE $1 ESCAPE '\' OR phone LIKE $1 ESCAPE '\'`
 		args = append(args, "%"+escapeLike(strings.ToLower(q.Search))+"%")
 	}
-	query += fmt.Sprintf(` ORDER BY name, id LIMIT $%d OFFSET $%d`, len(args)+1, len(args)+2)
+	query += fmt.Sprintf(` ORDER BY lower(name), name, id LIMIT $%d OFFSET $%d`, len(args)+1, len(args)+2)
 	args = append(args, q.Limit, max(q.Offset, 0))
 	out, err := sqldb.All(ctx, s.db, scanContact, query, args...)
 	if err != nil {
@@ -82,11 +90,11 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Contact, error) {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	c := Contact{Version: 1, CreatedAt: now, UpdatedAt: now}.apply(in)
 	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
-		err := tx.QueryRow(ctx,
-			`INSERT INTO contacts (name, email, phone, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
-			c.Name, c.Email, c.Phone, c.Version, sqldb.Micro(now), sqldb.Micro(now)).Scan(&c.ID)
-		if err != nil {
-			return fmt.Errorf("insert contact: %w", err)
+		if err := s.emailFree(ctx, tx, c.Email, 0); err != nil {
+			return err
+		}
+		if err := insertContact(ctx, tx, &c); err != nil {
+			return err
 		}
 		return s.appendEvent(ctx, tx, newEvent(EventCreated, Contact{}, c), now)
 	})
@@ -94,6 +102,58 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Contact, error) {
 		return Contact{}, fmt.Errorf("create contact: %w", err)
 	}
 	return c, nil
+}
+
+// insertContact inserts c and sets its id.
+func insertContact(ctx context.Context, tx *sqldb.Tx, c *Contact) error {
+	err := tx.QueryRow(ctx,
+		`INSERT INTO contacts (name, email, phone, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+		c.Name, c.Email, c.Phone, c.Version, sqldb.Micro(c.CreatedAt), sqldb.Micro(c.UpdatedAt)).Scan(&c.ID)
+	if err != nil {
+		return fmt.Errorf("insert contact: %w", err)
+	}
+	return nil
+}
+
+// Import creates the contacts of ins (see Store.Import).
+func (s *SQLStore) Import(ctx context.Context, ins []Input) (int, []ImportRefusal, error) {
+	created := 0
+	var refused []ImportRefusal
+	for from := 0; from < len(ins); from += importChunk {
+		chunk := ins[from:min(from+importChunk, len(ins))]
+		now := s.now().UTC().Truncate(time.Microsecond)
+		var n int
+		var no []ImportRefusal
+		err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+			for i, in := range chunk {
+				if in == (Input{}) {
+					continue
+				}
+				c := Contact{Version: 1, CreatedAt: now, UpdatedAt: now}.apply(in)
+				if err := s.emailFree(ctx, tx, c.Email, 0); err != nil {
+					var p derrors.Problems
+					errors.As(err, &p)
+					if p == nil {
+						return err
+					}
+					no = append(no, ImportRefusal{Card: from + i + 1, Name: in.Name, Problems: p})
+					continue
+				}
+				if err := insertContact(ctx, tx, &c); err != nil {
+					return fmt.Errorf("card %d: %w", from+i+1, err)
+				}
+				s.events.Add(tx, stagedEvent{newEvent(EventCreated, Contact{}, c), now})
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return created, refused, fmt.Errorf("import cards %d-%d: %w", from+1, from+len(chunk), err)
+		}
+		created += n
+		refused = append(refused, no...)
+	}
+	return created, refused, nil
 }
 
 // Update changes contact id if it is at version. A change that alters
@@ -109,6 +169,11 @@ func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (Con
 		after = before.apply(in)
 		if after == before {
 			return nil
+		}
+		if !strings.EqualFold(after.Email, before.Email) {
+			if err := s.emailFree(ctx, tx, after.Email, id); err != nil {
+				return err
+			}
 		}
 		after.Version, after.UpdatedAt = before.Version+1, now
 		res, err := tx.Exec(ctx,
@@ -166,6 +231,22 @@ func (s *SQLStore) lockedAt(ctx context.Context, tx *sqldb.Tx, id, version int64
 	return c, nil
 }
 
+// emailFree refuses email when a contact other than id has it, in any
+// case: calendar invites each participant at their email, so two contacts
+// with one address would get every invitation twice.
+func (s *SQLStore) emailFree(ctx context.Context, tx *sqldb.Tx, email string, id int64) error {
+	var other int64
+	var name string
+	err := tx.QueryRow(ctx, `SELECT id, name FROM contacts WHERE lower(email) = lower($1) AND id <> $2 LIMIT 1`, email, id).Scan(&other, &name)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("check email: %w", err)
+	}
+	return derrors.Problems{"email": fmt.Sprintf("is already the email of %s (contact %d)", name, other)}
+}
+
 func (s *SQLStore) stale(ctx context.Context, tx *sqldb.Tx, id, version int64) error {
 	c, err := getContact(ctx, tx, id)
 	if err != nil {
@@ -179,17 +260,42 @@ func (s *SQLStore) appendEvent(ctx context.Context, tx *sqldb.Tx, e event, at ti
 	if err := s.fail("after-change"); err != nil {
 		return err
 	}
-	var seq int64
-	if err := tx.QueryRow(ctx, `UPDATE event_head SET seq = seq + 1 WHERE id = 1 RETURNING seq`).Scan(&seq); err != nil {
-		return fmt.Errorf("next seq: %w", err)
-	}
-	_, err := tx.Exec(ctx,
-		`INSERT INTO events (seq, type, contact_id, title, summary, data, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		seq, e.Type, e.ContactID, e.Title, e.Summary, string(e.Data), sqldb.Micro(at))
-	if err != nil {
-		return fmt.Errorf("insert event %d: %w", seq, err)
-	}
+	s.events.Add(tx, stagedEvent{e, at})
 	return s.fail("after-event")
+}
+
+// stagedEvent is an event waiting for its batch's appendEvents.
+type stagedEvent struct {
+	event
+	at time.Time
+}
+
+// appendEvents gives the events of a batch of writes the next seqs, in the
+// order the writes ran, and inserts them with one statement. Taking the
+// seqs locks the event_head row until the commit, which comes next: events
+// commit in seq order with no gaps, and the lock is held for the end of
+// the transaction only, not for the whole batch.
+func (s *SQLStore) appendEvents(ctx context.Context, tx *sqldb.Tx, es []stagedEvent) error {
+	var head int64
+	if err := tx.QueryRow(ctx, `UPDATE event_head SET seq = seq + $1 WHERE id = 1 RETURNING seq`, len(es)).Scan(&head); err != nil {
+		return fmt.Errorf("next seqs: %w", err)
+	}
+	first := head - int64(len(es)) + 1
+	var q strings.Builder
+	q.WriteString(`INSERT INTO events (seq, type, contact_id, title, summary, data, created_at) VALUES `)
+	args := make([]any, 0, 7*len(es))
+	for i, e := range es {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		n := len(args)
+		fmt.Fprintf(&q, "($%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7)
+		args = append(args, first+int64(i), e.Type, e.ContactID, e.Title, e.Summary, string(e.Data), sqldb.Micro(e.at))
+	}
+	if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+		return fmt.Errorf("insert events %d-%d: %w", first, head, err)
+	}
+	return nil
 }
 
 func (s *SQLStore) fail(step string) error {

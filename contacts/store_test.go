@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -172,6 +173,31 @@ func TestFailureInsideTransaction(t *testing.T) {
 					t.Fatalf("after failures: head %d, %d events, contacts %+v; want only Ada at version 1 and one event", head, len(evs), all)
 				}
 			})
+		}
+	})
+}
+
+// TestListSortsRegardlessOfCase: "ada" sorts beside "Ada", not after "Zoe".
+func TestListSortsRegardlessOfCase(t *testing.T) {
+	t.Parallel()
+	sqldbtest.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		s, _ := openStore(t, url)
+		for _, in := range []Input{{Name: "zoe", Email: "zoe@example.net"}, {Name: "ada", Email: "ada2@example.net"}, {Name: "Zed", Email: "zed@example.net"}, {Name: "Ada", Email: "ada@example.net"}} {
+			if _, err := s.Create(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all, err := s.List(ctx, Query{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, c := range all {
+			names = append(names, c.Name)
+		}
+		if strings.Join(names, ",") != "Ada,ada,Zed,zoe" {
+			t.Errorf("order = %v, want Ada, ada, Zed, zoe", names)
 		}
 	})
 }

@@ -330,17 +330,11 @@ func benchCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// benchDurablePragma asks SQLite for synchronous=FULL: an fsync at every
-// commit. It is spelled with "=" because the driver runs its _pragma list
-// sorted, and "synchronous=…" sorts after the "synchronous(NORMAL)" sqldb
-// sets by default, so it is the one that holds.
-const benchDurablePragma = "_pragma=synchronous=FULL"
-
-// benchDurableURL is the sqlite: url with benchDurablePragma, checked to
-// take effect on a connection of sqldb's.
+// benchDurableURL returns the sqlite: url as it is, once a connection of
+// sqldb's on it says synchronous=FULL (sqldb's default): every commit
+// fsynced, as in the baseline.
 func benchDurableURL(b *testing.B, url string) string {
 	b.Helper()
-	url += "?" + benchDurablePragma
 	db, err := sqldb.Open(context.Background(), url)
 	if err != nil {
 		b.Fatal(err)
@@ -463,8 +457,8 @@ func benchLowest(p *feed.Page) int64 {
 
 // benchParseApply is the baseline's catch-up, built from the libraries
 // alone: it creates calendar's schema in a fresh SQLite database at path,
-// opens it with plain database/sql and the pragmas sqldb uses (with
-// synchronous=FULL), prepares the upserts once, then parses each page with
+// opens it with plain database/sql and the pragmas sqldb uses by default
+// (synchronous=FULL among them), prepares the upserts once, then parses each page with
 // gofeed's atom parser, decodes each entry's event element and applies the
 // events after the checkpoint in one transaction with the new checkpoint.
 func benchParseApply(ctx context.Context, path string, pages [][]byte) error {
@@ -641,25 +635,26 @@ func BenchmarkPropagation(b *testing.B) {
 		baselineP50 = benchLatencies(b, lat, 0)
 	})
 	b.Run("longpoll", func(b *testing.B) {
-		benchPropagate(b, client, con.URL, create, propagationWrites, nil, 0, baselineP50)
+		benchPropagate(b, client, con.URL, "", create, propagationWrites, nil, 0, baselineP50)
 	})
 	b.Run("polling", func(b *testing.B) {
-		benchPropagate(b, client, con.URL, create, propagationPollingWrites, func(fc *feed.FollowerConfig) {
+		benchPropagate(b, client, con.URL, "", create, propagationPollingWrites, func(fc *feed.FollowerConfig) {
 			fc.Wait = -1
 			fc.PollInterval = propagationPollInterval
 		}, propagationPollInterval, baselineP50)
 	})
 }
 
-// benchPropagate starts a calendar (tweak, if set, adjusts its follower)
-// and, per op, creates writes contacts one after the other, each once the
-// previous one is in calendar's copy, and reports the latencies. With
+// benchPropagate starts a calendar on calendarDB ("" for SQLite in a temp
+// dir; tweak, if set, adjusts its follower) and, per op, creates writes
+// contacts one after the other, each once the previous one is in
+// calendar's copy, and reports the latencies. With
 // spread > 0 each write waits a random part of spread first, so writes do
 // not fall into step with a poll (right after an arrival the follower
 // fetches again at once, which a write then would always catch).
-func benchPropagate(b *testing.B, client *http.Client, contactsURL string, create func() (contacts.Contact, error), writes int, tweak func(*feed.FollowerConfig), spread, baselineP50 time.Duration) {
+func benchPropagate(b *testing.B, client *http.Client, contactsURL, calendarDB string, create func() (contacts.Contact, error), writes int, tweak func(*feed.FollowerConfig), spread, baselineP50 time.Duration) {
 	arr := newBenchArrivals()
-	cal := startCalendar(b, "", contactsURL+"/feed", calendar.Config{Common: benchCommon(), Follow: arr.follow(tweak)})
+	cal := startCalendar(b, "", contactsURL+"/feed", calendar.Config{DatabaseURL: calendarDB, Common: benchCommon(), Follow: arr.follow(tweak)})
 	await := func(c contacts.Contact) time.Time {
 		at, err := arr.wait(c.ID, 30*time.Second)
 		if err != nil {

@@ -114,10 +114,12 @@ func contactsWith(t *testing.T, n int) (*service, *api) {
 }
 
 // syncUntil runs a calendar on database db, following con's feed through
-// probe p, until its sync status meets done, then stops it.
+// probe p, until its sync status meets done, then stops it. It replays
+// the archives (FEED_START=beginning): these tests count each seq's
+// applications.
 func syncUntil(t *testing.T, con, db string, p *probe, done func(syncStatus) bool) {
 	t.Helper()
-	cal := startCalendar(t, "", con+"/feed", calendar.Config{DatabaseURL: db, Follow: p.follow})
+	cal := startCalendar(t, "", con+"/feed", calendar.Config{DatabaseURL: db, Follow: p.follow, FeedStart: feed.StartBeginning})
 	waitSync(t, newAPI(t, cal.URL), 20*time.Second, done)
 	cal.Stop()
 }
@@ -252,7 +254,8 @@ func TestPoisonedEntry(t *testing.T) {
 // TestCrashSafety makes calendar's apply step fail at random points —
 // before the copy is written, after it and before commit, and after commit
 // (the service is stopped there) — over 100 rounds of contact changes and
-// restarts: the copy ends exact and no event is applied twice.
+// restarts: the copy ends exact and no event is applied twice. It replays
+// the archives (FEED_START=beginning), so that every seq is applied.
 func TestCrashSafety(t *testing.T) {
 	con := startContacts(t, "", contacts.Config{FeedPageSize: 20})
 	capi := newAPI(t, con.URL)
@@ -284,7 +287,7 @@ func TestCrashSafety(t *testing.T) {
 		}
 		crashed := make(chan struct{})
 		var once sync.Once
-		cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{DatabaseURL: db, Follow: func(fc *feed.FollowerConfig) {
+		cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{DatabaseURL: db, FeedStart: feed.StartBeginning, Follow: func(fc *feed.FollowerConfig) {
 			p.follow(fc)
 			fc.MinBackoff, fc.MaxBackoff = time.Millisecond, 10*time.Millisecond
 			fc.OnApplied = func(feed.Checkpoint) {
@@ -317,7 +320,7 @@ func TestCrashSafety(t *testing.T) {
 	}
 	p.failWith(nil)
 	p.after.Store(nil)
-	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{DatabaseURL: db, Follow: p.follow})
+	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{DatabaseURL: db, Follow: p.follow, FeedStart: feed.StartBeginning})
 	kapi := newAPI(t, cal.URL)
 	h := head(t, con.URL)
 	waitSync(t, kapi, 30*time.Second, func(s syncStatus) bool { return s.CheckpointSeq == h })

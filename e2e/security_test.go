@@ -20,6 +20,7 @@ import (
 	"net/mail"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -194,9 +195,11 @@ func TestAccessMatrix(t *testing.T) {
 	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{NotificationsURL: notif.URL, Common: cr.common("warn")})
 	capi, kapi, napi := secAPI(t, con.URL, cr.bearer), secAPI(t, cal.URL, cr.bearer), secAPI(t, notif.URL, cr.bearer)
 
+	made := 0
 	newContact := func() int64 {
 		var c contact
-		capi.Must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &c)
+		made++ // emails are unique among contacts
+		capi.Must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": fmt.Sprintf("ada%d@example.org", made)}, &c)
 		return c.ID
 	}
 	ada := newContact()
@@ -244,19 +247,20 @@ func TestAccessMatrix(t *testing.T) {
 			get("machine", "/metrics"),
 			get("machine", "/feed"),
 			get("machine", "/feed/archive/1"),
+			get("machine", "/feed/snapshot"),
 			get("machine", "/api/contacts"),
-			{method: "POST", path: "/api/contacts", access: "machine", want: 201, ctype: jsonType, body: `{"name":"Grace Hopper","email":"grace@example.org"}`},
+			{method: "POST", path: "/api/contacts", access: "machine", want: 201, ctype: jsonType, body: `{"name":"Grace Hopper","email":"grace{n}@example.org"}`},
 			get("machine", fmt.Sprintf("/api/contacts/%d", ada)),
-			{method: "PUT", path: "/api/contacts/{new}", access: "machine", want: 200, ctype: jsonType, body: `{"name":"Grace Hopper","email":"grace@example.org","version":1}`, fresh: freshContact("/api/contacts/%d")},
+			{method: "PUT", path: "/api/contacts/{new}", access: "machine", want: 200, ctype: jsonType, body: `{"name":"Grace Hopper","email":"grace{n}@example.org","version":1}`, fresh: freshContact("/api/contacts/%d")},
 			{method: "DELETE", path: "/api/contacts/{new}", access: "machine", want: 204, fresh: freshContact("/api/contacts/%d")},
 			{method: "GET", path: "/api/nowhere", access: "machine", want: 404},
 			get("people", "/"),
 			get("people", "/contacts/new"),
-			{method: "POST", path: "/contacts", access: "people", want: 303, ctype: formType, body: "name=Grace+Hopper&email=grace%40example.org"},
+			{method: "POST", path: "/contacts", access: "people", want: 303, ctype: formType, body: "name=Grace+Hopper&email=grace{n}%40example.org"},
 			get("people", fmt.Sprintf("/contacts/%d", ada)),
 			get("people", fmt.Sprintf("/contacts/%d/edit", ada)),
-			{method: "POST", path: "/contacts/{new}", access: "people", want: 303, ctype: formType, body: "name=Grace+Hopper&email=grace%40example.org&version=1", fresh: freshContact("/contacts/%d")},
-			{method: "POST", path: "/contacts/{new}/delete", access: "people", want: 303, ctype: formType, body: "version=1", fresh: freshContact("/contacts/%d/delete")},
+			{method: "POST", path: "/contacts/{new}", access: "people", want: 303, ctype: formType, body: "name=Grace+Hopper&email=grace{n}%40example.org&version=1", fresh: freshContact("/contacts/%d")},
+			{method: "POST", path: "/contacts/{new}/delete", access: "people", want: 303, ctype: formType, body: "version=1&confirm=yes", fresh: freshContact("/contacts/%d/delete")},
 		}},
 		{"calendar", cal.URL, secTable(calendar.Routes(), func(r calendar.Route) (string, string) { return r.Pattern, r.Access }), []secRoute{
 			open("/healthz"), open("/readyz"), open("/static/base.css"), open("/static/style.css"),
@@ -277,7 +281,7 @@ func TestAccessMatrix(t *testing.T) {
 			get("people", fmt.Sprintf("/appointments/%d", appt)),
 			get("people", fmt.Sprintf("/appointments/%d/edit", appt)),
 			{method: "POST", path: "/appointments/{new}", access: "people", want: 303, ctype: formType, body: apptFormV1.Encode(), fresh: freshAppointment("/appointments/%d")},
-			{method: "POST", path: "/appointments/{new}/cancel", access: "people", want: 303, ctype: formType, body: "version=1", fresh: freshAppointment("/appointments/%d/cancel")},
+			{method: "POST", path: "/appointments/{new}/cancel", access: "people", want: 303, ctype: formType, body: "version=1&confirm=yes", fresh: freshAppointment("/appointments/%d/cancel")},
 			get("people", "/contacts"),
 			get("people", fmt.Sprintf("/contacts/%d", ada)),
 		}},
@@ -309,6 +313,7 @@ func TestAccessMatrix(t *testing.T) {
 		{"empty bearer", secHeader("Authorization", "Bearer "), false},
 	}
 	c := secClient(t)
+	sent := 0
 	for _, svc := range services {
 		secCheckCovered(t, svc.name, svc.base, svc.table, svc.routes)
 		for _, rt := range svc.routes {
@@ -321,7 +326,8 @@ func TestAccessMatrix(t *testing.T) {
 				if rt.key {
 					set = append(set, secHeader("Idempotency-Key", secRandom("key")))
 				}
-				resp, body := request(t, c, rt.method, svc.base+path, rt.ctype, rt.body, set...)
+				sent++ // {n} in a body: a new number each time (a contact's email is its own)
+				resp, body := request(t, c, rt.method, svc.base+path, rt.ctype, strings.ReplaceAll(rt.body, "{n}", strconv.Itoa(sent)), set...)
 				want := rt.want
 				if rt.access != "open" && !p.valid {
 					want = http.StatusUnauthorized
@@ -501,7 +507,7 @@ func secShort(s string) string {
 // an emoji, right-to-left scripts, a right-to-left override and a line
 // separator (which is not a control character).
 const (
-	secHostileName     = `<script>alert(1)</script> "Q" 'A' & ]]> 🦊 שלום עולם ` + "\u202e" + `evil`
+	secHostileName     = `<script>alert(1)</script> "Q" 'A' & ]]> 🦊 שלום עולם ` + "\u200f" + `evil` // a right-to-left mark; overrides are refused
 	secHostileTitle    = `</title><script>alert(2)</script> & "T" 'x' ]]> ;,\ 📅 مرحبا` + "\u2028" + `end`
 	secHostileLocation = `Room <b>1</b>; "B", \ ]]>`
 )
@@ -519,8 +525,9 @@ func TestHostileNamesEscaped(t *testing.T) {
 	capi, kapi, napi := newAPI(t, con.URL), newAPI(t, cal.URL), newAPI(t, notif.URL)
 	c := secClient(t)
 
-	// Control characters are refused, in the API and in the forms.
-	for _, bad := range []string{"Ada\x00Lovelace", "Ada\nLovelace", "Ada\r\nBcc: eve@example.org", "Ada\u0085Lovelace"} {
+	// Control characters, bidirectional overrides and invisible names are
+	// refused, in the API and in the forms.
+	for _, bad := range []string{"Ada\x00Lovelace", "Ada\nLovelace", "Ada\r\nBcc: eve@example.org", "Ada\u0085Lovelace", "Ada\u202eLovelace", "\u200b"} {
 		capi.Must(400, "POST", "/api/contacts", map[string]string{"name": bad, "email": "ada@example.org"}, nil)
 		form := url.Values{"name": {bad}, "email": {"ada@example.org"}}
 		if resp, _ := request(t, c, "POST", con.URL+"/contacts", formType, form.Encode()); resp.StatusCode != 400 {
@@ -778,9 +785,11 @@ func TestCSRFOnEveryForm(t *testing.T) {
 	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{Common: cr.common("warn")})
 	capi, kapi := secAPI(t, con.URL, cr.bearer), secAPI(t, cal.URL, cr.bearer)
 
+	made := 0
 	newContact := func() int64 {
 		var c contact
-		capi.Must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": "ada@example.org"}, &c)
+		made++ // emails are unique among contacts
+		capi.Must(201, "POST", "/api/contacts", map[string]string{"name": "Ada Lovelace", "email": fmt.Sprintf("ada%d@example.org", made)}, &c)
 		return c.ID
 	}
 	ada := newContact()
@@ -821,11 +830,11 @@ func TestCSRFOnEveryForm(t *testing.T) {
 		base, path, body string
 	}{
 		{con.URL, "/contacts", "name=Mallory&email=mallory%40example.org"},
-		{con.URL, fmt.Sprintf("/contacts/%d", newContact()), "name=Mallory&email=mallory%40example.org&version=1"},
-		{con.URL, fmt.Sprintf("/contacts/%d/delete", newContact()), "version=1"},
+		{con.URL, fmt.Sprintf("/contacts/%d", newContact()), "name=Mallory&email=mallory.m%40example.org&version=1"},
+		{con.URL, fmt.Sprintf("/contacts/%d/delete", newContact()), "version=1&confirm=yes"},
 		{cal.URL, "/appointments", apptForm("")},
 		{cal.URL, fmt.Sprintf("/appointments/%d", newAppointment()), apptForm("1")},
-		{cal.URL, fmt.Sprintf("/appointments/%d/cancel", newAppointment()), "version=1"},
+		{cal.URL, fmt.Sprintf("/appointments/%d/cancel", newAppointment()), "version=1&confirm=yes"},
 	}
 	apis := []struct {
 		base, path, body string

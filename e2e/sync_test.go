@@ -46,7 +46,7 @@ func churn(t *testing.T, c *api, n int, seed uint64) map[int64]bool {
 				case op < 6 || id == 0:
 					var got contact
 					c.Must(201, "POST", "/api/contacts", map[string]string{
-						"name": fmt.Sprintf("Person %d «%s»", i, strings.Repeat("é", i%5)), "email": fmt.Sprintf("p%d@example.org", i), "phone": fmt.Sprint(i)}, &got)
+						"name": fmt.Sprintf("Person %d «%s»", i, strings.Repeat("é", i%5)), "email": fmt.Sprintf("p%d-%d@example.org", seed, i), "phone": fmt.Sprint(i)}, &got) // emails are unique among contacts
 					mu.Lock()
 					ids[got.ID] = true
 					alive = append(alive, got.ID)
@@ -56,7 +56,7 @@ func churn(t *testing.T, c *api, n int, seed uint64) map[int64]bool {
 					if c.Call("GET", contactPath(id), nil, &cur) != 200 {
 						continue // deleted meanwhile
 					}
-					c.Call("PUT", contactPath(id), map[string]any{"name": cur.Name + "+", "email": fmt.Sprintf("u%d@example.org", i), "phone": cur.Phone}, nil,
+					c.Call("PUT", contactPath(id), map[string]any{"name": cur.Name + "+", "email": fmt.Sprintf("u%d-%d@example.org", seed, i), "phone": cur.Phone}, nil,
 						"If-Match", fmt.Sprintf(`"%d"`, cur.Version)) // 412 when another writer won: fine
 				default:
 					if c.Call("DELETE", contactPath(id), nil, nil) == 204 {
@@ -168,8 +168,9 @@ func TestPropagation(t *testing.T) {
 	sameState(t, capi, kapi, ids)
 }
 
-// TestCatchUp: a calendar started after 10,000 events reaches lag 0 from
-// the oldest archive.
+// TestCatchUp: a calendar started after 10,000 events with
+// FEED_START=beginning reaches lag 0 from the oldest archive (the snapshot
+// start is TestSnapshotRebootstrapAfterRetention's and BenchmarkSnapshot's).
 func TestCatchUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("10,000 events")
@@ -187,7 +188,7 @@ func TestCatchUp(t *testing.T) {
 	wg.Wait()
 	var requests []string
 	var mu sync.Mutex
-	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{Follow: func(fc *feed.FollowerConfig) {
+	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{FeedStart: feed.StartBeginning, Follow: func(fc *feed.FollowerConfig) {
 		fc.Client = &http.Client{Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
 			mu.Lock()
 			requests = append(requests, r.URL.Path)

@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/mail"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -128,4 +130,43 @@ func ValidKey(key string) error {
 		}
 	}
 	return nil
+}
+
+// About is what a notification with an iCal part is about, for a person
+// reading the list.
+type About struct {
+	Kind string // "invitation", "change", "cancellation"; "" for a plain mail
+	Link string // the event's URL, when the iCal part has one
+}
+
+// About reads the iCal part: METHOD:CANCEL is a cancellation, a REQUEST
+// is an invitation at SEQUENCE 0 and a change after (RFC 5546).
+func (n Notification) About() About {
+	if n.Calendar == "" {
+		return About{}
+	}
+	cal, err := ical.NewDecoder(strings.NewReader(n.Calendar)).Decode()
+	if err != nil {
+		return About{Kind: "calendar"}
+	}
+	a := About{Kind: "invitation"}
+	var seq int
+	for _, ev := range cal.Events() {
+		if p := ev.Props.Get(ical.PropURL); p != nil {
+			a.Link = p.Value
+		}
+		if p := ev.Props.Get(ical.PropSequence); p != nil {
+			seq, _ = strconv.Atoi(p.Value)
+		}
+	}
+	switch m := cal.Props.Get(ical.PropMethod); {
+	case m != nil && strings.EqualFold(m.Value, "CANCEL"):
+		a.Kind = "cancellation"
+	case seq > 0:
+		a.Kind = "change"
+	}
+	if u, err := url.Parse(a.Link); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		a.Link = "" // only web links become links in a page
+	}
+	return a
 }

@@ -106,6 +106,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		sender = &StdoutSender{W: stdout}
 	}
 	m := metrics.New()
+	db.Observe(m)
 	m.GaugeFunc("notifications_pending", "Notifications not yet sent or failed (in the shared database).", func() int64 {
 		n, _ := store.Pending(context.Background())
 		return n
@@ -114,7 +115,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	delivery := &Delivery{Store: store, Sender: sender, Breaker: br, From: cfg.MailFrom, Workers: cfg.Workers,
 		MaxAttempts: cfg.MaxAttempts, Backoff: retry.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}, Lease: cfg.Lease, Committed: db.Committed, Log: log, Metrics: m}
 	access := cfg.Access()
-	h, err := NewServer(log, store, db, m, access, br.State)
+	links := cfg.Links()
+	if links.Notifications == "" {
+		links.Notifications = "/"
+	}
+	h, err := NewServer(log, store, db, m, access, br.State, links)
 	if err != nil {
 		return err
 	}

@@ -13,8 +13,8 @@ import (
 // NewServer returns the notifications HTTP handler: the routes of routes,
 // each behind the guard its access names. A notification stored wakes the
 // delivery workers through the database's commit signal.
-func NewServer(log *slog.Logger, store Store, db *sqldb.DB, m *metrics.Set, access httpx.Access, breakerState func() string) (http.Handler, error) {
-	pages, err := view.Parse(log, assets, "templates", nil, "list")
+func NewServer(log *slog.Logger, store Store, db *sqldb.DB, m *metrics.Set, access httpx.Access, breakerState func() string, links view.Links) (http.Handler, error) {
+	pages, err := view.Parse(log, assets, "templates", links, nil, "list")
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 
 	"syndic/shared/httpx"
+	"syndic/shared/view"
 
 	"github.com/kelseyhightower/envconfig"
 )
@@ -29,6 +30,10 @@ type Common struct {
 	APIToken   string `envconfig:"API_TOKEN" desc:"bearer token for /api/*, feeds and /metrics (shared by the services); with no credentials at all the service listens on loopback only"`
 	UIUser     string `envconfig:"UI_USER" default:"admin" desc:"HTTP Basic user for browsers and feed readers"`
 	UIPassword string `envconfig:"UI_PASSWORD" desc:"HTTP Basic password; when set the HTML pages require it"`
+
+	ContactsPage      string `envconfig:"CONTACTS_PAGE_URL" desc:"public URL of contacts' pages, linked from every page; empty: calendar derives it from CONTACTS_FEED_URL, the others don't link"`
+	CalendarPage      string `envconfig:"CALENDAR_PAGE_URL" desc:"public URL of calendar's pages, linked from every page; empty: not linked"`
+	NotificationsPage string `envconfig:"NOTIFICATIONS_PAGE_URL" desc:"public URL of notifications' pages, linked from every page; empty: calendar derives it from NOTIFICATIONS_URL, the others don't link"`
 }
 
 // Validate checks the shared variables, naming the one at fault.
@@ -42,6 +47,11 @@ func (c Common) Validate() error {
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		return err
 	}
+	for name, v := range map[string]string{"CONTACTS_PAGE_URL": c.ContactsPage, "CALENDAR_PAGE_URL": c.CalendarPage, "NOTIFICATIONS_PAGE_URL": c.NotificationsPage} {
+		if u, err := url.Parse(v); v != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+			return fmt.Errorf("%s %q: want an absolute http(s) URL such as https://calendar.example.org", name, v)
+		}
+	}
 	if strings.ContainsAny(c.UIUser, ":") {
 		return errors.New("UI_USER: must not contain ':'")
 	}
@@ -51,6 +61,11 @@ func (c Common) Validate() error {
 // Access returns the credentials the service accepts, and sends to its peers.
 func (c Common) Access() httpx.Access {
 	return httpx.Access{Token: c.APIToken, User: c.UIUser, Password: c.UIPassword}
+}
+
+// Links are the services' page URLs the layout links to.
+func (c Common) Links() view.Links {
+	return view.Links{Contacts: strings.TrimRight(c.ContactsPage, "/"), Calendar: strings.TrimRight(c.CalendarPage, "/"), Notifications: strings.TrimRight(c.NotificationsPage, "/")}
 }
 
 // PublicBase returns BASE_URL without a trailing slash.

@@ -18,6 +18,7 @@ import (
 var (
 	ErrInvalid            = errors.New("invalid")
 	ErrNotFound           = errors.New("not found")
+	ErrMethodNotAllowed   = errors.New("method not allowed")
 	ErrConflict           = errors.New("conflict")
 	ErrPreconditionFailed = errors.New("precondition failed")
 	ErrTooLarge           = errors.New("request body too large")
@@ -62,13 +63,26 @@ func (p Problems) Text(field, s string, required bool, max int) {
 		p.Add(field, "is required")
 	case n > max:
 		p.Add(field, fmt.Sprintf("must be at most %d characters, not %d", max, n))
+	case n > 0 && !Visible(s):
+		p.Add(field, "must contain a visible character (letters, digits, punctuation or symbols), not only spaces or invisible ones")
 	}
 	if why := BadText(s); why != "" {
 		p.Add(field, why)
 	}
 }
 
-// Err returns p as an error, or nil when there are no problems.
+// Visible reports whether s holds a character a person can see: a letter,
+// digit, punctuation or symbol — not only spaces, zero-width characters or
+// combining marks.
+func Visible(s string) bool {
+	for _, r := range s {
+		if unicode.In(r, unicode.L, unicode.N, unicode.P, unicode.S) {
+			return true
+		}
+	}
+	return false
+}
+
 func (p Problems) Err() error {
 	if len(p) == 0 {
 		return nil
@@ -77,8 +91,10 @@ func (p Problems) Err() error {
 }
 
 // BadText explains why s cannot be stored as text — invalid UTF-8, a
-// control character (line breaks included) or a Unicode noncharacter — or
-// returns "" when it can. Such characters break XML, iCal and mail headers.
+// control character (line breaks included), a Unicode noncharacter or a
+// bidirectional control (U+202A–U+202E, U+2066–U+2069) — or returns ""
+// when it can. The first three break XML, iCal and mail headers; the last
+// makes a name read differently from what it is.
 func BadText(s string) string {
 	if !utf8.ValidString(s) {
 		return "is not valid UTF-8"
@@ -89,6 +105,8 @@ func BadText(s string) string {
 			return fmt.Sprintf("must not contain control characters (found U+%04X)", r)
 		case r == 0xFFFE || r == 0xFFFF || r >= 0xFDD0 && r <= 0xFDEF:
 			return fmt.Sprintf("must not contain the noncharacter U+%04X", r)
+		case r >= 0x202A && r <= 0x202E || r >= 0x2066 && r <= 0x2069:
+			return fmt.Sprintf("must not contain the bidirectional control U+%04X (it can make text read in another order, like \"gnp.exe\" shown as \"exe.png\")", r)
 		}
 	}
 	return ""

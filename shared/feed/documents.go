@@ -20,6 +20,7 @@ type rendered struct {
 	from int64 // …from this seq
 	body []byte
 	etag string
+	next string // a snapshot page's next page, for its Link header
 
 	gzOnce sync.Once
 	gz     []byte
@@ -52,6 +53,7 @@ func (p *Publisher) renderArchive(ctx context.Context, key pageKey) (*rendered, 
 	if key.k > 1 {
 		links = append(links, feeds.AtomLink{Rel: "prev-archive", Href: key.base + p.ArchivePath(key.k-1)})
 	}
+	links = append(links, p.snapshotLink(key.base)...)
 	body, err := p.render(key.base, links, true, events, events[len(events)-1].Time)
 	if err != nil {
 		return nil, err
@@ -90,22 +92,82 @@ func (p *Publisher) render(base string, links []feeds.AtomLink, archive bool, ev
 	return render(pg, events, func(seq int64) string { return p.opt.EntryID + strconv.FormatInt(seq, 10) }, base)
 }
 
-// renderCurrent renders the subscription document at head: the events
+// currentKey names one /feed document: its head, its first seq and the
+// base URL of its links.
+type currentKey struct {
+	head, from int64
+	base       string
+}
+
+// renderCall is a rendering of /feed in flight, which every request for
+// the same document waits for instead of rendering it again.
+type renderCall struct {
+	done  chan struct{} // closed once doc or err is set
+	doc   *rendered
+	err   error
+	ended bool // err came from the context of the request that rendered
+}
+
+// maxCurrent bounds the /feed documents kept for the newest head: one per
+// base URL and first seq (followers at different checkpoints ask ?after
+// different seqs).
+const maxCurrent = 64
+
+// renderCurrent returns the subscription document at head: the events
 // after the last full page or, when after ≥ 0, those after after, reaching
-// back at most into the newest archive page.
+// back at most into the newest archive page. Each document is rendered
+// once for the newest head and its bytes (and their gzip encoding) shared
+// by every request for it; requests that ask for it while it renders wait
+// for that rendering.
 func (p *Publisher) renderCurrent(ctx context.Context, head int64, base string, after int64) (*rendered, error) {
 	n := int64(p.opt.PageSize)
-	full := head / n // archive pages that are full
-	from := full*n + 1
+	from := (head/n)*n + 1 // after the last full archive page
 	if after >= 0 {
-		from = max(after, full*n-n, 0) + 1
+		from = max(after, (head/n)*n-n, 0) + 1
 	}
-	p.mu.Lock()
-	cur := p.current
-	p.mu.Unlock()
-	if cur != nil && cur.head == head && cur.key.base == base && cur.from == min(from, head+1) {
-		return cur, nil
+	from = min(from, head+1)
+	key := currentKey{head, from, base}
+	for {
+		p.mu.Lock()
+		if doc := p.current[key]; doc != nil {
+			p.mu.Unlock()
+			return doc, nil
+		}
+		if c := p.renders[key]; c != nil {
+			p.mu.Unlock()
+			select {
+			case <-c.done:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			if c.ended && ctx.Err() == nil {
+				continue // the request that rendered ended: render it here
+			}
+			return c.doc, c.err
+		}
+		c := &renderCall{done: make(chan struct{})}
+		p.renders[key] = c
+		p.mu.Unlock()
+		doc, err := p.renderHead(ctx, head, base, from)
+		p.mu.Lock()
+		c.doc, c.err, c.ended = doc, err, err != nil && ctx.Err() != nil
+		delete(p.renders, key)
+		close(c.done)
+		if err == nil && head >= p.curHead {
+			if head > p.curHead || len(p.current) >= maxCurrent {
+				clear(p.current)
+				p.curHead = head
+			}
+			p.current[key] = doc
+		}
+		p.mu.Unlock()
+		return doc, err
 	}
+}
+
+// renderHead renders the subscription document at head from seq from.
+func (p *Publisher) renderHead(ctx context.Context, head int64, base string, from int64) (*rendered, error) {
+	full := head / int64(p.opt.PageSize) // archive pages that are full
 	var events []Event
 	var updated time.Time
 	if head > 0 {
@@ -128,18 +190,13 @@ func (p *Publisher) renderCurrent(ctx context.Context, head int64, base string, 
 	links := []feeds.AtomLink{{Rel: "self", Href: base + p.opt.Path}, {Rel: "current", Href: base + p.opt.Path}}
 	if full > 0 {
 		links = append(links,
-			feeds.AtomLink{Rel: "first", Href: base + p.ArchivePath(1)},
+			feeds.AtomLink{Rel: "first", Href: base + p.ArchivePath(p.oldestPage(full))},
 			feeds.AtomLink{Rel: "prev-archive", Href: base + p.ArchivePath(full)})
 	}
+	links = append(links, p.snapshotLink(base)...)
 	body, err := p.render(base, links, false, events, updated)
 	if err != nil {
 		return nil, err
 	}
-	doc := &rendered{key: pageKey{0, base}, head: head, from: min(from, head+1), body: body, etag: p.currentETag(head, base)}
-	p.mu.Lock()
-	if p.current == nil || p.current.head <= head {
-		p.current = doc
-	}
-	p.mu.Unlock()
-	return doc, nil
+	return &rendered{key: pageKey{0, base}, head: head, from: from, body: body, etag: p.currentETag(head, base)}, nil
 }

@@ -31,6 +31,12 @@ type FollowerConfig struct {
 	Apply     ApplyFunc
 	// OnApplied, if set, is called after each commit with the new checkpoint.
 	OnApplied func(Checkpoint)
+	// Start says where a follower with no checkpoint starts: StartSnapshot
+	// (the default) bootstraps from the publisher's snapshot when the feed
+	// links one, StartBeginning replays every archive (FEED_START). Either
+	// way, a page dropped by the publisher's retention (410 Gone) makes it
+	// bootstrap from the snapshot again (see bootstrap.go).
+	Start string
 
 	// Instance names this instance in the follower lease (FOLLOWER_ID);
 	// empty: host name, process id and a random suffix.
@@ -57,10 +63,10 @@ type Status struct {
 	HeadSeq       int64     `json:"head_seq"` // the highest seq seen in the feed
 	Lag           int64     `json:"lag"`
 	Page          string    `json:"page"`
-	LastPoll      time.Time `json:"last_poll"` // last successful fetch
-	LastApplied   time.Time `json:"last_applied"`
+	LastPoll      time.Time `json:"last_poll,omitzero"` // last successful fetch
+	LastApplied   time.Time `json:"last_applied,omitzero"`
 	LastError     string    `json:"last_error,omitempty"`
-	LastErrorAt   time.Time `json:"last_error_at"`
+	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
 	FailingSeq    int64     `json:"failing_seq,omitempty"` // an event that could not be applied
 	Errors        int64     `json:"errors"`
 	LongPoll      bool      `json:"long_poll"` // the publisher honours Prefer: wait
@@ -89,6 +95,7 @@ type Follower struct {
 	ahead       *prefetch // the next archives, fetched while a page applies
 	lastArchive string    // self of the newest archive page known applied through
 	lease       *lease
+	snap        snapState // bootstrap.go
 
 	mu     sync.Mutex
 	status Status
@@ -142,6 +149,12 @@ func NewFollower(ctx context.Context, cfg FollowerConfig) (*Follower, error) {
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 5 * time.Second
 	}
+	if cfg.Start == "" {
+		cfg.Start = StartSnapshot
+	}
+	if cfg.Start != StartSnapshot && cfg.Start != StartBeginning {
+		return nil, fmt.Errorf("feed: follower start %q: want %s or %s", cfg.Start, StartSnapshot, StartBeginning)
+	}
 	f := &Follower{cfg: cfg, log: cfg.Log.With("feed", cfg.Name),
 		lease: &lease{db: cfg.DB, name: cfg.Name, holder: cfg.Instance, ttl: cfg.LeaseTTL}}
 	cp, err := f.Checkpoint(ctx)
@@ -154,6 +167,7 @@ func NewFollower(ctx context.Context, cfg FollowerConfig) (*Follower, error) {
 	m := cfg.Metrics
 	f.mErrors = m.Counter("follower_errors", "Failed rounds of following the feed (fetch, parse or apply); each is retried after a backoff.")
 	f.mApplied = m.Counter("follower_applied_events", "Feed events applied and checkpointed.")
+	f.snap.metric = m.Counter("follower_bootstraps", "Times the follower started (again) from the publisher's snapshot.")
 	f.mApply = m.Timer("follower_apply", "Time to apply a batch of feed events and save the checkpoint, in one transaction.")
 	m.GaugeFunc("follower_checkpoint_seq", "Sequence number of the last feed event applied.", func() int64 { return f.Status().CheckpointSeq })
 	m.GaugeFunc("follower_head_seq", "Sequence number of the newest feed event seen.", func() int64 { return f.Status().HeadSeq })
@@ -218,6 +232,9 @@ func (f *Follower) walk(ctx context.Context) {
 	failures := 0
 	for ctx.Err() == nil {
 		idle, err := f.step(ctx)
+		if err != nil && ctx.Err() == nil {
+			err = f.bootstrapIfGone(ctx, err) // retention dropped a page we need
+		}
 		switch {
 		case ctx.Err() != nil:
 		case errors.Is(err, ErrLeaseLost):
@@ -274,6 +291,9 @@ func (f *Follower) step(ctx context.Context) (idle bool, err error) {
 	page := doc.page
 	if !page.Archive {
 		f.current, f.etag, f.etagURL = doc.url, doc.etag, doc.url
+	}
+	if f.startFromSnapshot(page) {
+		return false, f.bootstrap(ctx, page.Snapshot)
 	}
 	if f.cp.Seq == 0 && !page.Archive && page.First != "" {
 		f.next = page.First // no checkpoint: start from the oldest archive
@@ -354,6 +374,9 @@ func lowest(p *Page) int64 {
 
 // seen notes the head a page shows.
 func (f *Follower) seen(p *Page) {
+	if p.Snapshot != "" {
+		f.snap.url = p.Snapshot
+	}
 	if n := len(p.Events); n > 0 {
 		head := p.Events[n-1].Seq
 		f.update(func(s *Status) { s.HeadSeq = max(s.HeadSeq, head) })

@@ -46,6 +46,7 @@ type page struct {
 	Generator string            `xml:"generator,omitempty"`
 	Links     []feeds.AtomLink  `xml:"link"`
 	Archive   *struct{}         `xml:"fh:archive"`
+	Snapshot  *snapshotElement  `xml:"ev:snapshot"`
 	Entries   []entry           `xml:"entry"`
 }
 

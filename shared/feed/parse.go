@@ -18,6 +18,12 @@ type Page struct {
 	Self, Current, First, PrevArchive, NextArchive string
 	Archive                                        bool // carries fh:archive
 	Events                                         []Event
+	// Snapshot links the publisher's snapshot (rel RelSnapshot). In a
+	// snapshot page, IsSnapshot is set, AsOf is its seq and Next links the
+	// next page (see snapshot.go).
+	Snapshot, Next string
+	IsSnapshot     bool
+	AsOf           int64
 }
 
 // Parse reads an Atom document with gofeed's atom parser. Every entry must
@@ -41,9 +47,16 @@ func Parse(r io.Reader) (*Page, error) {
 			p.PrevArchive = l.Href
 		case "next-archive":
 			p.NextArchive = l.Href
+		case "next":
+			p.Next = l.Href
+		case RelSnapshot:
+			p.Snapshot = l.Href
 		}
 	}
 	_, p.Archive = findExt(f.Extensions, "archive")
+	if err := parseSnapshot(f, p); err != nil {
+		return nil, err
+	}
 	for _, en := range f.Entries {
 		e, err := parseEntry(en)
 		if err != nil {

@@ -64,10 +64,17 @@ type Options struct {
 	// events (sqldb.DB.Committed): it wakes long-polls and clears the head
 	// kept in memory. Nil: only Recheck and HeadMaxAge notice new events.
 	Changed func() <-chan struct{}
+	// RetainPages, when above 0, serves only the newest RetainPages full
+	// archive pages; older ones answer 410 Gone pointing at the snapshot
+	// (FEED_RETAIN_PAGES; see snapshot.go). 0 serves every page.
+	RetainPages int
+	// SnapshotPageSize is how many entries a snapshot page holds; 1000
+	// when zero. The snapshot is served when the Source is a Snapshotter.
+	SnapshotPageSize int
 }
 
 // Version is part of every ETag: bump it when the rendering changes.
-const Version = "1"
+const Version = "2"
 
 // Publisher serves a Source as Atom documents.
 type Publisher struct {
@@ -76,19 +83,22 @@ type Publisher struct {
 	log  *slog.Logger
 	etag string // constant part of ETags: version and page size
 
-	mu      sync.Mutex
-	closing chan struct{}
-	closed  bool
-	current *rendered       // the last /feed rendered
-	headSeq int64           // the head last read from src…
-	headAt  time.Time       // …at this time…
-	headCh  <-chan struct{} // …valid until this commit signal closes
-	maxHead int64           // the highest head any read returned: never answer lower
-	lru     *list.List
-	byKey   map[pageKey]*list.Element
-	cached  int // bytes in lru
+	mu       sync.Mutex
+	closing  chan struct{}
+	closed   bool
+	current  map[currentKey]*rendered   // /feed at curHead, by first seq (?after) and base
+	curHead  int64                      // the newest head rendered
+	renders  map[currentKey]*renderCall // renders of /feed in flight
+	lastRead *headRead                  // the last read of the head that succeeded
+	reading  *headRead                  // the read in flight
+	maxHead  int64                      // the highest head any read returned: never answer lower
+	tick     *recheck                   // the next recheck of waiting long-polls
+	lru      *list.List
+	byKey    map[pageKey]*list.Element
+	cached   int // bytes in lru
 
 	mRequests, mArchive, mNotModified, mHits, mMisses, mRenders interface{ Inc(int64) }
+	mSnapshot                                                   interface{ Inc(int64) }
 	waiting                                                     atomic.Int64
 }
 
@@ -121,12 +131,15 @@ func NewPublisher(src Source, opt Options, log *slog.Logger, m *metrics.Set) *Pu
 		closing:      make(chan struct{}),
 		lru:          list.New(),
 		byKey:        map[pageKey]*list.Element{},
-		mRequests:    m.Counter(`feed_requests{doc="current"}`, "Feed requests, by document: the subscription document (current) or an archive page."),
-		mArchive:     m.Counter(`feed_requests{doc="archive"}`, "Feed requests, by document: the subscription document (current) or an archive page."),
+		current:      map[currentKey]*rendered{},
+		renders:      map[currentKey]*renderCall{},
+		mRequests:    m.Counter(`feed_requests{doc="current"}`, "Feed requests, by document: the subscription document (current), an archive page or the snapshot."),
+		mArchive:     m.Counter(`feed_requests{doc="archive"}`, "Feed requests, by document: the subscription document (current), an archive page or the snapshot."),
 		mNotModified: m.Counter("feed_not_modified", "Feed requests answered 304 Not Modified."),
 		mHits:        m.Counter(`feed_archive_cache{result="hit"}`, "Archive page lookups in the rendered-page cache, by result."),
 		mMisses:      m.Counter(`feed_archive_cache{result="miss"}`, "Archive page lookups in the rendered-page cache, by result."),
 		mRenders:     m.Counter("feed_renders", "Feed documents rendered."),
+		mSnapshot:    m.Counter(`feed_requests{doc="snapshot"}`, "Feed requests, by document: the subscription document (current), an archive page or the snapshot."),
 	}
 	m.GaugeFunc("feed_longpolls_waiting", "Feed requests waiting in a long-poll for the next event.", p.waiting.Load)
 	m.GaugeFunc("feed_archive_cache_bytes", "Bytes of rendered archive pages held in the cache.", func() int64 {
@@ -145,32 +158,113 @@ func (p *Publisher) changed() <-chan struct{} {
 	return p.opt.Changed()
 }
 
-// head returns the source's head, from memory when cached is true and it
-// was read less than HeadMaxAge ago with no commit since. Every read from
-// the source refreshes the memory. It never returns less than it returned
-// before: a read that started earlier but answers later (several instances
-// on one PostgreSQL, or plain scheduling) cannot take the head back.
-func (p *Publisher) head(ctx context.Context, cached bool) (int64, error) {
-	ch := p.changed() // before the read: a commit during it makes it stale
-	p.mu.Lock()
-	if cached && !closed(p.headCh) && !p.headAt.IsZero() && time.Since(p.headAt) < p.opt.HeadMaxAge {
-		h := p.headSeq
+// headRead is one read of the source's head, shared by every request it is
+// fresh enough for (see fresh): after a commit, a thousand waiting
+// long-polls take one read between them, not a thousand.
+type headRead struct {
+	start time.Time       // when it began…
+	ch    <-chan struct{} // …and the commit signal current then
+	done  chan struct{}   // closed once h and err are set
+	h     int64
+	err   error
+	// ended says err came from the context of the request that read, not
+	// from the source: a request that joined it reads again.
+	ended bool
+}
+
+// fresh reports whether r can answer a request that needs a head read no
+// earlier than notBefore, or, when maxAge > 0, one read less than maxAge
+// ago with no commit signal since it began. The second is what lets
+// requests share a read: no local commit since r began means r sees every
+// commit so far. It needs Changed to signal every commit, each by closing
+// the channel it handed out, with only the newest channel still open
+// (sqldb.DB.Committed does); without Changed, maxAge alone bounds how old
+// a head may be.
+func (r *headRead) fresh(notBefore time.Time, maxAge time.Duration) bool {
+	return !r.start.Before(notBefore) ||
+		maxAge > 0 && !closed(r.ch) && time.Since(r.start) < maxAge
+}
+
+// head returns the source's head as of a read fresh enough for notBefore
+// and maxAge (headRead.fresh): the last read's, the one in flight, or a
+// new one. At most one read runs at a time. It never returns less than it
+// returned before: a read that started earlier but answers later (several
+// instances on one PostgreSQL, or plain scheduling) cannot take the head
+// back.
+func (p *Publisher) head(ctx context.Context, notBefore time.Time, maxAge time.Duration) (int64, error) {
+	for {
+		p.mu.Lock()
+		if r := p.lastRead; r != nil && r.fresh(notBefore, maxAge) {
+			p.mu.Unlock()
+			return r.h, nil
+		}
+		r := p.reading
+		if r == nil {
+			r = &headRead{start: time.Now(), ch: p.changed(), done: make(chan struct{})}
+			p.reading = r
+			p.mu.Unlock()
+			p.readHead(ctx, r)
+			return r.h, r.err
+		}
+		join := r.fresh(notBefore, maxAge)
 		p.mu.Unlock()
-		return h, nil
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		if join && !(r.ended && ctx.Err() == nil) {
+			return r.h, r.err
+		}
+		// r began too early for this request, or ended with the request
+		// that read: the next read will do.
 	}
-	p.mu.Unlock()
+}
+
+// readHead runs r, the read in flight.
+func (p *Publisher) readHead(ctx context.Context, r *headRead) {
 	h, err := p.src.Head(ctx)
-	if err != nil {
-		return 0, err
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	h = max(h, p.maxHead)
-	p.maxHead = h
-	if !closed(ch) { // no commit while we read: h is current
-		p.headSeq, p.headAt, p.headCh = h, time.Now(), ch
+	if err == nil {
+		h = max(h, p.maxHead)
+		p.maxHead = h
+		p.lastRead = r
 	}
-	return h, nil
+	r.h, r.err, r.ended = h, err, err != nil && ctx.Err() != nil
+	p.reading = nil
+	close(r.done)
+}
+
+// currentHead is the head for a request arriving now: from memory when
+// it was read less than HeadMaxAge ago with no commit since, else read.
+func (p *Publisher) currentHead(ctx context.Context) (int64, error) {
+	return p.head(ctx, time.Now(), p.opt.HeadMaxAge)
+}
+
+// recheck is one tick of the recheck clock all long-polls share.
+type recheck struct {
+	c  chan struct{} // closed at the tick…
+	at time.Time     // …which happened at this time
+}
+
+// nextRecheck returns the next tick, at most Recheck from now: one timer
+// for every waiting long-poll, started when the first of them asks.
+func (p *Publisher) nextRecheck() *recheck {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tick == nil {
+		t := &recheck{c: make(chan struct{})}
+		p.tick = t
+		time.AfterFunc(p.opt.Recheck, func() {
+			p.mu.Lock()
+			t.at = time.Now()
+			p.tick = nil
+			p.mu.Unlock()
+			close(t.c)
+		})
+	}
+	return p.tick
 }
 
 // closed reports whether ch is closed; a nil ch never is.
@@ -207,6 +301,7 @@ func (p *Publisher) archiveCache() string {
 func (p *Publisher) Register(mux *http.ServeMux, guard func(http.Handler) http.Handler) {
 	mux.Handle("GET "+p.opt.Path, guard(http.HandlerFunc(p.serveCurrent)))
 	mux.Handle("GET "+p.opt.Path+"/archive/{k}", guard(http.HandlerFunc(p.serveArchive)))
+	mux.Handle("GET "+p.opt.Path+"/snapshot", guard(http.HandlerFunc(p.serveSnapshot)))
 }
 
 // ArchivePath returns the path of archive page k.
@@ -223,6 +318,9 @@ func (p *Publisher) serveArchive(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, p.log, fmt.Errorf("archive page %q: want a page number from 1: %w", r.PathValue("k"), derrors.ErrNotFound))
 		return
 	}
+	if p.serveGone(w, r, k) { // dropped by retention
+		return
+	}
 	key := pageKey{k, p.base(r)}
 	if doc := p.cachedArchive(key); doc != nil {
 		p.mHits.Inc(1)
@@ -230,7 +328,7 @@ func (p *Publisher) serveArchive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.mMisses.Inc(1)
-	head, err := p.head(r.Context(), false)
+	head, err := p.head(r.Context(), time.Now(), 0)
 	if err != nil {
 		httpx.WriteError(w, r, p.log, fmt.Errorf("feed head: %w", err))
 		return
@@ -259,7 +357,7 @@ func (p *Publisher) serveArchive(w http.ResponseWriter, r *http.Request) {
 func (p *Publisher) serveCurrent(w http.ResponseWriter, r *http.Request) {
 	p.mRequests.Inc(1)
 	base := p.base(r)
-	head, err := p.head(r.Context(), true)
+	head, err := p.currentHead(r.Context())
 	if err != nil {
 		httpx.WriteError(w, r, p.log, fmt.Errorf("feed head: %w", err))
 		return
@@ -316,23 +414,32 @@ func afterParam(r *http.Request) (int64, error) {
 }
 
 // wait holds a long-poll until the head moves past head, d passes, the
-// request ends or the publisher closes; it returns the head then.
+// request ends or the publisher closes; it returns the head then. After a
+// commit signal every waiter needs the head again: they share one read
+// that began after the signal. At each recheck they share one that began
+// after the tick.
 func (p *Publisher) wait(ctx context.Context, head int64, d time.Duration) (int64, error) {
 	p.waiting.Add(1)
 	defer p.waiting.Add(-1)
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
-	recheck := time.NewTicker(p.opt.Recheck)
-	defer recheck.Stop()
+	// First: the head as of the commit signal taken now, so no commit
+	// between the request's read and this one is missed.
+	notBefore, maxAge := time.Now(), p.opt.HeadMaxAge
 	for {
 		ch := p.changed()
-		now, err := p.head(ctx, false)
+		now, err := p.head(ctx, notBefore, maxAge)
 		if err != nil || now != head {
 			return now, err
 		}
+		tick := p.nextRecheck()
 		select {
 		case <-ch:
-		case <-recheck.C:
+			// Any read that began after this signal: it is the only one
+			// still open once it has closed.
+			notBefore, maxAge = time.Now(), p.opt.MaxWait+time.Hour
+		case <-tick.c:
+			notBefore, maxAge = tick.at, 0 // other processes' commits: read again
 		case <-deadline.C:
 			return head, nil
 		case <-ctx.Done():

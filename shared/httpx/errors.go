@@ -19,6 +19,7 @@ var statusOf = []struct {
 }{
 	{derrors.ErrInvalid, http.StatusBadRequest},
 	{derrors.ErrNotFound, http.StatusNotFound},
+	{derrors.ErrMethodNotAllowed, http.StatusMethodNotAllowed},
 	{derrors.ErrPreconditionFailed, http.StatusPreconditionFailed}, // before ErrConflict: a stale If-Match wraps both
 	{derrors.ErrConflict, http.StatusConflict},
 	{derrors.ErrTooLarge, http.StatusRequestEntityTooLarge},

@@ -37,6 +37,10 @@ func Readyz(ready func(context.Context) error) http.Handler {
 // NotFoundJSON answers any request it gets with a JSON 404.
 func NotFoundJSON(log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if allow := w.Header().Get("Allow"); allow != "" { // set by Mux: the path is served, not with this method
+			WriteError(w, r, log, fmt.Errorf("%s %s: only %s: %w", r.Method, r.URL.Path, allow, derrors.ErrMethodNotAllowed))
+			return
+		}
 		WriteError(w, r, log, fmt.Errorf("%s %s: %w", r.Method, r.URL.Path, derrors.ErrNotFound))
 	})
 }

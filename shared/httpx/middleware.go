@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -132,9 +133,13 @@ func newIDs() *idSource {
 
 func (s *idSource) next() string { return s.prefix + strconv.FormatUint(s.n.Add(1), 36) }
 
-// Secure sets security headers, limits request bodies to MaxBodyBytes and
-// refuses cross-origin unsafe requests (CSRF) with http.CrossOriginProtection.
-func Secure() Middleware {
+// MaxBulkBytes is the largest body of a bulk path (an import file).
+const MaxBulkBytes = 32 << 20
+
+// Secure sets security headers, limits request bodies to MaxBodyBytes —
+// MaxBulkBytes on the bulk paths — and refuses cross-origin unsafe
+// requests (CSRF) with http.CrossOriginProtection.
+func Secure(bulk ...string) Middleware {
 	cop := http.NewCrossOriginProtection()
 	return func(h http.Handler) http.Handler {
 		h = cop.Handler(h)
@@ -145,7 +150,11 @@ func Secure() Middleware {
 			hd.Set("Referrer-Policy", "same-origin")
 			hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 			if r.Body != nil {
-				r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+				limit := int64(MaxBodyBytes)
+				if slices.Contains(bulk, r.URL.Path) {
+					limit = MaxBulkBytes
+				}
+				r.Body = http.MaxBytesReader(w, r.Body, limit)
 			}
 			h.ServeHTTP(w, r)
 		})

@@ -82,6 +82,16 @@ func (s *Set) GaugeFunc(name, help string, f func() int64) {
 	s.reg.GetOrRegister(name, gometrics.NewFunctionalGauge(f))
 }
 
+// CounterFunc registers a counter whose value f computes when read: a
+// count kept elsewhere, which only grows; help says what it counts.
+func (s *Set) CounterFunc(name, help string, f func() int64) {
+	s.describe(name, help)
+	s.reg.GetOrRegister(name, countFunc(f))
+}
+
+// countFunc is a counter read from a function.
+type countFunc func() int64
+
 // Meter returns the meter called name, registering it on first use with
 // help, what it counts. The text format gives its count (name_total) and
 // its one-minute rate per second (name_rate1m).
@@ -233,6 +243,8 @@ func (s *Set) WritePrometheus(w *bufio.Writer) {
 			add("_seconds", "histogram", h, histogram(counts, sum))
 		case gometrics.Counter:
 			add("_total", "counter", h, value(m.Count()))
+		case countFunc:
+			add("_total", "counter", h, value(m()))
 		case gometrics.Gauge:
 			add("", "gauge", h, value(m.Value()))
 		case gometrics.GaugeFloat64:

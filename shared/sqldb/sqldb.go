@@ -20,12 +20,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" driver
 
 	"syndic/shared/config"
+	"syndic/shared/metrics"
 )
 
 // Dialect names a database family; it is also the migrations folder name.
@@ -48,9 +50,12 @@ type DB struct {
 	// differs between the two.
 	Dialect Dialect
 
-	// writeMu serialises SQLite write transactions in the process, so
-	// writers queue on a mutex instead of sleeping in SQLite's busy handler.
-	writeMu sync.Mutex
+	// queue feeds the one committer (group.go): writes queue in the
+	// process, not in SQLite's busy handler or on PostgreSQL's row locks.
+	queue   queue
+	closeMu sync.RWMutex
+	closed  bool
+	stats   struct{ writes, commits atomic.Int64 }
 	commits Broadcast
 	peers   *peers // PostgreSQL: other instances' commits
 	stmts   statements
@@ -90,9 +95,9 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 				return nil, fmt.Errorf("sqlite: %w", err)
 			}
 		}
-		dsn := sqliteDSN(p)
-		if extra != "" {
-			dsn += "&" + extra
+		dsn, err := sqliteDSN(p, extra)
+		if err != nil {
+			return nil, err
 		}
 		db = &DB{sql: pool("sqlite", dsn, 8), Dialect: SQLite}
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
@@ -100,11 +105,15 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 	default:
 		return nil, fmt.Errorf("unsupported database URL %q: want sqlite:PATH or postgres://…", config.Redact(url))
 	}
+	startCommitter(db)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := db.sql.PingContext(pctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("%s: %w", db.Dialect, err)
+	}
+	if d, err := db.durability(pctx); err == nil {
+		o.log.Info("database opened", "dialect", db.Dialect, "durability", d)
 	}
 	if db.Dialect == Postgres {
 		p, err := startPeers(db, url, o.log)
@@ -127,24 +136,91 @@ func pool(driver, dsn string, open int) *sql.DB {
 	return sdb
 }
 
-func sqliteDSN(p string) string {
+// sqliteDSN is the modernc DSN for the file at p with extra, the URL's own
+// parameters: a _pragma there replaces the default pragma of that name.
+//
+// The defaults: synchronous(FULL) in WAL mode syncs the WAL at every
+// commit, so a write acknowledged is on disk and survives power loss;
+// synchronous(NORMAL) in the URL trades that for speed (a crash of the
+// machine, not of the process, may lose the last commits).
+func sqliteDSN(p, extra string) (string, error) {
+	defaults := []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"}
+	own, err := url.ParseQuery(extra)
+	if err != nil {
+		return "", fmt.Errorf("sqlite: parameters %q: %w", extra, err)
+	}
+	given := map[string]bool{}
+	for _, pr := range own["_pragma"] {
+		name, _, _ := strings.Cut(pr, "(")
+		given[strings.ToLower(strings.TrimSpace(name))] = true
+	}
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	q.Add("_pragma", "foreign_keys(1)")
+	for _, pr := range defaults {
+		if name, _, _ := strings.Cut(pr, "("); !given[name] {
+			q.Add("_pragma", pr)
+		}
+	}
 	q.Set("_txlock", "immediate")
-	return "file:" + (&url.URL{Path: p}).EscapedPath() + "?" + q.Encode()
+	for k, vs := range own {
+		if k != "_pragma" {
+			q.Del(k)
+		}
+		for _, v := range vs {
+			q.Add(k, v)
+		}
+	}
+	return "file:" + (&url.URL{Path: p}).EscapedPath() + "?" + q.Encode(), nil
 }
 
 // Close closes the database, and with it every prepared statement, once
 // no statement is being prepared any more.
 func (db *DB) Close() error {
+	db.closeMu.Lock()
+	if !db.closed {
+		db.closed = true
+		close(db.queue.in)
+	}
+	db.closeMu.Unlock()
+	<-db.queue.done
 	db.stmts.prepping.Wait()
 	if db.peers != nil {
 		db.peers.stop()
 	}
 	return db.sql.Close()
+}
+
+// Stats counts the writes committed and the commits that held them: their
+// ratio is the mean batch of group commit.
+type Stats struct{ Writes, Commits int64 }
+
+// Stats returns the counts since Open.
+func (db *DB) Stats() Stats {
+	return Stats{Writes: db.stats.writes.Load(), Commits: db.stats.commits.Load()}
+}
+
+// durability says what a commit waits for: SQLite's synchronous pragma
+// (FULL: the WAL is synced at every commit) or PostgreSQL's
+// synchronous_commit (on: the WAL is flushed before a commit returns).
+func (db *DB) durability(ctx context.Context) (string, error) {
+	if db.Dialect == Postgres {
+		var v string
+		err := db.sql.QueryRowContext(ctx, `SHOW synchronous_commit`).Scan(&v)
+		return "synchronous_commit=" + v, err
+	}
+	var v int
+	err := db.sql.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&v)
+	names := []string{"OFF", "NORMAL", "FULL", "EXTRA"}
+	if err != nil || v < 0 || v >= len(names) {
+		return "", fmt.Errorf("synchronous = %d: %v", v, err)
+	}
+	return "synchronous=" + names[v], nil
+}
+
+// Observe registers the database's counts with m: writes and commits
+// (their ratio is the mean group-commit batch).
+func (db *DB) Observe(m *metrics.Set) {
+	m.CounterFunc("db_writes", "Write transactions committed (Write calls that succeeded).", func() int64 { return db.Stats().Writes })
+	m.CounterFunc("db_commits", "Database commits; several writes share one in a group commit.", func() int64 { return db.Stats().Commits })
 }
 
 // Ready reports whether the database answers and every migration is applied.

@@ -19,45 +19,10 @@ type Querier interface {
 
 // Tx is a write transaction: the only way to change the database.
 type Tx struct {
-	tx    *sql.Tx
-	db    *DB
-	stmts map[*sql.Stmt]*sql.Stmt // the DB's statements bound to this transaction
-}
-
-// Write runs fn in a transaction and commits when it returns nil; then
-// every channel Committed handed out is closed. When fn fails, or panics,
-// the transaction rolls back and nothing fn wrote remains. An error that
-// says the database can't take writes now (read-only, disk full,
-// unreachable) wraps derrors.ErrUnavailable: a 503 with the reason.
-func (db *DB) Write(ctx context.Context, fn func(*Tx) error) (err error) {
-	if db.Dialect == SQLite {
-		db.writeMu.Lock()
-		defer db.writeMu.Unlock()
-	}
-	stx, err := db.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return classify(fmt.Errorf("begin: %w", err))
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			stx.Rollback()
-			panic(p)
-		}
-		if err != nil {
-			stx.Rollback()
-		}
-	}()
-	if err := fn(&Tx{tx: stx, db: db}); err != nil {
-		return classify(err)
-	}
-	if err := stx.Commit(); err != nil {
-		return classify(fmt.Errorf("commit: %w", err))
-	}
-	db.commits.Notify()
-	if db.peers != nil {
-		db.peers.committed()
-	}
-	return nil
+	tx     *sql.Tx
+	db     *DB
+	stmts  map[*sql.Stmt]*sql.Stmt // the DB's statements bound to this transaction
+	staged []staged                // rows for the Stages, flushed before the commit
 }
 
 // Committed returns a channel that is closed when the next write commits,
@@ -82,8 +47,11 @@ func (db *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row 
 	return db.sql.QueryRowContext(ctx, query, args...)
 }
 
-// Exec runs a statement inside the transaction.
+// Exec runs a statement inside the transaction. Once a write has started
+// its statements run to the end: ctx's values count, its cancellation
+// does not (it would break the transaction the write shares with others).
 func (t *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = context.WithoutCancel(ctx)
 	if s := t.stmt(ctx, query); s != nil {
 		return s.ExecContext(ctx, args...)
 	}
@@ -92,6 +60,7 @@ func (t *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, e
 
 // Query runs a read inside the transaction.
 func (t *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = context.WithoutCancel(ctx)
 	if s := t.stmt(ctx, query); s != nil {
 		return s.QueryContext(ctx, args...)
 	}
@@ -100,6 +69,7 @@ func (t *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, e
 
 // QueryRow runs a read of at most one row inside the transaction.
 func (t *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = context.WithoutCancel(ctx)
 	if s := t.stmt(ctx, query); s != nil {
 		return s.QueryRowContext(ctx, args...)
 	}

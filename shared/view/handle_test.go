@@ -20,7 +20,7 @@ func TestSetHandle(t *testing.T) {
 		"t/show.html":   {Data: []byte(`{{define "title"}}Show{{end}}{{define "content"}}<p>{{.}}</p>{{end}}`)},
 	}
 	var logged bytes.Buffer
-	s, err := Parse(slog.New(slog.NewJSONHandler(&logged, nil)), fsys, "t", nil, "show")
+	s, err := Parse(slog.New(slog.NewJSONHandler(&logged, nil)), fsys, "t", Links{}, nil, "show")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,23 +20,30 @@ import (
 // layout.html, which defines what the shared one leaves to it: "service"
 // (its name), "head" (links in <head>), "nav", "footer", and "back" (the
 // error page's link home). Every page defines the "title" and "content"
-// blocks; the shared "error" page shows .Title and .Message.
+// blocks; the shared "error" page shows .Title and .Message, the shared
+// "confirm" page a Confirmation.
 type Set struct {
 	log   *slog.Logger
 	pages map[string]*template.Template
 }
 
+// Links are the public URLs of the three services' pages; the shared
+// layout links every page to the others. An empty one is not linked.
+type Links struct{ Contacts, Calendar, Notifications string }
+
 // Parse reads dir/layout.html and dir/NAME.html for each name from fsys,
-// each with the shared layout, and the shared error page.
-func Parse(log *slog.Logger, fsys fs.FS, dir string, funcs template.FuncMap, names ...string) (*Set, error) {
+// each with the shared layout, and the shared error and confirm pages.
+// The layout links to the services in links.
+func Parse(log *slog.Logger, fsys fs.FS, dir string, links Links, funcs template.FuncMap, names ...string) (*Set, error) {
 	s := &Set{log: log, pages: map[string]*template.Template{}}
-	for _, name := range append(names, "error") {
-		t, err := template.New(name).Funcs(funcs).ParseFS(shared, "templates/layout.html")
+	services := template.FuncMap{"services": func() Links { return links }}
+	for _, name := range append(names, "error", "confirm") {
+		t, err := template.New(name).Funcs(services).Funcs(funcs).ParseFS(shared, "templates/layout.html")
 		if err == nil {
 			t, err = t.ParseFS(fsys, path.Join(dir, "layout.html"))
 		}
-		if err == nil && name == "error" {
-			t, err = t.ParseFS(shared, "templates/error.html")
+		if err == nil && (name == "error" || name == "confirm") {
+			t, err = t.ParseFS(shared, "templates/"+name+".html")
 		} else if err == nil {
 			t, err = t.ParseFS(fsys, path.Join(dir, name+".html"))
 		}
@@ -67,6 +74,20 @@ func (s *Set) Render(w http.ResponseWriter, r *http.Request, status int, page st
 	w.WriteHeader(status)
 	w.Write(b.Bytes())
 }
+
+// Confirmation is the data of the confirm page: it asks before an action
+// that destroys or sends something, without JavaScript. Its form posts
+// Fields and confirm=yes to Action; Confirmed tells a handler it did.
+type Confirmation struct {
+	Title, Message string
+	Action         string            // where the form posts
+	Fields         map[string]string // posted again, e.g. the version
+	Submit         string            // the button, e.g. "Delete Ada"
+	Back           string            // where "Keep it" goes
+}
+
+// Confirmed reports whether a form post is the confirm page's.
+func Confirmed(r *http.Request) bool { return r.PostFormValue("confirm") == "yes" }
 
 // Message is the data of the error page.
 type Message struct {

@@ -21,10 +21,11 @@ ok  	syndic/e2e	14.424s
 `
 
 func TestParseAndTable(t *testing.T) {
-	res, failed, times, err := parse(strings.NewReader(sample))
+	o, err := parse(strings.NewReader(sample))
 	if err != nil {
 		t.Fatal(err)
 	}
+	res, failed, times := o.res, o.failed, o.times
 	if v, ok := res.get("BenchmarkFeed304/service", "req/s"); !ok || v != 15903 {
 		t.Errorf("median req/s = %v, %v; want 15903", v, ok)
 	}
@@ -63,5 +64,89 @@ func TestParseAndTable(t *testing.T) {
 	}
 	if len(missing) != 2 {
 		t.Errorf("missing = %q, want the two mail figures (the replicas' are optional)", missing)
+	}
+}
+
+// anchorSample is go test -v -bench output: the anchors' figures, one of
+// them skipped, beside syndic's.
+const anchorSample = `BenchmarkPropagation/longpoll-2   	       3	 300000000 ns/op	      1050 p50-µs	      3300 p99-µs	         2.651 p50-ratio
+BenchmarkEndToEnd/service-2       	       3	 900000000 ns/op	      2700 events/s
+BenchmarkAnchorPropagation
+BenchmarkAnchorPropagation/rabbitmq
+    bench_anchors_test.go:417: RabbitMQ 3.10.8
+BenchmarkAnchorPropagation/rabbitmq-2         	       3	 160838835 ns/op	       183.0 p50-µs	       495.0 p99-µs
+BenchmarkAnchorPropagation/jetstream
+    bench_anchors_test.go:480: NATS not reachable at nats://127.0.0.1:4222: nats: no servers available for connection
+--- SKIP: BenchmarkAnchorPropagation/jetstream
+BenchmarkAnchorEndToEnd/rabbitmq-2            	       3	 910793415 ns/op	     13400 events/s	       931.7 p50-µs
+BenchmarkPostgresWrites
+    bench_anchors_test.go:571: TEST_DATABASE_URL not set: no PostgreSQL to compare on
+--- SKIP: BenchmarkPostgresWrites
+ok  	syndic/e2e	15.610s
+`
+
+func TestAnchorTable(t *testing.T) {
+	out, err := parse(strings.NewReader(anchorSample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why, ok := out.skip("BenchmarkAnchorPropagation/jetstream"); !ok || why != "NATS not reachable at nats://127.0.0.1:4222: nats: no servers available for connection" {
+		t.Errorf("jetstream skipped = %v, %q", ok, why)
+	}
+	if _, ok := out.skip("BenchmarkAnchorPropagation/rabbitmq"); ok {
+		t.Error("rabbitmq ran, but is taken as skipped")
+	}
+	if why, ok := out.skip("BenchmarkPostgresWrites/syndic"); !ok || !strings.Contains(why, "TEST_DATABASE_URL") {
+		t.Errorf("a part of skipped BenchmarkPostgresWrites: skipped = %v, %q", ok, why)
+	}
+
+	var w strings.Builder
+	const prop = "BenchmarkAnchorPropagation/"
+	lat := func(name, unit string) figure { return figure{name: name, unit: unit, format: micros} }
+	rate := func(name string) figure { return figure{name: name, unit: "events/s", format: perSecond("events/s")} }
+	missing, skips := anchorTable(&w, out, []anchorRow{
+		{"p50 rabbitmq", lat("BenchmarkPropagation/longpoll", "p50-µs"), lat(prop+"rabbitmq", "p50-µs"), target{v: 3}},
+		{"p99 rabbitmq", lat("BenchmarkPropagation/longpoll", "p99-µs"), lat(prop+"rabbitmq", "p99-µs"), target{v: 4}},
+		{"p50 jetstream", lat("BenchmarkPropagation/longpoll", "p50-µs"), lat(prop+"jetstream", "p50-µs"), target{}},
+		{"p99 jetstream", lat("BenchmarkPropagation/longpoll", "p99-µs"), lat(prop+"jetstream", "p99-µs"), target{}},
+		{"rate rabbitmq", rate("BenchmarkEndToEnd/service"), rate("BenchmarkAnchorEndToEnd/rabbitmq"), target{atLeast: true, v: 0.5}},
+		{"rate jetstream", rate("BenchmarkEndToEnd/service"), rate("BenchmarkAnchorEndToEnd/jetstream"), target{atLeast: true, v: 0.5}},
+		{"pg", figure{name: "BenchmarkPostgresWrites/syndic", unit: "writes/s", format: perSecond("writes/s")},
+			figure{name: "BenchmarkPostgresWrites/watermill", unit: "writes/s", format: perSecond("writes/s")}, target{atLeast: true, v: 0.5}},
+	})
+	var lines []string
+	for l := range strings.Lines(w.String()) {
+		lines = append(lines, strings.Join(strings.Fields(l), " "))
+	}
+	want := []string{
+		"| syndic beside the anchors | syndic | anchor | ratio | target | met |",
+		"| ------------------------- | -------------: | --------------: | ----: | -----: | --: |",
+		"| p50 rabbitmq | 1.05 ms | 183 µs | 5.74 | ≤ 3 | no |",
+		"| p99 rabbitmq | 3.30 ms | 495 µs | 6.67 | ≤ 4 | no |",
+		"| p50 jetstream | 1.05 ms | skipped | — | | |",
+		"| p99 jetstream | 3.30 ms | skipped | — | | |",
+		"| rate rabbitmq | 2,700 events/s | 13,400 events/s | 0.20 | ≥ 0.5 | no |",
+		"| rate jetstream | 2,700 events/s | — | — | ≥ 0.5 | — |",
+		"| pg | skipped | skipped | — | ≥ 0.5 | — |",
+	}
+	if !slices.Equal(lines, want) {
+		t.Errorf("table:\n%s\nwant (padding aside):\n%s", w.String(), strings.Join(want, "\n"))
+	}
+	wantSkips := []string{
+		"BenchmarkAnchorPropagation/jetstream: NATS not reachable at nats://127.0.0.1:4222: nats: no servers available for connection",
+		"BenchmarkPostgresWrites/syndic: TEST_DATABASE_URL not set: no PostgreSQL to compare on",
+		"BenchmarkPostgresWrites/watermill: TEST_DATABASE_URL not set: no PostgreSQL to compare on",
+	}
+	if !slices.Equal(skips, wantSkips) {
+		t.Errorf("skips = %q, want %q", skips, wantSkips)
+	}
+	if !slices.Equal(missing, []string{"BenchmarkAnchorEndToEnd/jetstream events/s"}) {
+		t.Errorf("missing = %q, want the jetstream rate alone (neither run nor skipped)", missing)
+	}
+	if got := (target{v: 1}).met(1); got != "yes" {
+		t.Errorf("ratio 1 against ≤ 1: met = %q, want yes", got)
+	}
+	if got := (target{atLeast: true, v: 0.5}).met(0.5); got != "yes" {
+		t.Errorf("ratio 0.5 against ≥ 0.5: met = %q, want yes", got)
 	}
 }

@@ -1,0 +1,53 @@
+package notifications
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"syndic/shared/smtptest"
+)
+
+// icsPart is a minimal iCal part as calendar sends: method, sequence, URL.
+func icsPart(method string, seq int, link string) string {
+	lines := []string{"BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//test//EN", "METHOD:" + method,
+		"BEGIN:VEVENT", "UID:appointment-1@test", "DTSTAMP:20301231T090000Z", "DTSTART:20301231T090000Z",
+		"SEQUENCE:" + string(rune('0'+seq)), "SUMMARY:Review"}
+	if link != "" {
+		lines = append(lines, "URL:"+link)
+	}
+	lines = append(lines, "END:VEVENT", "END:VCALENDAR", "")
+	return strings.Join(lines, "\r\n")
+}
+
+// TestListSaysWhatEachMailIs: the list names each calendar mail an
+// invitation, a change or a cancellation, and links it to its appointment.
+func TestListSaysWhatEachMailIs(t *testing.T) {
+	t.Parallel()
+	mx := smtptest.Start(t)
+	s := runService(t, Config{SMTPURL: mx.URL})
+	link := "http://calendar.example/appointments/1"
+	for key, req := range map[string]Request{
+		"k-invite": {To: "a@example.org", Subject: "Invitation: Review", Text: "t", Calendar: icsPart("REQUEST", 0, link)},
+		"k-change": {To: "a@example.org", Subject: "Changed: Review", Text: "t", Calendar: icsPart("REQUEST", 2, link)},
+		"k-cancel": {To: "a@example.org", Subject: "Cancelled: Review", Text: "t", Calendar: icsPart("CANCEL", 3, "javascript:alert(1)")},
+		"k-plain":  {To: "a@example.org", Subject: "Hello", Text: "t"},
+	} {
+		n := s.accept(t, key, req)
+		s.waitStatus(t, n.ID, StatusSent, 10*time.Second)
+	}
+	page := s.page(t, "/")
+	for _, want := range []string{
+		`<span class="kind kind-invitation">invitation</span> <a href="http://calendar.example/appointments/1">Invitation: Review</a>`,
+		`<span class="kind kind-change">change</span> <a href="http://calendar.example/appointments/1">Changed: Review</a>`,
+		`<span class="kind kind-cancellation">cancellation</span> Cancelled: Review`, // not a web link: no link
+		`<td class="to">a@example.org</td><td>Hello</td>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the list lacks %s", want)
+		}
+	}
+	if strings.Contains(page, "javascript:") {
+		t.Error("a javascript: URL became a link")
+	}
+}
