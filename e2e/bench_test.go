@@ -458,9 +458,10 @@ func benchLowest(p *feed.Page) int64 {
 // benchParseApply is the baseline's catch-up, built from the libraries
 // alone: it creates calendar's schema in a fresh SQLite database at path,
 // opens it with plain database/sql and the pragmas sqldb uses by default
-// (synchronous=FULL among them), prepares the upserts once, then parses each page with
-// gofeed's atom parser, decodes each entry's event element and applies the
-// events after the checkpoint in one transaction with the new checkpoint.
+// (synchronous=FULL among them), prepares the upserts once, then parses
+// each page with gofeed's atom parser, decodes each entry's event element
+// and applies the events after the checkpoint in one transaction with the
+// new checkpoint.
 func benchParseApply(ctx context.Context, path string, pages [][]byte) error {
 	mdb, err := sqldb.Open(ctx, "sqlite:"+path)
 	if err != nil {
