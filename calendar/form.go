@@ -36,7 +36,16 @@ type htmlForm struct {
 	Options     []htmlOption
 	Problems    derrors.Problems
 	Notice      string
+	Find        string // the participant search typed
+	More        bool   // more contacts match Find than are listed
 }
+
+// htmlFindLimit is how many contacts the participant search lists.
+const htmlFindLimit = 50
+
+// htmlFinding reports whether the form was posted with its Find button: it
+// is shown again with the contacts that match, nothing saved.
+func htmlFinding(r *http.Request) bool { return r.PostFormValue("action") == "find" }
 
 // OtherProblems lists the problems with no place beside a field.
 func (f htmlForm) OtherProblems() []string {

@@ -7,10 +7,13 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"syndic/shared/derrors"
 	"syndic/shared/feed"
 	"syndic/shared/httpx"
 	"syndic/shared/view"
@@ -46,6 +49,7 @@ const (
 	htmlNoAppointment = "There is no such appointment."
 	htmlNoContact     = "There is no such contact in the calendar's copy of the contacts: it may not have arrived from the contacts feed yet."
 	htmlListLimit     = 200 // appointments shown on one page
+	htmlContactsPage  = 100 // contacts shown on one page of /contacts
 )
 
 // handleUpcoming shows the appointments ending after now (cancelled ones
@@ -124,10 +128,38 @@ func htmlAppointmentPath(id int64) string { return "/appointments/" + strconv.Fo
 
 // renderForm answers the form with the contacts to pick from; an error
 // reading them is returned before anything is written.
+// It lists the participants chosen, then the contacts that match the
+// search typed (the first htmlFindLimit of all without one).
 func (ps pages) renderForm(w http.ResponseWriter, r *http.Request, store Store, status int, form htmlForm) error {
-	contacts, err := store.Contacts(r.Context())
+	if r.Method == http.MethodPost {
+		form.Find = strings.TrimSpace(r.PostFormValue("find"))
+	}
+	var contacts []Contact
+	seen := map[int64]bool{}
+	for _, id := range slices.Concat(form.Fields.Participants, form.Appointment.Participants) {
+		c, err := store.Contact(r.Context(), id)
+		if errors.Is(err, derrors.ErrNotFound) {
+			continue // unknown here: htmlOptions lists it so
+		}
+		if err != nil {
+			return err
+		}
+		if !seen[id] {
+			seen[id] = true
+			contacts = append(contacts, c)
+		}
+	}
+	found, err := store.FindContacts(r.Context(), form.Find, htmlFindLimit+1, 0)
 	if err != nil {
 		return err
+	}
+	if len(found) > htmlFindLimit {
+		found, form.More = found[:htmlFindLimit], true
+	}
+	for _, c := range found {
+		if !seen[c.ID] {
+			contacts = append(contacts, c)
+		}
 	}
 	form.Options = htmlOptions(contacts, form.Fields.Participants, form.Appointment)
 	ps.Render(w, r, status, "form", form)
@@ -214,6 +246,10 @@ func (ps pages) handleCreateAppointment(store Store) http.Handler {
 			return err
 		}
 		form := htmlForm{Fields: f, Problems: p}
+		if htmlFinding(r) {
+			form.Problems = nil
+			return ps.renderForm(w, r, store, http.StatusOK, form)
+		}
 		in := htmlInput(f, p)
 		if len(p) > 0 {
 			return ps.renderForm(w, r, store, http.StatusBadRequest, form)
@@ -247,6 +283,10 @@ func (ps pages) handleUpdateAppointment(store Store) http.Handler {
 			return ps.renderCancelled(w, r, store, current)
 		}
 		form := htmlForm{Appointment: current, Fields: f, Problems: p}
+		if htmlFinding(r) {
+			form.Problems = nil
+			return ps.renderForm(w, r, store, http.StatusOK, form)
+		}
 		version, err := htmlVersion(r)
 		if err != nil {
 			p.Add("version", "The form lacks the version it was based on: reload the page.")
@@ -334,11 +374,34 @@ func (ps pages) handleCancelAppointment(store Store) http.Handler {
 // with the contacts feed is doing.
 func (ps pages) handleContacts(store Store, sync func() feed.Status) http.Handler {
 	return ps.Handle(htmlNoContact, func(w http.ResponseWriter, r *http.Request) error {
-		contacts, err := store.Contacts(r.Context())
+		q := r.URL.Query()
+		search := strings.TrimSpace(q.Get("q"))
+		offset, _ := strconv.Atoi(q.Get("offset"))
+		offset = max(offset, 0)
+		contacts, err := store.FindContacts(r.Context(), search, htmlContactsPage+1, offset)
 		if err != nil {
 			return err
 		}
-		data := map[string]any{"Contacts": contacts}
+		link := func(offset int) string {
+			v := url.Values{}
+			if search != "" {
+				v.Set("q", search)
+			}
+			if offset > 0 {
+				v.Set("offset", strconv.Itoa(offset))
+			}
+			if len(v) == 0 {
+				return "/contacts"
+			}
+			return "/contacts?" + v.Encode()
+		}
+		data := map[string]any{"Contacts": contacts, "Search": search}
+		if len(contacts) > htmlContactsPage {
+			data["Contacts"], data["Next"] = contacts[:htmlContactsPage], link(offset+htmlContactsPage)
+		}
+		if offset > 0 {
+			data["Prev"] = link(max(0, offset-htmlContactsPage))
+		}
 		if sync != nil {
 			data["Sync"] = sync()
 		}

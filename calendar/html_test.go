@@ -1,6 +1,7 @@
 package calendar
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -109,5 +110,49 @@ func TestHTML(t *testing.T) {
 		if status, _ := get(t, s.URL+path); status != 404 {
 			t.Errorf("%s: %d, want 404", path, status)
 		}
+	}
+}
+
+// TestLongContactLists: the contacts page pages and searches; the form
+// lists the first contacts and finds others by name or email, without
+// JavaScript, keeping what was typed and ticked and saving nothing.
+func TestLongContactLists(t *testing.T) {
+	t.Parallel()
+	s := runService(t, Config{})
+	var cs []feedContact
+	for i := range 130 {
+		cs = append(cs, feedContact{ID: int64(i + 1), Name: fmt.Sprintf("Person %03d", i+1), Email: fmt.Sprintf("p%d@example.org", i+1)})
+	}
+	cs = append(cs, feedContact{ID: 500, Name: "ada Lovelace", Email: "ada@example.org"})
+	s.seed(t, cs...)
+
+	_, page := get(t, s.URL+"/contacts")
+	if n := strings.Count(page, `<tr><td><a href="/contacts/`); n != 100 || !strings.Contains(page, `href="/contacts?offset=100" rel="next"`) || !strings.Contains(page, ">ada Lovelace<") {
+		t.Fatalf("first page: %d rows, want 100 (ada first: case doesn't count) and a next link", n)
+	}
+	if _, page = get(t, s.URL+"/contacts?offset=100"); strings.Count(page, `<tr><td><a href="/contacts/`) != 31 || !strings.Contains(page, `rel="prev"`) {
+		t.Fatal("second page: want the other 31 and a previous link")
+	}
+	if _, page = get(t, s.URL+"/contacts?q=P12%40"); strings.Count(page, `<tr><td><a href="/contacts/`) != 1 || !strings.Contains(page, "p12@example.org") {
+		t.Fatalf("search by email: %s", page)
+	}
+
+	if _, page = get(t, s.URL+"/appointments/new"); strings.Count(page, `name="participants"`) != htmlFindLimit || !strings.Contains(page, "More contacts exist") {
+		t.Fatalf("new form: %d checkboxes, want %d and a word that there are more", strings.Count(page, `name="participants"`), htmlFindLimit)
+	}
+	form := url.Values{"title": {"Review"}, "starts_at": {"2030-01-15T09:30"}, "ends_at": {"2030-01-15T10:30"}, "timezone": {"UTC"},
+		"participants": {"3"}, "find": {"person 12"}, "action": {"find"}}
+	status, at, page := post(t, s.URL, "/appointments", form)
+	if status != 200 || at != "/appointments" || !strings.Contains(page, `value="Review"`) ||
+		!strings.Contains(page, `value="3" checked`) || !strings.Contains(page, "Person 120") || strings.Contains(page, "Person 099") {
+		t.Fatalf("find: %d at %s, want the form again with the input kept, Person 3 ticked and the 12x matches:\n%s", status, at, page)
+	}
+	if _, list := get(t, s.URL+"/"); strings.Contains(list, "Review") {
+		t.Fatal("finding participants created the appointment")
+	}
+	form.Del("action")
+	form.Set("participants", "120")
+	if status, at, _ := post(t, s.URL, "/appointments", form); status != 200 || !strings.HasPrefix(at, "/appointments/") {
+		t.Fatalf("create after finding: %d at %s", status, at)
 	}
 }

@@ -28,6 +28,10 @@ type Store interface {
 
 	// Contacts lists the local copy in name order, deleted ones included.
 	Contacts(ctx context.Context) ([]Contact, error)
+	// FindContacts lists a page of the local copy in name order (any case),
+	// deleted ones included: those whose name or email holds search (any
+	// case; "" for all), limit of them from offset.
+	FindContacts(ctx context.Context, search string, limit, offset int) ([]Contact, error)
 	Contact(ctx context.Context, id int64) (Contact, error)
 
 	// Notifications lists the notification requests of appointment id.

@@ -343,6 +343,17 @@ func (s *SQLStore) Contacts(ctx context.Context) ([]Contact, error) {
 	return out, nil
 }
 
+// FindContacts lists a page of the local copy (see Store.FindContacts).
+func (s *SQLStore) FindContacts(ctx context.Context, search string, limit, offset int) ([]Contact, error) {
+	like := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(strings.ToLower(search)) + "%"
+	out, err := sqldb.All(ctx, s.db, scanContact, `SELECT `+contactColumns+` FROM contacts
+		WHERE lower(name) LIKE $1 ESCAPE '\' OR lower(email) LIKE $1 ESCAPE '\' ORDER BY lower(name), name, id LIMIT $2 OFFSET $3`, like, limit, offset)
+	if err != nil {
+		return nil, fmt.Errorf("find contacts: %w", err)
+	}
+	return out, nil
+}
+
 // Contact returns contact id from the local copy.
 func (s *SQLStore) Contact(ctx context.Context, id int64) (Contact, error) {
 	return sqldb.One(ctx, s.db, scanContact, fmt.Sprintf("contact %d", id), `SELECT `+contactColumns+` FROM contacts WHERE id = $1`, id)

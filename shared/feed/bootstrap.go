@@ -127,6 +127,7 @@ func (f *Follower) bootstrap(ctx context.Context, url string) error {
 	}
 	slices.SortFunc(events, func(a, b Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	cp := Checkpoint{Seq: asOf, Page: f.cfg.URL}
+	applying := time.Now()
 	err = f.cfg.DB.Write(ctx, func(tx *sqldb.Tx) error {
 		if err := f.lease.fence(ctx, tx); err != nil {
 			return err
@@ -142,6 +143,7 @@ func (f *Follower) bootstrap(ctx context.Context, url string) error {
 	if err != nil {
 		return fmt.Errorf("bootstrap from the snapshot as of seq %d: %w", asOf, err)
 	}
+	f.mApply.UpdateSince(applying)
 	f.restart(cp)
 	f.snap.metric.Inc(1)
 	f.mApplied.Inc(int64(len(events)))
