@@ -92,7 +92,7 @@ type Follower struct {
 	etag        string    // of the subscription document last fetched…
 	etagURL     string    // …from this URL
 	current     string    // the subscription document's URL, once seen
-	ahead       *prefetch // the next archive, being fetched while a page applies
+	ahead       *prefetch // the next archives, fetched while a page applies
 	lastArchive string    // self of the newest archive page known applied through
 	lease       *lease
 	snap        snapState // bootstrap.go
@@ -276,6 +276,9 @@ func (f *Follower) step(ctx context.Context) (idle bool, err error) {
 	var se *StatusError
 	if errors.As(err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusGone) && url != f.cfg.URL {
 		f.log.Warn("page gone; reading the feed from the top", "page", config.Redact(url), "err", err)
+		// Unconditionally: an ETag of the feed seen before would be answered
+		// 304, and the events between the checkpoint and it never read.
+		f.etag = ""
 		doc, err = f.fetch(ctx, f.cfg.URL)
 	}
 	if err != nil {
@@ -296,13 +299,15 @@ func (f *Follower) step(ctx context.Context) (idle bool, err error) {
 		f.next = page.First // no checkpoint: start from the oldest archive
 		return false, nil
 	}
+	if page.Archive && page.NextArchive != "" && !f.prefetching() {
+		f.startAhead(ctx, page.NextArchive) // fetched and parsed while this page applies
+	}
 	before := f.cp.Seq
 	if err := f.catchUp(ctx, page); err != nil {
 		return false, err
 	}
 	if page.Archive && page.NextArchive != "" {
 		f.next = page.NextArchive
-		f.startAhead(ctx, f.next)
 		return false, nil
 	}
 	if page.Archive { // an archive with no next: the feed has the rest

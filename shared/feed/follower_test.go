@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -390,4 +391,107 @@ func TestFollowLongPollsFromTheStart(t *testing.T) {
 	ft.add(1)
 	ft.waitSeq(f, 1)
 	ft.sink.check(t, 1)
+}
+
+// TestFollowPrefetchFails: the next archive page is fetched while the one
+// before it applies (the apply of page 3 waits until page 4 is asked for),
+// and that prefetch failing is handled as a fetch failing: a 500 is
+// retried from the checkpoint's page, a 404 or 410 reads the feed from the
+// top and walks back. Either way every event is applied exactly once.
+func TestFollowPrefetchFails(t *testing.T) {
+	for _, code := range []int{http.StatusInternalServerError, http.StatusNotFound, http.StatusGone} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			ft := newFollowTest(t, 5)
+			ft.add(42) // 8 archive pages of 5, and 2 events in /feed
+			asked := make(chan struct{})
+			var (
+				mu         sync.Mutex
+				failed     bool
+				afterwards []string // the requests after the failed one
+			)
+			ft.setMode(func(w http.ResponseWriter, r *http.Request) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				if failed {
+					afterwards = append(afterwards, r.URL.Path)
+					return false
+				}
+				if r.URL.Path == "/feed/archive/4" {
+					failed = true
+					close(asked)
+					http.Error(w, "injected", code)
+					return true
+				}
+				return false
+			})
+			var overlapped atomic.Bool
+			ft.sink.fail = func(e Event) error {
+				if e.Seq == 11 && !overlapped.Load() { // the first event of page 3
+					select {
+					case <-asked:
+						overlapped.Store(true)
+					case <-time.After(10 * time.Second):
+						t.Error("page 4 was not asked for while page 3 applied")
+						overlapped.Store(true)
+					}
+				}
+				return nil
+			}
+			f, _ := ft.start()
+			ft.waitSeq(f, 42)
+			ft.sink.check(t, 42)
+			if s := f.Status(); s.Errors == 0 && code == http.StatusInternalServerError {
+				t.Errorf("status %+v: the failed prefetch was not reported", s)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			want := "/feed/archive/3" // retried from the checkpoint's page
+			if code != http.StatusInternalServerError {
+				want = "/feed" // gone: from the top
+			}
+			if len(afterwards) == 0 || afterwards[0] != want {
+				t.Errorf("requests after the failed prefetch: %v, want %s first", afterwards, want)
+			}
+		})
+	}
+}
+
+// TestFollowPrefetchesTwoPagesAhead: while page 1 applies, pages 2 and 3
+// are fetched (the apply waits for page 3 to be asked for), and page 4 is
+// not (the apply gives it 100 ms to be asked for, and fails if it is): the
+// prefetch stays within two pages of the apply.
+func TestFollowPrefetchesTwoPagesAhead(t *testing.T) {
+	ft := newFollowTest(t, 5)
+	ft.add(30)
+	third, fourth := make(chan struct{}), make(chan struct{})
+	var once3, once4 sync.Once
+	ft.setMode(func(w http.ResponseWriter, r *http.Request) bool {
+		switch r.URL.Path {
+		case "/feed/archive/3":
+			once3.Do(func() { close(third) })
+		case "/feed/archive/4":
+			once4.Do(func() { close(fourth) })
+		}
+		return false
+	})
+	ft.sink.fail = func(e Event) error {
+		switch e.Seq {
+		case 1:
+			select {
+			case <-third:
+			case <-time.After(10 * time.Second):
+				t.Error("page 3 was not asked for while page 1 applied")
+			}
+		case 5: // still in page 1's transaction
+			select {
+			case <-fourth:
+				t.Error("page 4 was asked for while page 1 applied: more than two pages ahead")
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		return nil
+	}
+	f, _ := ft.start()
+	ft.waitSeq(f, 30)
+	ft.sink.check(t, 30)
 }
