@@ -89,6 +89,8 @@ func TestAPIErrors(t *testing.T) {
 		{"invisible title", "POST", "/api/appointments", with("title", "\u200B\u200D"), nil, 400, "title"},
 		{"bidirectional override", "POST", "/api/appointments", with("title", "Review \u202Efdp.exe"), nil, 400, "title"},
 		{"bidirectional isolate in location", "POST", "/api/appointments", with("location", "Room \u2067A"), nil, 400, "location"},
+		{"starts in 2001", "POST", "/api/appointments", map[string]any{"title": "Review", "starts_at": "2001-01-01T09:00:00+01:00", "ends_at": "2001-01-01T10:00:00+01:00", "participants": []int64{7}}, nil, 400, "starts_at"},
+		{"moved into 2001", "PUT", path, map[string]any{"title": "v2", "starts_at": "2001-01-01T09:00:00+01:00", "ends_at": "2001-01-01T10:00:00+01:00", "participants": []int64{7}, "version": 2}, nil, 400, "starts_at"},
 		{"lasts a hundred years", "POST", "/api/appointments", with("ends_at", "2130-01-01T10:00:00+01:00"), nil, 400, "ends_at"},
 		{"time without zone", "POST", "/api/appointments", with("starts_at", "2030-01-01T09:00:00"), nil, 400, "starts_at"},
 		{"not a time", "POST", "/api/appointments", with("ends_at", "tomorrow"), nil, 400, "ends_at"},

@@ -47,7 +47,7 @@ func seedMailContacts(t testing.TB, db *sqldb.DB) {
 
 // mailInput is an appointment in UTC+01:00 with the given participants.
 func mailInput(title string, participants ...int64) Input {
-	return Input{Title: title, StartsAt: "2026-12-01T09:30:00+01:00", EndsAt: "2026-12-01T10:30:00+01:00",
+	return Input{Title: title, StartsAt: "2030-12-03T09:30:00+01:00", EndsAt: "2030-12-03T10:30:00+01:00",
 		Location: "Room 1", Participants: participants}.Normalize()
 }
 
@@ -146,13 +146,13 @@ func TestMailer(t *testing.T) {
 	})
 	t.Run("invitation", func(t *testing.T) {
 		e := created["ada@example.org"]
-		if want := "Invitation: Design review — Tue 1 Dec 2026 09:30 (UTC+01:00)"; e.Subject != want {
+		if want := "Invitation: Design review — Tue 3 Dec 2030 09:30 (UTC+01:00)"; e.Subject != want {
 			t.Errorf("subject = %q, want %q", e.Subject, want)
 		}
 		for _, want := range []string{
 			"Hello Ada Lovelace,\n",
 			"you are invited to “Design review”.",
-			"When:  Tue 1 Dec 2026 09:30 – 10:30 (UTC+01:00)\n",
+			"When:  Tue 3 Dec 2030 09:30 – 10:30 (UTC+01:00)\n",
 			"Where: Room 1\n",
 			"With:  Ada Lovelace, Bob Byte, Dee Parted, Eve Nomail\n",
 			"Details: https://calendar.example.org/appointments/" + fmt.Sprint(a.ID) + "\n",
@@ -258,7 +258,7 @@ func TestMailerLongTitle(t *testing.T) {
 		if !strings.Contains(e.Subject, "…") || strings.Contains(e.Subject, "X") {
 			t.Errorf("%s subject = %q, want the title cut short with …", e.Kind, e.Subject)
 		}
-		if !strings.HasSuffix(e.Subject, " — Tue 1 Dec 2026 09:30 (UTC+01:00)") {
+		if !strings.HasSuffix(e.Subject, " — Tue 3 Dec 2030 09:30 (UTC+01:00)") {
 			t.Errorf("%s subject = %q, want the whole date at the end", e.Kind, e.Subject)
 		}
 		if !strings.Contains(e.Subject, ": Zürich 🎉 Zürich") {

@@ -208,6 +208,9 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Appointment, error) {
 	var id int64
 	var out Appointment
 	var w written
+	if err := notPast(in, now); err != nil {
+		return Appointment{}, fmt.Errorf("create appointment: %w", err)
+	}
 	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
 		w = written{}
 		if err := checkParticipants(ctx, tx, in.Participants, nil); err != nil {
@@ -246,6 +249,11 @@ func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (App
 		if unchanged(before, in) {
 			return before, nil
 		}
+		if moved := (Appointment{StartsAt: in.StartsAt}); !moved.Start().Equal(before.Start()) {
+			if err := notPast(in, now); err != nil { // moved: not into the past
+				return Appointment{}, err
+			}
+		}
 		a := Appointment{StartsAt: in.StartsAt, EndsAt: in.EndsAt}
 		err := s.bump(ctx, tx, before, version, `UPDATE appointments SET title = $3, starts_at = $4, ends_at = $5, start_utc = $6, end_utc = $7,
 			location = $8, version = version + 1, updated_at = $9, time_zone = $10 WHERE id = $1 AND version = $2`,
@@ -261,6 +269,19 @@ func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (App
 		}
 		return s.announce(ctx, tx, w, before, id, now)
 	})
+}
+
+// PastGrace is how far in the past an appointment may start when it is
+// booked or moved: a meeting that began a moment ago can still be noted;
+// one years ago is a typo, and its invitations would go out.
+const PastGrace = 24 * time.Hour
+
+// notPast refuses in when it starts more than PastGrace before now.
+func notPast(in Input, now time.Time) error {
+	if start := (Appointment{StartsAt: in.StartsAt}).Start(); start.Before(now.Add(-PastGrace)) {
+		return derrors.Problems{"starts_at": fmt.Sprintf("is more than %d hours in the past: book or move appointments from now on", PastGrace/time.Hour)}
+	}
+	return nil
 }
 
 func unchanged(a Appointment, in Input) bool {
