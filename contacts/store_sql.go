@@ -90,10 +90,7 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Contact, error) {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	c := Contact{Version: 1, CreatedAt: now, UpdatedAt: now}.apply(in)
 	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
-		if err := s.emailFree(ctx, tx, c.Email, 0); err != nil {
-			return err
-		}
-		if err := insertContact(ctx, tx, &c); err != nil {
+		if err := s.insertContact(ctx, tx, &c); err != nil {
 			return err
 		}
 		return s.appendEvent(ctx, tx, newEvent(EventCreated, Contact{}, c), now)
@@ -104,11 +101,19 @@ func (s *SQLStore) Create(ctx context.Context, in Input) (Contact, error) {
 	return c, nil
 }
 
-// insertContact inserts c and sets its id.
-func insertContact(ctx context.Context, tx *sqldb.Tx, c *Contact) error {
+// insertContact inserts c and sets its id, unless another contact has its
+// email (emailFree's problem then): one statement, the check inside it.
+func (s *SQLStore) insertContact(ctx context.Context, tx *sqldb.Tx, c *Contact) error {
 	err := tx.QueryRow(ctx,
-		`INSERT INTO contacts (name, email, phone, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+		`INSERT INTO contacts (name, email, phone, version, created_at, updated_at) SELECT $1, $2, $3, $4, $5, $6
+		WHERE NOT EXISTS (SELECT 1 FROM contacts WHERE lower(email) = lower($2)) RETURNING id`,
 		c.Name, c.Email, c.Phone, c.Version, sqldb.Micro(c.CreatedAt), sqldb.Micro(c.UpdatedAt)).Scan(&c.ID)
+	if errors.Is(err, sql.ErrNoRows) {
+		if err := s.emailFree(ctx, tx, c.Email, 0); err != nil {
+			return err
+		}
+		return fmt.Errorf("insert contact: email %s taken, then not: %w", c.Email, derrors.ErrConflict)
+	}
 	if err != nil {
 		return fmt.Errorf("insert contact: %w", err)
 	}
@@ -130,16 +135,13 @@ func (s *SQLStore) Import(ctx context.Context, ins []Input) (int, []ImportRefusa
 					continue
 				}
 				c := Contact{Version: 1, CreatedAt: now, UpdatedAt: now}.apply(in)
-				if err := s.emailFree(ctx, tx, c.Email, 0); err != nil {
-					var p derrors.Problems
-					errors.As(err, &p)
-					if p == nil {
-						return err
-					}
+				err := s.insertContact(ctx, tx, &c)
+				var p derrors.Problems
+				switch {
+				case errors.As(err, &p):
 					no = append(no, ImportRefusal{Card: from + i + 1, Name: in.Name, Problems: p})
 					continue
-				}
-				if err := insertContact(ctx, tx, &c); err != nil {
+				case err != nil:
 					return fmt.Errorf("card %d: %w", from+i+1, err)
 				}
 				s.events.Add(tx, stagedEvent{newEvent(EventCreated, Contact{}, c), now})
