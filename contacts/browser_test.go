@@ -170,3 +170,23 @@ func feedEvents(t *testing.T, base string) []feed.Event {
 	}
 	return p.Events
 }
+
+// TestBrowserReadsTheFeed: a browser opening /feed shows it as a page —
+// the stylesheet the document names is applied (same-origin, allowed by
+// the CSP), entries as blocks, the machine part hidden — not raw XML.
+func TestBrowserReadsTheFeed(t *testing.T) {
+	base := runService(t, Config{})
+	c := newClient(t, base)
+	c.create(Input{Name: "Ada Lovelace", Email: "ada@example.org"})
+	tab := browsertest.Open(t, 60*time.Second)
+	tab.Navigate("open the feed", http.StatusOK, chromedp.Navigate(base+"/feed"))
+	got := tab.Eval("the feed's computed styles", `(() => {
+		const e = document.getElementsByTagName("entry")[0];
+		const ev = document.getElementsByTagNameNS("urn:syndic:event", "event")[0];
+		return [document.styleSheets.length, getComputedStyle(document.documentElement).display,
+			getComputedStyle(e).display, getComputedStyle(ev).display].join(" ");
+	})()`)
+	if got != "1 block block none" {
+		t.Fatalf("stylesheets, feed, entry and ev:event display = %q, want \"1 block block none\"", got)
+	}
+}

@@ -5,11 +5,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"syndic/shared/config"
 	"syndic/shared/feed"
+
+	"github.com/mmcdole/gofeed"
 )
 
 func configCommon(token, password string) config.Common {
@@ -46,7 +52,14 @@ func readAll(t *testing.T, c *client) []feed.Event {
 		all = append(all, p.Events...)
 		url = p.NextArchive
 	}
-	return append(all, cur.Events...)
+	// /feed holds the newest page's worth, overlapping the newest archive:
+	// as a follower does, take each seq once.
+	for _, e := range cur.Events {
+		if len(all) == 0 || e.Seq > all[len(all)-1].Seq {
+			all = append(all, e)
+		}
+	}
+	return all
 }
 
 func trimBase(c *client, url string) string {
@@ -183,10 +196,10 @@ func TestArchivesAndSharedCaches(t *testing.T) {
 		name, token, archiveCache string
 		cacheControl, vary        string
 	}{
-		{"no credentials", "", "", "public, max-age=31536000, immutable", "Accept-Encoding, X-Forwarded-Host, X-Forwarded-Proto"},
-		{"credentials", "tok", "", "private, max-age=31536000, immutable", "Accept-Encoding, X-Forwarded-Host, X-Forwarded-Proto, Authorization"},
-		{"credentials, private", "tok", "private", "private, max-age=31536000, immutable", "Accept-Encoding, X-Forwarded-Host, X-Forwarded-Proto, Authorization"},
-		{"credentials, checking cache", "tok", "public", "public, max-age=31536000, immutable", "Accept-Encoding, X-Forwarded-Host, X-Forwarded-Proto, Authorization"},
+		{"no credentials", "", "", "public, max-age=31536000, immutable", "Accept, Accept-Encoding, X-Forwarded-Host, X-Forwarded-Proto"},
+		{"credentials", "tok", "", "private, max-age=31536000, immutable", "Accept, Accept-Encoding, X-Forwarded-Host, X-Forwarded-Proto, Authorization"},
+		{"credentials, private", "tok", "private", "private, max-age=31536000, immutable", "Accept, Accept-Encoding, X-Forwarded-Host, X-Forwarded-Proto, Authorization"},
+		{"credentials, checking cache", "tok", "public", "public, max-age=31536000, immutable", "Accept, Accept-Encoding, X-Forwarded-Host, X-Forwarded-Proto, Authorization"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -209,5 +222,69 @@ func TestArchivesAndSharedCaches(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFeedReaderSeesTheNewest: a feed reader that subscribes right after a
+// page filled sees the newest changes in /feed — gofeed's universal parser
+// (what many readers use) and, where installed, the real newsboat.
+func TestFeedReaderSeesTheNewest(t *testing.T) {
+	t.Parallel()
+	base := runService(t, Config{FeedPageSize: 5})
+	c := newClient(t, base)
+	for k := 1; k <= 3; k++ {
+		for i := range 5 {
+			c.create(Input{Name: fmt.Sprintf("Page %d Person %d", k, i), Email: fmt.Sprintf("p%d-%d@example.org", k, i)})
+		}
+		resp, body := c.Do("GET", "/feed", nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("/feed: %d", resp.StatusCode)
+		}
+		f, err := gofeed.NewParser().ParseString(string(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(f.Items) != 5 || !strings.Contains(f.Items[0].Title, fmt.Sprintf("Page %d Person 4", k)) {
+			t.Fatalf("after page %d filled, a reader sees %d items (first %q), want the 5 newest", k, len(f.Items), f.Items[0].Title)
+		}
+	}
+	newsboat, err := exec.LookPath("newsboat")
+	if err != nil {
+		t.Log("newsboat not installed: only gofeed's view checked")
+		return
+	}
+	dir := t.TempDir()
+	urls := filepath.Join(dir, "urls")
+	os.WriteFile(urls, []byte(base+"/feed\n"), 0o644)
+	args := []string{"-u", urls, "-c", filepath.Join(dir, "cache.db"), "-C", filepath.Join(dir, "config")}
+	os.WriteFile(filepath.Join(dir, "config"), nil, 0o644)
+	if out, err := exec.Command(newsboat, append(args, "-x", "reload")...).CombinedOutput(); err != nil {
+		t.Fatalf("newsboat reload: %v\n%s", err, out)
+	}
+	out, err := exec.Command(newsboat, append(args, "-x", "print-unread")...).CombinedOutput()
+	if err != nil || !strings.HasPrefix(strings.TrimSpace(string(out)), "5 ") {
+		t.Fatalf("newsboat print-unread: %v: %q, want 5 unread articles", err, out)
+	}
+}
+
+// TestFeedForBrowsers: the feed names its stylesheet, and a browser (it asks
+// for text/html first) gets it as application/xml, which browsers show as a
+// document with that stylesheet, where atom+xml is shown as plain text.
+func TestFeedForBrowsers(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, runService(t, Config{}))
+	c.create(Input{Name: "Ada", Email: "ada@example.org"})
+	for accept, want := range map[string]string{
+		"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8": "application/xml; charset=utf-8",
+		"application/atom+xml, text/html;q=0.5":                           "application/atom+xml; charset=utf-8",
+		"":                                                                "application/atom+xml; charset=utf-8",
+	} {
+		resp, body := c.Do("GET", "/feed", nil, "Accept", accept)
+		if ct := resp.Header.Get("Content-Type"); ct != want || !strings.Contains(string(body), `<?xml-stylesheet type="text/css" href="/static/feed.css"?>`) {
+			t.Errorf("Accept %q: Content-Type %q, want %q (stylesheet named: %v)", accept, ct, want, strings.Contains(string(body), "xml-stylesheet"))
+		}
+	}
+	if resp, body := c.Do("GET", "/static/feed.css", nil); resp.StatusCode != 200 || !strings.Contains(string(body), "@namespace ev url(urn:syndic:event)") {
+		t.Fatalf("feed stylesheet: %d", resp.StatusCode)
 	}
 }

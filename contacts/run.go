@@ -95,6 +95,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		EntryID:     "urn:syndic:contacts:event:",
 		Author:      "contacts",
 		Path:        "/feed",
+		Stylesheet:  "/static/feed.css",
 		PageSize:    cfg.FeedPageSize,
 		BaseURL:     cfg.PublicBase(),
 		Changed:     db.Committed,

@@ -85,6 +85,8 @@ func (p *Publisher) render(base string, links []feeds.AtomLink, archive bool, ev
 		Author:    &feeds.AtomAuthor{AtomPerson: feeds.AtomPerson{Name: p.opt.Author}},
 		Generator: "syndic",
 		Links:     links,
+
+		stylesheet: p.opt.Stylesheet,
 	}
 	if archive {
 		pg.Archive = &struct{}{}
@@ -121,7 +123,11 @@ const maxCurrent = 64
 // for that rendering.
 func (p *Publisher) renderCurrent(ctx context.Context, head int64, base string, after int64) (*rendered, error) {
 	n := int64(p.opt.PageSize)
-	from := (head/n)*n + 1 // after the last full archive page
+	// Without ?after: the newest page's worth of entries, reaching back into
+	// the newest archive where the page being filled holds fewer — so a
+	// feed reader subscribing right after a page filled still sees the
+	// latest changes. (Followers order by seq and skip what they applied.)
+	from := max(head-n, 0) + 1
 	if after >= 0 {
 		from = max(after, (head/n)*n-n, 0) + 1
 	}

@@ -22,7 +22,7 @@ func (p *Publisher) notModified(w http.ResponseWriter, etag, cacheControl string
 }
 
 func (p *Publisher) vary(h http.Header) {
-	v := "Accept-Encoding"
+	v := "Accept, Accept-Encoding"
 	if p.opt.BaseURL == "" {
 		v += ", X-Forwarded-Host, X-Forwarded-Proto"
 	}
@@ -50,7 +50,7 @@ func (p *Publisher) write(w http.ResponseWriter, r *http.Request, doc *rendered,
 		body = doc.gzip()
 		h.Set("Content-Encoding", "gzip")
 	}
-	h.Set("Content-Type", "application/atom+xml; charset=utf-8")
+	h.Set("Content-Type", contentType(r))
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("ETag", etag)
 	h.Set("Cache-Control", cacheControl)
@@ -59,6 +59,17 @@ func (p *Publisher) write(w http.ResponseWriter, r *http.Request, doc *rendered,
 	if r.Method != http.MethodHead {
 		w.Write(body)
 	}
+}
+
+// contentType is application/atom+xml, except for a browser opening the
+// document (it asks for text/html first): browsers show atom+xml as plain
+// text, application/xml as an XML document, with its stylesheet applied.
+// The bytes are the same Atom document either way.
+func contentType(r *http.Request) string {
+	if accept := r.Header.Get("Accept"); strings.Contains(accept, "text/html") && !strings.Contains(accept, "application/atom+xml") {
+		return "application/xml; charset=utf-8"
+	}
+	return "application/atom+xml; charset=utf-8"
 }
 
 func gzETag(etag string) string { return strings.TrimSuffix(etag, `"`) + `-gz"` }

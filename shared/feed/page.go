@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"html"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -48,6 +49,8 @@ type page struct {
 	Archive   *struct{}         `xml:"fh:archive"`
 	Snapshot  *snapshotElement  `xml:"ev:snapshot"`
 	Entries   []entry           `xml:"entry"`
+
+	stylesheet string // a CSS stylesheet's URL for browsers (xml-stylesheet), or ""
 }
 
 type entry struct {
@@ -110,6 +113,9 @@ func render(p page, events []Event, entryID func(seq int64) string, base string)
 	var b bytes.Buffer
 	b.Grow(512 + 1024*len(events))
 	b.WriteString(xml.Header)
+	if p.stylesheet != "" { // a browser shows the document as a page, not as raw XML
+		b.WriteString(`<?xml-stylesheet type="text/css" href="` + html.EscapeString(p.stylesheet) + `"?>` + "\n")
+	}
 	enc := xml.NewEncoder(&b)
 	if err := enc.Encode(p); err != nil {
 		return nil, err

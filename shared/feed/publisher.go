@@ -64,6 +64,10 @@ type Options struct {
 	// events (sqldb.DB.Committed): it wakes long-polls and clears the head
 	// kept in memory. Nil: only Recheck and HeadMaxAge notice new events.
 	Changed func() <-chan struct{}
+	// Stylesheet, when set, is the URL of a CSS stylesheet named in every
+	// document (xml-stylesheet), so a browser opening the feed shows it as
+	// a page; the server must serve it, same-origin for its CSP.
+	Stylesheet string
 	// RetainPages, when above 0, serves only the newest RetainPages full
 	// archive pages; older ones answer 410 Gone pointing at the snapshot
 	// (FEED_RETAIN_PAGES; see snapshot.go). 0 serves every page.
@@ -74,7 +78,7 @@ type Options struct {
 }
 
 // Version is part of every ETag: bump it when the rendering changes.
-const Version = "2"
+const Version = "3"
 
 // Publisher serves a Source as Atom documents.
 type Publisher struct {
