@@ -17,11 +17,13 @@ import (
 // contact ({id}), cancelled ones included so calendar apps drop them.
 // The ETag is a hash of the body, so apps polling with If-None-Match get
 // 304 until something changes.
-func icalHandler(log *slog.Logger, store Store, baseURL string, perContact bool) http.Handler {
+// ical's BaseURL is BASE_URL ("": the request's), Host and Organizer as
+// the mails' iCal has them.
+func icalHandler(log *slog.Logger, store Store, ical ICalOptions, perContact bool) http.Handler {
 	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
 		q := AppointmentQuery{WithCancelled: true}
-		base := httpx.BaseURL(baseURL, r)
-		opt := ICalOptions{Name: "syndic calendar", BaseURL: base, Host: uidHost(baseURL)}
+		opt := ical
+		opt.Name, opt.BaseURL, opt.Host = "syndic calendar", httpx.BaseURL(ical.BaseURL, r), uidHost(ical.BaseURL)
 		if perContact {
 			c, err := pathContact(r, store)
 			if err != nil {

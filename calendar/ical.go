@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/mail"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,6 +29,9 @@ type ICalOptions struct {
 	// requests (calendar apps would show every appointment twice); empty
 	// means icalDefaultHost.
 	Host string
+	// Organizer, when set, is the ORGANIZER of every event: the sender the
+	// invitations come from (MAIL_FROM), so a mail client's reply reaches it.
+	Organizer *mail.Address
 }
 
 const (
@@ -131,10 +135,21 @@ func AppointmentEvent(opt ICalOptions, a Appointment) *ical.Event {
 	if a.Location != "" {
 		setText(p, ical.PropLocation, a.Location)
 	}
+	link := ""
 	if opt.BaseURL != "" {
+		link = strings.TrimRight(opt.BaseURL, "/") + "/appointments/" + strconv.FormatInt(a.ID, 10)
 		u := ical.NewProp(ical.PropURL)
-		u.Value = strings.TrimRight(opt.BaseURL, "/") + "/appointments/" + strconv.FormatInt(a.ID, 10)
+		u.Value = link
 		p.Set(u)
+	}
+	setText(p, ical.PropDescription, icalDescription(a, link))
+	if o := opt.Organizer; o != nil {
+		org := ical.NewProp(ical.PropOrganizer)
+		org.Value = mailtoURI(o.Address)
+		if cn := icalParam(o.Name); cn != "" {
+			org.Params.Set(ical.ParamCommonName, cn)
+		}
+		p.Set(org)
 	}
 	seq := ical.NewProp(ical.PropSequence)
 	seq.Value = strconv.FormatInt(max(a.Version-1, 0), 10)
@@ -154,9 +169,37 @@ func AppointmentEvent(opt ICalOptions, a Appointment) *ical.Event {
 			att.Params.Set(ical.ParamCommonName, cn)
 		}
 		att.Value = mailtoURI(at.Email)
+		// Each participant is asked to answer (RFC 5545 3.2.17, 3.2.12,
+		// 3.2.16): mail clients then show Accept / Decline.
+		att.Params.Set(ical.ParamRole, "REQ-PARTICIPANT")
+		att.Params.Set(ical.ParamParticipationStatus, "NEEDS-ACTION")
+		att.Params.Set(ical.ParamRSVP, "TRUE")
 		p.Add(att)
 	}
 	return ev
+}
+
+// icalDescription is an event's DESCRIPTION: who takes part, where, and
+// the appointment's page.
+func icalDescription(a Appointment, link string) string {
+	var names []string
+	for _, at := range a.Attendees {
+		if !at.Deleted {
+			names = append(names, at.Name)
+		}
+	}
+	d := a.Title
+	if len(names) > 0 {
+		d += " with " + strings.Join(names, ", ")
+	}
+	if a.Location != "" {
+		d += ", at " + a.Location
+	}
+	d += "."
+	if link != "" {
+		d += "\n" + link
+	}
+	return d
 }
 
 // EncodeICal writes cal as RFC 5545 text with go-ical's Encoder, folding

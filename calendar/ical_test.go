@@ -3,6 +3,7 @@ package calendar
 import (
 	"bytes"
 	"errors"
+	"net/mail"
 	"net/url"
 	"strings"
 	"testing"
@@ -423,5 +424,31 @@ func TestWriteICalErrors(t *testing.T) {
 	}
 	if b.Len() != 0 {
 		t.Errorf("a failed WriteICal wrote %d bytes, want none", b.Len())
+	}
+}
+
+// TestICalInvitationParts: every event names its organizer (the invitations'
+// sender), describes itself, and asks each attendee to answer, as mail
+// clients expect of an invitation (RFC 5545, RFC 5546).
+func TestICalInvitationParts(t *testing.T) {
+	a := Appointment{ID: 9, Title: "Review", StartsAt: "2030-01-15T09:30:00Z", EndsAt: "2030-01-15T10:30:00Z", Location: "Room 1", Version: 1,
+		Attendees: []Attendee{{ID: 7, Name: "Ada Lovelace", Email: "ada@example.org"}, {ID: 8, Name: "Gone", Email: "gone@example.org", Deleted: true}}}
+	opt := ICalOptions{BaseURL: "https://calendar.example.org", Organizer: &mail.Address{Name: "Example Calendar", Address: "calendar@example.org"}}
+	ev := AppointmentEvent(opt, a)
+	org := ev.Props.Get(ical.PropOrganizer)
+	if org == nil || org.Value != "mailto:calendar@example.org" || org.Params.Get(ical.ParamCommonName) != "Example Calendar" {
+		t.Fatalf("ORGANIZER %+v", org)
+	}
+	att := ev.Props.Get(ical.PropAttendee)
+	if att.Params.Get(ical.ParamRSVP) != "TRUE" || att.Params.Get(ical.ParamParticipationStatus) != "NEEDS-ACTION" || att.Params.Get(ical.ParamRole) != "REQ-PARTICIPANT" {
+		t.Fatalf("ATTENDEE %+v", att)
+	}
+	if d, _ := ev.Props.Text(ical.PropDescription); d != "Review with Ada Lovelace, at Room 1.\nhttps://calendar.example.org/appointments/9" {
+		t.Fatalf("DESCRIPTION %q", d)
+	}
+	// The mail's part: the organizer is the sender when known.
+	m := Mailer{ICal: opt}
+	if part := m.calendar(KindInvitation, a); !strings.Contains(part, "ORGANIZER;CN=Example Calendar:mailto:calendar@example.org") {
+		t.Fatalf("invitation part:\n%s", part)
 	}
 }

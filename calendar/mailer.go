@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"net/mail"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -53,12 +54,52 @@ func (m Mailer) entries(before, after Appointment) []OutboxEntry {
 		out = append(out, OutboxEntry{
 			AppointmentID: after.ID, ContactID: p.ID, Kind: kind, To: p.Email,
 			Subject:  m.subject(kind, after),
-			Text:     m.text(kind, after, p),
+			Text:     m.text(kind, after, p, before),
 			Calendar: m.calendar(kind, after),
 			Key:      fmt.Sprintf("calendar-appointment-%d-v%d-contact-%d-%s", after.ID, after.Version, p.ID, kind),
 		})
 	}
 	return out
+}
+
+// changes says what differs between two versions of an appointment, for
+// people: "the time (was Mon 4 Jan 2027 10:00–11:00 …), the place".
+func changes(before, after Appointment) string {
+	var what []string
+	if before.Title != after.Title {
+		what = append(what, fmt.Sprintf("the title (was “%s”)", before.Title))
+	}
+	if !before.Start().Equal(after.Start()) || !before.End().Equal(after.End()) || before.TimeZone != after.TimeZone {
+		what = append(what, "the time (was "+htmlWhen(before)+")")
+	}
+	if before.Location != after.Location {
+		if before.Location == "" {
+			what = append(what, "the place (none before)")
+		} else {
+			what = append(what, fmt.Sprintf("the place (was %s)", before.Location))
+		}
+	}
+	var added, removed []string
+	for _, at := range after.Attendees {
+		if !slices.Contains(before.Participants, at.ID) && !at.Deleted {
+			added = append(added, at.Name)
+		}
+	}
+	for _, at := range before.Attendees {
+		if !slices.Contains(after.Participants, at.ID) && !at.Deleted {
+			removed = append(removed, at.Name)
+		}
+	}
+	if len(added) > 0 {
+		what = append(what, "joining: "+strings.Join(added, ", "))
+	}
+	if len(removed) > 0 {
+		what = append(what, "no longer taking part: "+strings.Join(removed, ", "))
+	}
+	if len(what) == 0 {
+		return "details were updated"
+	}
+	return strings.Join(what, "; ")
 }
 
 // maxSubject is what notifications accepts as a subject.
@@ -75,14 +116,14 @@ func (m Mailer) subject(kind string, a Appointment) string {
 	return prefix + string(title) + when
 }
 
-func (m Mailer) text(kind string, a Appointment, to Attendee) string {
+func (m Mailer) text(kind string, a Appointment, to Attendee, before Appointment) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Hello %s,\n\n", to.Name)
 	switch {
 	case kind == KindInvitation:
 		fmt.Fprintf(&b, "you are invited to “%s”.\n\n", a.Title)
 	case kind == KindChange:
-		fmt.Fprintf(&b, "“%s” has changed. This is how it stands now:\n\n", a.Title)
+		fmt.Fprintf(&b, "“%s” has changed: %s. This is how it stands now:\n\n", a.Title, changes(before, a))
 	case a.Status == StatusCancelled:
 		fmt.Fprintf(&b, "“%s” is cancelled.\n\n", a.Title)
 	default:
@@ -121,11 +162,11 @@ func (m Mailer) calendar(kind string, a Appointment) string {
 		a.Status = StatusCancelled
 	}
 	cal.Props.SetText(ical.PropMethod, method)
-	ev := AppointmentEvent(m.ICal, a)
-	org := ical.NewProp(ical.PropOrganizer)
-	org.Value = "mailto:calendar@" + cmp.Or(m.ICal.Host, icalDefaultHost)
-	org.Params.Set(ical.ParamCommonName, "syndic calendar")
-	ev.Props.Set(org)
+	opt := m.ICal
+	if opt.Organizer == nil { // no MAIL_FROM known: still an organizer mail clients accept
+		opt.Organizer = &mail.Address{Name: "syndic calendar", Address: "calendar@" + cmp.Or(m.ICal.Host, icalDefaultHost)}
+	}
+	ev := AppointmentEvent(opt, a)
 	addTimezones(cal, a)
 	cal.Children = append(cal.Children, ev.Component)
 	var b bytes.Buffer

@@ -186,7 +186,7 @@ func TestMailer(t *testing.T) {
 		if !strings.HasPrefix(e.Subject, "Changed: Design review — ") {
 			t.Errorf("subject = %q, want Changed: …", e.Subject)
 		}
-		if want := "“Design review” has changed."; !strings.Contains(e.Text, want) {
+		if want := "“Design review” has changed: joining: Cy Young; no longer taking part: Bob"; !strings.Contains(e.Text, want) { // says what changed
 			t.Errorf("text lacks %q:\n%s", want, e.Text)
 		}
 		if want := "With:  Ada Lovelace, Cy Young\n"; !strings.Contains(e.Text, want) {

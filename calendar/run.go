@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/mail"
 	"net/url"
 	"time"
 
@@ -32,6 +33,7 @@ type Config struct {
 	FollowerLease   time.Duration `envconfig:"FOLLOWER_LEASE" default:"5s" desc:"how long the follower lease lasts unless renewed: how soon a standby replica takes over from one that died"`
 
 	NotificationsURL  string        `envconfig:"NOTIFICATIONS_URL" default:"http://localhost:8083" desc:"the notifications service invitations are sent through (with API_TOKEN)"`
+	MailFrom          string        `envconfig:"MAIL_FROM" default:"syndic <noreply@syndic.localhost>" desc:"the sender of the invitations (notifications' MAIL_FROM): every event's ORGANIZER, so replies reach it"`
 	NotifyBuffer      int           `envconfig:"NOTIFY_BUFFER" default:"1000" desc:"capacity of the channel between the outbox and the notify workers"`
 	NotifyWorkers     int           `envconfig:"NOTIFY_WORKERS" default:"4" desc:"concurrent calls to notifications"`
 	NotifyMaxAttempts int           `envconfig:"NOTIFY_MAX_ATTEMPTS" default:"10" desc:"failed calls before a notification request is marked failed"`
@@ -78,6 +80,9 @@ func (c Config) Validate() error {
 	errs = append(errs, config.ValidatePort(c.Port), config.ValidateDatabaseURL(c.DatabaseURL), c.Common.Validate())
 	if u, err := url.Parse(c.ContactsFeedURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("CONTACTS_FEED_URL %q: want an absolute http(s) URL such as http://localhost:8081/feed", config.Redact(c.ContactsFeedURL)))
+	}
+	if _, err := mail.ParseAddress(c.MailFrom); err != nil {
+		errs = append(errs, fmt.Errorf("MAIL_FROM %q: want an address such as \"syndic <calendar@example.org>\": %v", c.MailFrom, err))
 	}
 	if c.PollInterval < 10*time.Millisecond || c.PollInterval > time.Hour {
 		errs = append(errs, fmt.Errorf("POLL_INTERVAL %s: want 10ms–1h", c.PollInterval))
@@ -142,7 +147,8 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		mailBase = fmt.Sprintf("http://localhost:%d", cfg.Port)
 		log.Warn("BASE_URL not set: links in mails point at " + mailBase)
 	}
-	store, err := NewSQLStore(ctx, db, Mailer{ICal: ICalOptions{BaseURL: mailBase, Host: uidHost(cfg.PublicBase())}})
+	organizer, _ := mail.ParseAddress(cfg.MailFrom) // checked by Validate
+	store, err := NewSQLStore(ctx, db, Mailer{ICal: ICalOptions{BaseURL: mailBase, Host: uidHost(cfg.PublicBase()), Organizer: organizer}})
 	if err != nil {
 		return err
 	}
@@ -186,7 +192,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h, err := NewServer(log, store, db, follower.Status, m, access, cfg.PublicBase(), cfg.links())
+	h, err := NewServer(log, store, db, follower.Status, m, access, ICalOptions{BaseURL: cfg.PublicBase(), Organizer: organizer}, cfg.links())
 	if err != nil {
 		return err
 	}

@@ -14,12 +14,12 @@ import (
 // NewServer returns the calendar HTTP handler: the routes of routes, each
 // behind the guard its access names. sync reports the contacts follower's
 // status.
-func NewServer(log *slog.Logger, store Store, db *sqldb.DB, sync func() feed.Status, m *metrics.Set, access httpx.Access, baseURL string, links view.Links) (http.Handler, error) {
+func NewServer(log *slog.Logger, store Store, db *sqldb.DB, sync func() feed.Status, m *metrics.Set, access httpx.Access, ical ICalOptions, links view.Links) (http.Handler, error) {
 	ps, err := parsePages(log, links)
 	if err != nil {
 		return nil, err
 	}
-	mux := access.Mux(routes(log, store, db, sync, m, baseURL, ps))
+	mux := access.Mux(routes(log, store, db, sync, m, ical, ps))
 	return httpx.Chain(mux, httpx.Log(log), m.Middleware, httpx.Secure()), nil
 }
 
@@ -28,10 +28,10 @@ type Route = httpx.Route
 
 // Routes lists every route NewServer serves, for tests that visit them
 // all.
-func Routes() []Route { return routes(nil, nil, nil, nil, nil, "", pages{}) }
+func Routes() []Route { return routes(nil, nil, nil, nil, nil, ICalOptions{}, pages{}) }
 
 // routes is the route table: the routes on one screen.
-func routes(log *slog.Logger, store Store, db *sqldb.DB, sync func() feed.Status, m *metrics.Set, baseURL string, ps pages) []Route {
+func routes(log *slog.Logger, store Store, db *sqldb.DB, sync func() feed.Status, m *metrics.Set, ical ICalOptions, ps pages) []Route {
 	return append(httpx.Ops(db.Ready, m.Handler()),
 		view.Static(assets),
 
@@ -44,8 +44,8 @@ func routes(log *slog.Logger, store Store, db *sqldb.DB, sync func() feed.Status
 		httpx.On("GET /api/sync", "machine", apiSync(sync)),
 		httpx.On("/api/", "machine", httpx.NotFoundJSON(log)),
 
-		httpx.On("GET /calendar.ics", "machine", icalHandler(log, store, baseURL, false)),
-		httpx.On("GET /contacts/{id}/calendar.ics", "machine", icalHandler(log, store, baseURL, true)),
+		httpx.On("GET /calendar.ics", "machine", icalHandler(log, store, ical, false)),
+		httpx.On("GET /contacts/{id}/calendar.ics", "machine", icalHandler(log, store, ical, true)),
 
 		httpx.On("GET /{$}", "people", ps.handleUpcoming(store)),
 		httpx.On("GET /appointments/new", "people", ps.handleNewAppointment(store)),

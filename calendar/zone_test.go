@@ -27,6 +27,7 @@ func TestTimeZoneKeptAcrossSummerTime(t *testing.T) {
 	if status != 201 || a.TimeZone != "Europe/Paris" || a.StartsAt != "2027-01-04T10:00:00+01:00" || a.EndsAt != "2027-01-04T11:00:00+01:00" {
 		t.Fatalf("create: %d %s", status, data)
 	}
+	january := a
 	if status, data, _ = do(t, "POST", s.URL+"/api/appointments", map[string]any{"title": "x", "time_zone": "Mars/Olympus",
 		"starts_at": "2027-01-04T10:00:00Z", "ends_at": "2027-01-04T11:00:00Z"}); status != 400 || !strings.Contains(string(data), `"time_zone"`) {
 		t.Fatalf("unknown zone: %d %s", status, data)
@@ -80,9 +81,10 @@ func TestTimeZoneKeptAcrossSummerTime(t *testing.T) {
 		t.Fatalf("VTIMEZONE: %d of them\n%s", len(tzs), body)
 	}
 
-	// The change mail says 10:00 Paris time.
-	text := testMailer.text(KindChange, a, Attendee{Name: "Ada"})
-	if !strings.Contains(text, "When:  Mon 5 Jul 2027 10:00 – 11:00 (Europe/Paris, UTC+02:00)") {
+	// The change mail says 10:00 Paris time, and what changed.
+	text := testMailer.text(KindChange, a, Attendee{Name: "Ada"}, january)
+	if !strings.Contains(text, "When:  Mon 5 Jul 2027 10:00 – 11:00 (Europe/Paris, UTC+02:00)") ||
+		!strings.Contains(text, "“Review” has changed: the time (was Mon 4 Jan 2027, 10:00–11:00 (Europe/Paris, UTC+01:00)).") {
 		t.Fatalf("change mail:\n%s", text)
 	}
 	if sub := testMailer.subject(KindChange, a); !strings.HasSuffix(sub, "Mon 5 Jul 2027 10:00 (Europe/Paris, UTC+02:00)") {
