@@ -50,7 +50,7 @@ func parsePages(log *slog.Logger, links view.Links) (pages, error) {
 const (
 	htmlNoAppointment = "There is no such appointment."
 	htmlNoContact     = "There is no such contact in the calendar's copy of the contacts: it may not have arrived from the contacts feed yet."
-	htmlListLimit     = 200 // appointments shown on one page
+	htmlListLimit     = 50  // appointments shown on one page
 	htmlContactsPage  = 100 // contacts shown on one page of /contacts
 )
 
@@ -59,13 +59,31 @@ const (
 func (ps pages) handleUpcoming(store Store) http.Handler {
 	return ps.Handle(htmlNoAppointment, func(w http.ResponseWriter, r *http.Request) error {
 		withCancelled := r.URL.Query().Get("cancelled") == "1"
-		items, err := store.Appointments(r.Context(), AppointmentQuery{From: time.Now(), WithCancelled: withCancelled, Limit: htmlListLimit + 1})
+		offset, _ := strconv.Atoi(r.URL.Query().Get("offset"))
+		offset = max(offset, 0)
+		items, err := store.Appointments(r.Context(), AppointmentQuery{From: time.Now(), WithCancelled: withCancelled, Limit: htmlListLimit + 1, Offset: offset})
 		if err != nil {
 			return err
 		}
-		data := map[string]any{"Appointments": items, "WithCancelled": withCancelled, "Limit": htmlListLimit}
+		link := func(offset int) string {
+			v := url.Values{}
+			if withCancelled {
+				v.Set("cancelled", "1")
+			}
+			if offset > 0 {
+				v.Set("offset", strconv.Itoa(offset))
+			}
+			if len(v) == 0 {
+				return "/"
+			}
+			return "/?" + v.Encode()
+		}
+		data := map[string]any{"Appointments": items, "WithCancelled": withCancelled}
 		if len(items) > htmlListLimit {
-			data["Appointments"], data["More"] = items[:htmlListLimit], true
+			data["Appointments"], data["Next"] = items[:htmlListLimit], link(offset+htmlListLimit)
+		}
+		if offset > 0 {
+			data["Prev"] = link(max(0, offset-htmlListLimit))
 		}
 		ps.Render(w, r, http.StatusOK, "upcoming", data)
 		return nil

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 func post(t *testing.T, base, path string, v url.Values) (int, string, string) {
@@ -154,5 +155,27 @@ func TestLongContactLists(t *testing.T) {
 	form.Set("participants", "120")
 	if status, at, _ := post(t, s.URL, "/appointments", form); status != 200 || !strings.HasPrefix(at, "/appointments/") {
 		t.Fatalf("create after finding: %d at %s", status, at)
+	}
+}
+
+// TestUpcomingPages: the upcoming list shows 50 a page, in start order,
+// with links on and back.
+func TestUpcomingPages(t *testing.T) {
+	t.Parallel()
+	s := runService(t, Config{})
+	start := time.Now().Add(24 * time.Hour).UTC().Truncate(time.Hour)
+	for i := range htmlListLimit + 3 {
+		at := start.Add(time.Duration(i) * time.Hour)
+		if status, data, _ := do(t, "POST", s.URL+"/api/appointments", map[string]any{"title": fmt.Sprintf("Meeting %02d", i),
+			"starts_at": at.Format(time.RFC3339), "ends_at": at.Add(30 * time.Minute).Format(time.RFC3339)}); status != 201 {
+			t.Fatalf("create: %d %s", status, data)
+		}
+	}
+	_, first := get(t, s.URL+"/")
+	if n := strings.Count(first, ">Meeting "); n != htmlListLimit || !strings.Contains(first, `href="/?offset=50" rel="next"`) || strings.Contains(first, ">Meeting 50<") {
+		t.Fatalf("first page: %d meetings, want the first %d and a link on", n, htmlListLimit)
+	}
+	if _, second := get(t, s.URL+"/?offset=50"); strings.Count(second, ">Meeting ") != 3 || !strings.Contains(second, `rel="prev"`) {
+		t.Fatal("second page: want the last 3 and a link back")
 	}
 }

@@ -44,6 +44,7 @@ type AppointmentQuery struct {
 	Participant   int64     // with this contact; 0: any
 	WithCancelled bool
 	Limit         int // 0: 1000
+	Offset        int // skip this many first
 }
 
 // StaleError says a change was based on an old version.

@@ -123,7 +123,7 @@ func (s *SQLStore) Appointments(ctx context.Context, q AppointmentQuery) ([]Appo
 	if limit <= 0 {
 		limit = 1000
 	}
-	query += " ORDER BY start_utc, id LIMIT " + arg(limit)
+	query += " ORDER BY start_utc, id LIMIT " + arg(limit) + " OFFSET " + arg(max(q.Offset, 0))
 	out, err := sqldb.All(ctx, s.db, scanAppointment, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list appointments: %w", err)

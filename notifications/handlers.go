@@ -4,6 +4,7 @@ import (
 	"embed"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"syndic/shared/derrors"
@@ -66,7 +67,15 @@ func apiList(log *slog.Logger, store Store) http.Handler {
 			}
 			limit = n
 		}
-		ns, err := store.List(r.Context(), status, limit)
+		var before int64
+		if s := r.URL.Query().Get("before"); s != "" {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || n < 1 {
+				return derrors.Problems{"before": "must be a notification id"}
+			}
+			before = n
+		}
+		ns, err := store.Page(r.Context(), status, limit, before)
 		if err != nil {
 			return err
 		}
@@ -90,6 +99,9 @@ func apiGet(log *slog.Logger, store Store) http.Handler {
 	})
 }
 
+// htmlPageSize is how many notifications a page of the list shows.
+const htmlPageSize = 100
+
 // htmlList shows the notifications with their status, attempts and last
 // error, newest first.
 func htmlList(pages *view.Set, store Store, breakerState func() string) http.Handler {
@@ -98,14 +110,29 @@ func htmlList(pages *view.Set, store Store, breakerState func() string) http.Han
 		if status != StatusPending && status != StatusSent && status != StatusFailed {
 			status = ""
 		}
-		ns, err := store.List(r.Context(), status, 500)
+		before, _ := strconv.ParseInt(r.URL.Query().Get("before"), 10, 64)
+		ns, err := store.Page(r.Context(), status, htmlPageSize+1, before)
 		if err != nil {
 			return err
 		}
 		pending, _ := store.Pending(r.Context())
-		pages.Render(w, r, http.StatusOK, "list", map[string]any{
-			"Notifications": ns, "Status": status, "Pending": pending, "Breaker": breakerState(),
-		})
+		data := map[string]any{"Notifications": ns, "Status": status, "Pending": pending, "Breaker": breakerState()}
+		if len(ns) > htmlPageSize {
+			ns = ns[:htmlPageSize]
+			v := url.Values{"before": {strconv.FormatInt(ns[len(ns)-1].ID, 10)}}
+			if status != "" {
+				v.Set("status", status)
+			}
+			data["Notifications"], data["Older"] = ns, "/?"+v.Encode()
+		}
+		if before > 0 {
+			newest := "/"
+			if status != "" {
+				newest += "?status=" + status
+			}
+			data["Newest"] = newest
+		}
+		pages.Render(w, r, http.StatusOK, "list", data)
 		return nil
 	})
 }

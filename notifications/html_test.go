@@ -1,6 +1,7 @@
 package notifications
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -49,5 +50,30 @@ func TestListSaysWhatEachMailIs(t *testing.T) {
 	}
 	if strings.Contains(page, "javascript:") {
 		t.Error("a javascript: URL became a link")
+	}
+}
+
+// TestListPages: the list shows 100 a page, newest first, and pages on by
+// the last id shown; the API takes the same ?before.
+func TestListPages(t *testing.T) {
+	t.Parallel()
+	s := runService(t, Config{SMTPURL: smtptest.Start(t).URL})
+	var last Notification
+	for i := range htmlPageSize + 5 {
+		last = s.accept(t, fmt.Sprintf("page-%d", i), Request{To: "a@example.org", Subject: fmt.Sprintf("Note %d", i), Text: "t"})
+	}
+	first := s.page(t, "/")
+	if n := strings.Count(first, `<td class="id">`); n != htmlPageSize || !strings.Contains(first, fmt.Sprintf(">%d</td>", last.ID)) {
+		t.Fatalf("first page: %d rows, want %d from the newest", n, htmlPageSize)
+	}
+	older := fmt.Sprintf(`/?before=%d`, last.ID-htmlPageSize+1)
+	if !strings.Contains(first, `href="`+older+`" rel="next"`) {
+		t.Fatalf("first page lacks the link to %s", older)
+	}
+	if second := s.page(t, older); strings.Count(second, `<td class="id">`) != 5 || !strings.Contains(second, "← Newest") {
+		t.Fatal("second page: want the 5 oldest and a link back")
+	}
+	if got := s.list(t, fmt.Sprintf("?before=%d&limit=3", last.ID)); len(got) != 3 || got[0].ID != last.ID-1 {
+		t.Fatalf("API ?before: %+v", got)
 	}
 }

@@ -19,6 +19,8 @@ type Store interface {
 	Get(ctx context.Context, id int64) (Notification, error)
 	// List returns the newest notifications first, of one status or all ("").
 	List(ctx context.Context, status string, limit int) ([]Notification, error)
+	// Page is List from the newest below id before (0: from the newest).
+	Page(ctx context.Context, status string, limit int, before int64) ([]Notification, error)
 
 	// ClaimDue leases up to limit due notifications until until (none:
 	// nothing due, or another claim was first).

@@ -99,13 +99,23 @@ func (s *SQLStore) Get(ctx context.Context, id int64) (Notification, error) {
 
 // List returns the newest first.
 func (s *SQLStore) List(ctx context.Context, status string, limit int) ([]Notification, error) {
+	return s.Page(ctx, status, limit, 0)
+}
+
+// Page lists the notifications with an id below before (0: any), newest
+// first: a list pages by the last id it showed, which stays right while
+// new notifications arrive.
+func (s *SQLStore) Page(ctx context.Context, status string, limit int, before int64) ([]Notification, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	q := `SELECT ` + columns + ` FROM notifications`
-	args := []any{}
+	if before <= 0 {
+		before = 1 << 62
+	}
+	q := `SELECT ` + columns + ` FROM notifications WHERE id < $1`
+	args := []any{before}
 	if status != "" {
-		q += ` WHERE status = $1`
+		q += ` AND status = $2`
 		args = append(args, status)
 	}
 	q += fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args)+1)
