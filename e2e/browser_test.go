@@ -15,7 +15,9 @@ import (
 
 	"syndic/calendar"
 	"syndic/contacts"
+	"syndic/notifications"
 	"syndic/shared/browsertest"
+	"syndic/shared/smtptest"
 )
 
 // TestBrowserStory drives both services' HTML forms in headless Chromium:
@@ -399,4 +401,77 @@ func fetchICal(t *testing.T, u, etag string) (int, http.Header, *ical.Calendar) 
 func jsQuote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// TestBrowserTimeZone: booked in Europe/Paris for 10:00 in January through
+// the form and moved to July without touching the zone, the appointment is
+// at 10:00 Paris time in July — on its page, in the edit form, in
+// /calendar.ics (TZID and VTIMEZONE, parsed back with go-ical) and in the
+// change mail.
+func TestBrowserTimeZone(t *testing.T) {
+	smtp := smtptest.Start(t)
+	con := startContacts(t, "", contacts.Config{})
+	notif := startNotifications(t, "", notifications.Config{SMTPURL: smtp.URL})
+	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{NotificationsURL: notif.URL})
+	ada := addAda(t, newAPI(t, con.URL), newAPI(t, cal.URL))
+	tab := browsertest.Open(t, 60*time.Second)
+	submit := browsertest.Submit()
+	box := fmt.Sprintf(`main input[type="checkbox"][name="participants"][value="%d"]`, ada.ID)
+
+	tab.Navigate("open the new appointment form", http.StatusOK, chromedp.Navigate(cal.URL+"/appointments/new"))
+	tab.Do("book 10:00 Paris time in January",
+		chromedp.SendKeys(chromedp.ID("title"), "Review"),
+		chromedp.SetValue(chromedp.ID("starts_at"), "2027-01-04T10:00"),
+		chromedp.SetValue(chromedp.ID("ends_at"), "2027-01-04T11:00"),
+		chromedp.Clear(chromedp.ID("timezone")),
+		chromedp.SendKeys(chromedp.ID("timezone"), "Europe/Paris"),
+		chromedp.Click(chromedp.CSS(box)),
+	)
+	page := tab.Navigate("create", http.StatusOK, submit)
+	if got := tab.Text("main time"); got != "Mon 4 Jan 2027, 10:00–11:00 (Europe/Paris, UTC+01:00)" {
+		t.Fatalf("after booking: %q", got)
+	}
+	smtp.WaitFor(t, 1, 20*time.Second) // the invitation
+
+	tab.Navigate("open the edit form", http.StatusOK, chromedp.Click(chromedp.CSS(`main a[href="`+page+`/edit"]`)))
+	if got := tab.Value("#timezone"); got != "Europe/Paris" {
+		t.Fatalf("the edit form's zone = %q, want Europe/Paris preselected", got)
+	}
+	tab.Do("move it to July, the zone untouched",
+		chromedp.SetValue(chromedp.ID("starts_at"), "2027-07-05T10:00"),
+		chromedp.SetValue(chromedp.ID("ends_at"), "2027-07-05T11:00"),
+	)
+	tab.Navigate("save", http.StatusOK, submit)
+	if got := tab.Text("main time"); got != "Mon 5 Jul 2027, 10:00–11:00 (Europe/Paris, UTC+02:00)" {
+		t.Fatalf("after the move: %q", got)
+	}
+	tab.Navigate("open the edit form again", http.StatusOK, chromedp.Click(chromedp.CSS(`main a[href="`+page+`/edit"]`)))
+	if start, zone := tab.Value("#starts_at"), tab.Value("#timezone"); start != "2027-07-05T10:00" || zone != "Europe/Paris" {
+		t.Fatalf("edit form after the move: %s %s, want 2027-07-05T10:00 Europe/Paris", start, zone)
+	}
+
+	resp, body := request(t, freshClient(), "GET", cal.URL+"/calendar.ics", "", "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("/calendar.ics: %d", resp.StatusCode)
+	}
+	doc, err := ical.NewDecoder(strings.NewReader(body)).Decode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := doc.Events()[0]
+	if dt := ev.Props.Get(ical.PropDateTimeStart); dt.Params.Get(ical.PropTimezoneID) != "Europe/Paris" || dt.Value != "20270705T100000" {
+		t.Fatalf("DTSTART %+v", dt)
+	}
+	if start, err := ev.DateTimeStart(nil); err != nil || !start.Equal(time.Date(2027, 7, 5, 8, 0, 0, 0, time.UTC)) {
+		t.Fatalf("DTSTART parsed back: %v %v, want 08:00 UTC", start, err)
+	}
+	if !strings.Contains(body, "BEGIN:VTIMEZONE\r\nTZID:Europe/Paris") {
+		t.Fatalf("no VTIMEZONE for Europe/Paris:\n%s", body)
+	}
+
+	mails := smtp.WaitFor(t, 2, 20*time.Second)
+	change := parseInvite(t, mails[1])
+	if !strings.Contains(change.Text, "When:  Mon 5 Jul 2027 10:00 – 11:00 (Europe/Paris, UTC+02:00)") || !strings.Contains(change.Text, "has changed: the time") {
+		t.Fatalf("the change mail:\n%s", change.Text)
+	}
 }
