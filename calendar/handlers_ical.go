@@ -23,7 +23,10 @@ func icalHandler(log *slog.Logger, store Store, ical ICalOptions, perContact boo
 	return httpx.Handle(log, func(w http.ResponseWriter, r *http.Request) error {
 		q := AppointmentQuery{WithCancelled: true}
 		opt := ical
-		opt.Name, opt.BaseURL, opt.Host = "syndic calendar", httpx.BaseURL(ical.BaseURL, r), uidHost(ical.BaseURL)
+		opt.Name, opt.BaseURL = "syndic calendar", httpx.BaseURL(ical.BaseURL, r)
+		if opt.Host == "" {
+			opt.Host = uidHost(ical.BaseURL)
+		}
 		if perContact {
 			c, err := pathContact(r, store)
 			if err != nil {

@@ -148,7 +148,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 		log.Warn("BASE_URL not set: links in mails point at " + mailBase)
 	}
 	organizer, _ := mail.ParseAddress(cfg.MailFrom) // checked by Validate
-	store, err := NewSQLStore(ctx, db, Mailer{ICal: ICalOptions{BaseURL: mailBase, Host: uidHost(cfg.PublicBase()), Organizer: organizer}})
+	host := ""                                      // without BASE_URL: this install's own (installHost)
+	if cfg.PublicBase() != "" {
+		host = uidHost(cfg.PublicBase())
+	}
+	store, err := NewSQLStore(ctx, db, Mailer{ICal: ICalOptions{BaseURL: mailBase, Host: host, Organizer: organizer}})
 	if err != nil {
 		return err
 	}
@@ -192,7 +196,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h, err := NewServer(log, store, db, follower.Status, m, access, ICalOptions{BaseURL: cfg.PublicBase(), Organizer: organizer}, cfg.links())
+	h, err := NewServer(log, store, db, follower.Status, m, access, ICalOptions{BaseURL: cfg.PublicBase(), Host: store.UIDHost(), Organizer: organizer}, cfg.links())
 	if err != nil {
 		return err
 	}

@@ -2,8 +2,10 @@ package calendar
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -64,7 +66,53 @@ func NewSQLStore(ctx context.Context, db *sqldb.DB, mailer Mailer) (*SQLStore, e
 	if err := db.Migrate(ctx, migrations, feed.Migrations()); err != nil {
 		return nil, err
 	}
+	if mailer.ICal.Host == "" {
+		host, err := installHost(ctx, db)
+		if err != nil {
+			return nil, err
+		}
+		mailer.ICal.Host = host
+	}
 	return &SQLStore{db: db, now: time.Now, mailer: mailer}, nil
+}
+
+// UIDHost is the domain of this calendar's iCal UIDs: BASE_URL's host, or
+// else this install's own (installHost).
+func (s *SQLStore) UIDHost() string { return s.mailer.ICal.Host }
+
+// installHost is this install's UID domain when BASE_URL names none: made
+// once, at the first start, and kept in the database — random
+// ("i3f9c….syndic-calendar"), so two installs' appointment-1 are two events
+// to a calendar app; or icalDefaultHost for a database that already has
+// appointments, whose subscribers know their UIDs by it.
+func installHost(ctx context.Context, db *sqldb.DB) (string, error) {
+	var host string
+	err := db.QueryRow(ctx, `SELECT uid_host FROM install WHERE id = 1`).Scan(&host)
+	if err == nil {
+		return host, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("install: %w", err)
+	}
+	var n int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM appointments`).Scan(&n); err != nil {
+		return "", fmt.Errorf("install: %w", err)
+	}
+	host = icalDefaultHost
+	if n == 0 {
+		var b [6]byte
+		rand.Read(b[:])
+		host = "i" + hex.EncodeToString(b[:]) + "." + icalDefaultHost
+	}
+	err = db.Write(ctx, func(tx *sqldb.Tx) error { // another replica may have just made it: its name stands
+		_, err := tx.Exec(ctx, `INSERT INTO install (id, uid_host) VALUES (1, $1) ON CONFLICT (id) DO NOTHING`, host)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("install: %w", err)
+	}
+	err = db.QueryRow(ctx, `SELECT uid_host FROM install WHERE id = 1`).Scan(&host)
+	return host, err
 }
 
 // announce writes the outbox entries for the change before → after of

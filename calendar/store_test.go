@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,5 +149,39 @@ func TestApplyRefusesWhatItCannotUnderstand(t *testing.T) {
 	db.QueryRow(context.Background(), `SELECT count(*) FROM contacts`).Scan(&n)
 	if n != 0 {
 		t.Errorf("%d contacts written by refused events", n)
+	}
+}
+
+// TestInstallHost: without BASE_URL a new install names its UIDs itself,
+// at random and for good; one that already has appointments keeps the old
+// default its subscribers know.
+func TestInstallHost(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := sqldbtest.SQLiteURL(t)
+	s, db := openStore(t, url)
+	host := s.UIDHost()
+	if !strings.HasPrefix(host, "i") || !strings.HasSuffix(host, "."+icalDefaultHost) || len(host) != len("i.")+12+len(icalDefaultHost) {
+		t.Fatalf("new install's host = %q, want i<12 hex>.%s", host, icalDefaultHost)
+	}
+	again, err := NewSQLStore(ctx, db, Mailer{})
+	if err != nil || again.UIDHost() != host {
+		t.Fatalf("after a restart the host is %q (%v), want %q", again.UIDHost(), err, host)
+	}
+	other, _ := openStore(t, sqldbtest.SQLiteURL(t))
+	if other.UIDHost() == host {
+		t.Fatal("two installs share a UID host")
+	}
+
+	// An older database with appointments and no install row.
+	old, db := openStore(t, sqldbtest.SQLiteURL(t))
+	if _, err := old.Create(ctx, Input{Title: "Old", StartsAt: "2030-01-01T10:00:00Z", EndsAt: "2030-01-01T11:00:00Z"}.Normalize()); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Write(ctx, func(tx *sqldb.Tx) error { _, err := tx.Exec(ctx, `DELETE FROM install`); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if kept, err := NewSQLStore(ctx, db, Mailer{}); err != nil || kept.UIDHost() != icalDefaultHost {
+		t.Fatalf("older install's host = %q (%v), want %q", kept.UIDHost(), err, icalDefaultHost)
 	}
 }
