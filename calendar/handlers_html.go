@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -65,19 +66,11 @@ func (ps pages) handleUpcoming(store Store) http.Handler {
 		if err != nil {
 			return err
 		}
-		link := func(offset int) string {
-			v := url.Values{}
-			if withCancelled {
-				v.Set("cancelled", "1")
-			}
-			if offset > 0 {
-				v.Set("offset", strconv.Itoa(offset))
-			}
-			if len(v) == 0 {
-				return "/"
-			}
-			return "/?" + v.Encode()
+		v := url.Values{}
+		if withCancelled {
+			v.Set("cancelled", "1")
 		}
+		link := func(offset int) string { return htmlPageLink("/", v, offset) }
 		data := map[string]any{"Appointments": items, "WithCancelled": withCancelled}
 		if len(items) > htmlListLimit {
 			data["Appointments"], data["Next"] = items[:htmlListLimit], link(offset+htmlListLimit)
@@ -142,6 +135,18 @@ func pathContact(r *http.Request, store Store) (Contact, error) {
 		return Contact{}, err
 	}
 	return store.Contact(r.Context(), id)
+}
+
+// htmlPageLink is path with the query v and, past the first page, offset.
+func htmlPageLink(path string, v url.Values, offset int) string {
+	q := maps.Clone(v)
+	if offset > 0 {
+		q.Set("offset", strconv.Itoa(offset))
+	}
+	if len(q) == 0 {
+		return path
+	}
+	return path + "?" + q.Encode()
 }
 
 func htmlAppointmentPath(id int64) string { return "/appointments/" + strconv.FormatInt(id, 10) }
@@ -403,19 +408,11 @@ func (ps pages) handleContacts(store Store, sync func() feed.Status) http.Handle
 		if err != nil {
 			return err
 		}
-		link := func(offset int) string {
-			v := url.Values{}
-			if search != "" {
-				v.Set("q", search)
-			}
-			if offset > 0 {
-				v.Set("offset", strconv.Itoa(offset))
-			}
-			if len(v) == 0 {
-				return "/contacts"
-			}
-			return "/contacts?" + v.Encode()
+		v := url.Values{}
+		if search != "" {
+			v.Set("q", search)
 		}
+		link := func(offset int) string { return htmlPageLink("/contacts", v, offset) }
 		data := map[string]any{"Contacts": contacts, "Search": search}
 		if len(contacts) > htmlContactsPage {
 			data["Contacts"], data["Next"] = contacts[:htmlContactsPage], link(offset+htmlContactsPage)

@@ -74,9 +74,12 @@ func contentType(r *http.Request) string {
 
 func gzETag(etag string) string { return strings.TrimSuffix(etag, `"`) + `-gz"` }
 
-func gzipped(b []byte) []byte {
+// gzipped gzip-encodes a document kept and served many times.
+func gzipped(b []byte) []byte { return gzipAt(b, gzip.BestCompression) }
+
+func gzipAt(b []byte, level int) []byte {
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw, _ := gzip.NewWriterLevel(&buf, level)
 	zw.Write(b)
 	zw.Close()
 	return buf.Bytes()

@@ -27,7 +27,6 @@
 package feed
 
 import (
-	"bytes"
 	"cmp"
 	"compress/gzip"
 	"context"
@@ -270,13 +269,7 @@ func sortedBySeq(events []Event) []Event {
 }
 
 // gzippedFast gzip-encodes a document rendered for one answer.
-func gzippedFast(b []byte) []byte {
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	zw.Write(b)
-	zw.Close()
-	return buf.Bytes()
-}
+func gzippedFast(b []byte) []byte { return gzipAt(b, gzip.BestSpeed) }
 
 // parseSnapshot reads the ev:snapshot element of a parsed document, if it
 // has one, into p.
