@@ -224,7 +224,11 @@ func TestPoisonedEntry(t *testing.T) {
 		}
 		return nil
 	})
-	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{Follow: func(fc *feed.FollowerConfig) {
+	// Replaying the archives, events apply a page at a time and the ones
+	// before the poisoned entry commit. (A bootstrap from the snapshot is
+	// all or nothing: the calendar may meet the six events there if it
+	// starts after they are written.)
+	cal := startCalendar(t, "", con.URL+"/feed", calendar.Config{FeedStart: feed.StartBeginning, Follow: func(fc *feed.FollowerConfig) {
 		p.follow(fc)
 		fc.MinBackoff, fc.MaxBackoff = 10*time.Millisecond, 100*time.Millisecond
 	}})
