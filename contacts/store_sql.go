@@ -278,6 +278,9 @@ type stagedEvent struct {
 // commit in seq order with no gaps, and the lock is held for the end of
 // the transaction only, not for the whole batch.
 func (s *SQLStore) appendEvents(ctx context.Context, tx *sqldb.Tx, es []stagedEvent) error {
+	if s.db.Dialect == sqldb.Postgres {
+		return s.appendEventsPG(ctx, tx, es)
+	}
 	var head int64
 	if err := tx.QueryRow(ctx, `UPDATE event_head SET seq = seq + $1 WHERE id = 1 RETURNING seq`, len(es)).Scan(&head); err != nil {
 		return fmt.Errorf("next seqs: %w", err)
@@ -296,6 +299,32 @@ func (s *SQLStore) appendEvents(ctx context.Context, tx *sqldb.Tx, es []stagedEv
 	}
 	if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
 		return fmt.Errorf("insert events %d-%d: %w", first, head, err)
+	}
+	return nil
+}
+
+// appendEventsPG is appendEvents in one statement on PostgreSQL: the seqs
+// are taken and the events inserted in one round trip, so the event_head
+// row lock is held from then to the commit only — what another replica's
+// batch waits for.
+func (s *SQLStore) appendEventsPG(ctx context.Context, tx *sqldb.Tx, es []stagedEvent) error {
+	var q strings.Builder
+	q.WriteString(`WITH h AS (UPDATE event_head SET seq = seq + $1 WHERE id = 1 RETURNING seq)
+		INSERT INTO events (seq, type, contact_id, title, summary, data, created_at)
+		SELECT h.seq - $1 + v.n, v.type, v.contact_id, v.title, v.summary, v.data, v.created_at FROM h, (VALUES `)
+	args := make([]any, 0, 1+7*len(es))
+	args = append(args, int64(len(es)))
+	for i, e := range es {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		n := len(args)
+		fmt.Fprintf(&q, "($%d::bigint, $%d::text, $%d::bigint, $%d::text, $%d::text, $%d::text, $%d::bigint)", n+1, n+2, n+3, n+4, n+5, n+6, n+7)
+		args = append(args, int64(i+1), e.Type, e.ContactID, e.Title, e.Summary, string(e.Data), sqldb.Micro(e.at))
+	}
+	q.WriteString(`) AS v(n, type, contact_id, title, summary, data, created_at)`)
+	if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+		return fmt.Errorf("append %d events: %w", len(es), err)
 	}
 	return nil
 }
