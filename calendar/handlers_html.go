@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
-	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -70,14 +69,12 @@ func (ps pages) handleUpcoming(store Store) http.Handler {
 		if withCancelled {
 			v.Set("cancelled", "1")
 		}
-		link := func(offset int) string { return htmlPageLink("/", v, offset) }
-		data := map[string]any{"Appointments": items, "WithCancelled": withCancelled}
-		if len(items) > htmlListLimit {
-			data["Appointments"], data["Next"] = items[:htmlListLimit], link(offset+htmlListLimit)
+		more := len(items) > htmlListLimit
+		prev, next := view.PageLinks("/", v, offset, htmlListLimit, more)
+		if more {
+			items = items[:htmlListLimit]
 		}
-		if offset > 0 {
-			data["Prev"] = link(max(0, offset-htmlListLimit))
-		}
+		data := map[string]any{"Appointments": items, "WithCancelled": withCancelled, "Prev": prev, "Next": next}
 		ps.Render(w, r, http.StatusOK, "upcoming", data)
 		return nil
 	})
@@ -109,11 +106,11 @@ func (ps pages) renderAppointment(w http.ResponseWriter, r *http.Request, store 
 // done parameter its redirect carries (one of a fixed few: a link can't
 // make the page say anything else).
 func doneNotice(r *http.Request) string {
-	return map[string]string{
+	return view.Done(r, map[string]string{
 		"created":   "Appointment booked: its participants are sent an invitation.",
 		"saved":     "Changes saved: the participants are told what changed.",
 		"cancelled": "Appointment cancelled: its participants are sent a cancellation.",
-	}[r.URL.Query().Get("done")]
+	})
 }
 
 // appointmentID is the {id} of the path; a malformed one is ErrNotFound.
@@ -135,18 +132,6 @@ func pathContact(r *http.Request, store Store) (Contact, error) {
 		return Contact{}, err
 	}
 	return store.Contact(r.Context(), id)
-}
-
-// htmlPageLink is path with the query v and, past the first page, offset.
-func htmlPageLink(path string, v url.Values, offset int) string {
-	q := maps.Clone(v)
-	if offset > 0 {
-		q.Set("offset", strconv.Itoa(offset))
-	}
-	if len(q) == 0 {
-		return path
-	}
-	return path + "?" + q.Encode()
 }
 
 func htmlAppointmentPath(id int64) string { return "/appointments/" + strconv.FormatInt(id, 10) }
@@ -412,14 +397,12 @@ func (ps pages) handleContacts(store Store, sync func() feed.Status) http.Handle
 		if search != "" {
 			v.Set("q", search)
 		}
-		link := func(offset int) string { return htmlPageLink("/contacts", v, offset) }
-		data := map[string]any{"Contacts": contacts, "Search": search}
-		if len(contacts) > htmlContactsPage {
-			data["Contacts"], data["Next"] = contacts[:htmlContactsPage], link(offset+htmlContactsPage)
+		more := len(contacts) > htmlContactsPage
+		prev, next := view.PageLinks("/contacts", v, offset, htmlContactsPage, more)
+		if more {
+			contacts = contacts[:htmlContactsPage]
 		}
-		if offset > 0 {
-			data["Prev"] = link(max(0, offset-htmlContactsPage))
-		}
+		data := map[string]any{"Contacts": contacts, "Search": search, "Prev": prev, "Next": next}
 		if sync != nil {
 			data["Sync"] = sync()
 		}

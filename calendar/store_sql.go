@@ -459,7 +459,7 @@ func (s *SQLStore) Contacts(ctx context.Context) ([]Contact, error) {
 
 // FindContacts lists a page of the local copy (see Store.FindContacts).
 func (s *SQLStore) FindContacts(ctx context.Context, search string, limit, offset int) ([]Contact, error) {
-	like := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(strings.ToLower(search)) + "%"
+	like := sqldb.LikeContains(search)
 	out, err := sqldb.All(ctx, s.db, scanContact, `SELECT `+contactColumns+` FROM contacts
 		WHERE lower(name) LIKE $1 ESCAPE '\' OR lower(email) LIKE $1 ESCAPE '\' ORDER BY lower(name), name, id LIMIT $2 OFFSET $3`, like, limit, offset)
 	if err != nil {

@@ -48,27 +48,16 @@ func (ps pages) handleList(store Store) http.Handler {
 		if err != nil {
 			return err
 		}
-		link := func(offset int) string {
-			v := url.Values{}
-			if q.Search != "" {
-				v.Set("q", q.Search)
-			}
-			if offset > 0 {
-				v.Set("offset", strconv.Itoa(offset))
-			}
-			if len(v) == 0 {
-				return "/"
-			}
-			return "/?" + v.Encode()
+		v := url.Values{}
+		if q.Search != "" {
+			v.Set("q", q.Search)
 		}
-		data := map[string]any{"Search": q.Search, "Contacts": items, "Notice": doneNotice(r)}
-		if len(items) > listPageSize {
-			data["Contacts"] = items[:listPageSize]
-			data["Next"] = link(q.Offset + listPageSize)
+		more := len(items) > listPageSize
+		prev, next := view.PageLinks("/", v, q.Offset, listPageSize, more)
+		if more {
+			items = items[:listPageSize]
 		}
-		if q.Offset > 0 {
-			data["Prev"] = link(max(0, q.Offset-listPageSize))
-		}
+		data := map[string]any{"Search": q.Search, "Contacts": items, "Notice": doneNotice(r), "Prev": prev, "Next": next}
 		ps.Render(w, r, http.StatusOK, "list", data)
 		return nil
 	})
@@ -89,11 +78,11 @@ func (ps pages) handleShow(store Store) http.Handler {
 // done parameter its redirect carries (one of a fixed few: a link can't
 // make the page say anything else).
 func doneNotice(r *http.Request) string {
-	return map[string]string{
+	return view.Done(r, map[string]string{
 		"created": "Contact created. Calendar has it in its copy within a moment.",
 		"saved":   "Changes saved.",
 		"deleted": "Contact deleted.",
-	}[r.URL.Query().Get("done")]
+	})
 }
 
 func (ps pages) contact(r *http.Request, store Store) (Contact, error) {

@@ -61,7 +61,7 @@ func (s *SQLStore) List(ctx context.Context, q Query) ([]Contact, error) {
 	args := []any{}
 	if q.Search != "" {
 		query += ` WHERE lower(name) LIKE $1 ESCAPE '\' OR lower(email) LIKE $1 ESCAPE '\' OR phone LIKE $1 ESCAPE '\'`
-		args = append(args, "%"+escapeLike(strings.ToLower(q.Search))+"%")
+		args = append(args, sqldb.LikeContains(q.Search))
 	}
 	query += fmt.Sprintf(` ORDER BY lower(name), name, id LIMIT $%d OFFSET $%d`, len(args)+1, len(args)+2)
 	args = append(args, q.Limit, max(q.Offset, 0))
@@ -70,10 +70,6 @@ func (s *SQLStore) List(ctx context.Context, q Query) ([]Contact, error) {
 		return nil, fmt.Errorf("list contacts: %w", err)
 	}
 	return out, nil
-}
-
-func escapeLike(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
 // Get returns contact id.
@@ -288,15 +284,7 @@ func (s *SQLStore) appendEvents(ctx context.Context, tx *sqldb.Tx, es []stagedEv
 	first := head - int64(len(es)) + 1
 	var q strings.Builder
 	q.WriteString(`INSERT INTO events (seq, type, contact_id, title, summary, data, created_at) VALUES `)
-	args := make([]any, 0, 7*len(es))
-	for i, e := range es {
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		n := len(args)
-		fmt.Fprintf(&q, "($%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7)
-		args = append(args, first+int64(i), e.Type, e.ContactID, e.Title, e.Summary, string(e.Data), sqldb.Micro(e.at))
-	}
+	args := eventRows(&q, nil, es, first, "($%d, $%d, $%d, $%d, $%d, $%d, $%d)")
 	if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
 		return fmt.Errorf("insert events %d-%d: %w", first, head, err)
 	}
@@ -312,21 +300,27 @@ func (s *SQLStore) appendEventsPG(ctx context.Context, tx *sqldb.Tx, es []staged
 	q.WriteString(`WITH h AS (UPDATE event_head SET seq = seq + $1 WHERE id = 1 RETURNING seq)
 		INSERT INTO events (seq, type, contact_id, title, summary, data, created_at)
 		SELECT h.seq - $1 + v.n, v.type, v.contact_id, v.title, v.summary, v.data, v.created_at FROM h, (VALUES `)
-	args := make([]any, 0, 1+7*len(es))
-	args = append(args, int64(len(es)))
-	for i, e := range es {
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		n := len(args)
-		fmt.Fprintf(&q, "($%d::bigint, $%d::text, $%d::bigint, $%d::text, $%d::text, $%d::text, $%d::bigint)", n+1, n+2, n+3, n+4, n+5, n+6, n+7)
-		args = append(args, int64(i+1), e.Type, e.ContactID, e.Title, e.Summary, string(e.Data), sqldb.Micro(e.at))
-	}
+	args := eventRows(&q, []any{int64(len(es))}, es, 1, "($%d::bigint, $%d::text, $%d::bigint, $%d::text, $%d::text, $%d::text, $%d::bigint)")
 	q.WriteString(`) AS v(n, type, contact_id, title, summary, data, created_at)`)
 	if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
 		return fmt.Errorf("append %d events: %w", len(es), err)
 	}
 	return nil
+}
+
+// eventRows writes es to q as VALUES rows in the form row (seven numbered
+// parameters), numbered on from args, the first column n, n+1, … from
+// first, and returns args with the rows' values.
+func eventRows(q *strings.Builder, args []any, es []stagedEvent, first int64, row string) []any {
+	for i, e := range es {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		n := len(args)
+		fmt.Fprintf(q, row, n+1, n+2, n+3, n+4, n+5, n+6, n+7)
+		args = append(args, first+int64(i), e.Type, e.ContactID, e.Title, e.Summary, string(e.Data), sqldb.Micro(e.at))
+	}
+	return args
 }
 
 func (s *SQLStore) fail(step string) error {

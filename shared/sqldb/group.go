@@ -165,7 +165,7 @@ func (db *DB) commitBatch(batch []*request) {
 		// has already rolled the whole transaction back.
 		if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT write`); err != nil {
 			stx.Rollback()
-			fail(classify(fmt.Errorf("batch rolled back by the database after: %w", cmpErr(outs[i]))))
+			fail(classify(fmt.Errorf("batch rolled back by the database after: %w", outcomeErr(outs[i]))))
 			return
 		}
 	}
@@ -202,8 +202,8 @@ func run(r *request, tx *Tx) (out outcome) {
 	return outcome{err: r.fn(tx)}
 }
 
-// cmpErr is the error an outcome stands for, a panic included.
-func cmpErr(o outcome) error {
+// outcomeErr is the error an outcome stands for, a panic included.
+func outcomeErr(o outcome) error {
 	if o.panicked != nil {
 		return fmt.Errorf("panic: %v", o.panicked)
 	}

@@ -241,6 +241,12 @@ func (db *DB) Ready(ctx context.Context) error {
 	return nil
 }
 
+// LikeContains is the LIKE pattern, written ESCAPE '\', that matches a
+// lower-cased text holding s in any case: compare lower(column) with it.
+func LikeContains(s string) string {
+	return "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(strings.ToLower(s)) + "%"
+}
+
 // Micro converts t to the integer times stored in the database.
 func Micro(t time.Time) int64 { return t.UnixMicro() }
 
