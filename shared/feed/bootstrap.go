@@ -156,21 +156,6 @@ func (f *Follower) bootstrap(ctx context.Context, url string) error {
 	return nil
 }
 
-// saveCheckpoint writes cp inside tx; it only moves forward, as in commit.
-func (f *Follower) saveCheckpoint(ctx context.Context, tx *sqldb.Tx, cp Checkpoint) error {
-	res, err := tx.Exec(ctx, `INSERT INTO feed_checkpoints (name, seq, page, updated_at, lease_token) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, page = excluded.page, updated_at = excluded.updated_at, lease_token = excluded.lease_token
-		WHERE feed_checkpoints.seq < excluded.seq`,
-		f.cfg.Name, cp.Seq, cp.Page, time.Now().UnixMicro(), f.lease.token)
-	if err != nil {
-		return fmt.Errorf("save checkpoint: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return fmt.Errorf("save checkpoint %d: %w", cp.Seq, ErrBackwards)
-	}
-	return nil
-}
-
 // readSnapshot fetches and parses every page of the snapshot from url.
 // The publisher names each page's successor in a Link header as well as in
 // the document, so the next page is asked for as soon as one arrives and

@@ -47,19 +47,9 @@ func (f *Follower) commit(ctx context.Context, events []Event, page string) (int
 				return fmt.Errorf("apply seq %d (%s): %w", e.Seq, e.Type, err)
 			}
 		}
-		// The checkpoint only moves forward: a write that would take it back
-		// (it cannot happen under the lease) fails instead.
-		res, err := tx.Exec(ctx, `INSERT INTO feed_checkpoints (name, seq, page, updated_at, lease_token) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, page = excluded.page, updated_at = excluded.updated_at, lease_token = excluded.lease_token
-			WHERE feed_checkpoints.seq < excluded.seq`,
-			f.cfg.Name, cp.Seq, cp.Page, time.Now().UnixMicro(), f.lease.token)
-		if err != nil {
+		if err := f.saveCheckpoint(ctx, tx, cp); err != nil {
 			failed = len(events)
-			return fmt.Errorf("save checkpoint: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			failed = len(events)
-			return fmt.Errorf("save checkpoint %d: %w", cp.Seq, ErrBackwards)
+			return err
 		}
 		return nil
 	})
@@ -77,4 +67,21 @@ func (f *Follower) commit(ctx context.Context, events []Event, page string) (int
 		f.cfg.OnApplied(cp)
 	}
 	return len(events), nil
+}
+
+// saveCheckpoint writes cp inside tx. The checkpoint only moves forward:
+// a write that would take it back (it cannot happen under the lease) fails
+// with ErrBackwards instead.
+func (f *Follower) saveCheckpoint(ctx context.Context, tx *sqldb.Tx, cp Checkpoint) error {
+	res, err := tx.Exec(ctx, `INSERT INTO feed_checkpoints (name, seq, page, updated_at, lease_token) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, page = excluded.page, updated_at = excluded.updated_at, lease_token = excluded.lease_token
+		WHERE feed_checkpoints.seq < excluded.seq`,
+		f.cfg.Name, cp.Seq, cp.Page, time.Now().UnixMicro(), f.lease.token)
+	if err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("save checkpoint %d: %w", cp.Seq, ErrBackwards)
+	}
+	return nil
 }

@@ -16,8 +16,6 @@ import (
 
 type rendered struct {
 	key  pageKey
-	head int64 // for /feed: the head it shows…
-	from int64 // …from this seq
 	body []byte
 	etag string
 	next string // a snapshot page's next page, for its Link header
@@ -76,21 +74,31 @@ func baseHash(base string) string {
 }
 
 func (p *Publisher) render(base string, links []feeds.AtomLink, archive bool, events []Event, updated time.Time) ([]byte, error) {
-	p.mRenders.Inc(1)
-	links = append(links, feeds.AtomLink{Rel: "alternate", Type: "text/html", Href: base + "/"})
-	pg := page{
+	pg := p.shell(base, links, updated)
+	if archive {
+		pg.Archive = &struct{}{}
+	}
+	return p.renderPage(pg, events, base)
+}
+
+// shell is the envelope every document of the feed shares: title, id,
+// author, its links and the one to the HTML list, the stylesheet.
+func (p *Publisher) shell(base string, links []feeds.AtomLink, updated time.Time) page {
+	return page{
 		Title:     p.opt.Title,
 		ID:        p.opt.ID,
 		Updated:   formatTime(updated),
 		Author:    &feeds.AtomAuthor{AtomPerson: feeds.AtomPerson{Name: p.opt.Author}},
 		Generator: "syndic",
-		Links:     links,
+		Links:     append(links, feeds.AtomLink{Rel: "alternate", Type: "text/html", Href: base + "/"}),
 
 		stylesheet: p.opt.Stylesheet,
 	}
-	if archive {
-		pg.Archive = &struct{}{}
-	}
+}
+
+// renderPage renders pg with events (in seq order), counting it.
+func (p *Publisher) renderPage(pg page, events []Event, base string) ([]byte, error) {
+	p.mRenders.Inc(1)
 	return render(pg, events, func(seq int64) string { return p.opt.EntryID + strconv.FormatInt(seq, 10) }, base)
 }
 
@@ -204,5 +212,5 @@ func (p *Publisher) renderHead(ctx context.Context, head int64, base string, fro
 	if err != nil {
 		return nil, err
 	}
-	return &rendered{key: pageKey{0, base}, head: head, from: from, body: body, etag: p.currentETag(head, base)}, nil
+	return &rendered{key: pageKey{0, base}, body: body, etag: p.currentETag(head, base)}, nil
 }

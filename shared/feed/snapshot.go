@@ -228,18 +228,12 @@ func (p *Publisher) renderSnapshot(ctx context.Context, snap Snapshotter, base s
 		next = p.snapshotURL(base, asOf, last)
 		links = append(links, feeds.AtomLink{Rel: "next", Href: next})
 	}
-	p.mRenders.Inc(1)
-	links = append(links, feeds.AtomLink{Rel: "alternate", Type: "text/html", Href: base + "/"})
-	pg := page{
-		Title:     p.opt.Title + " (snapshot)",
-		ID:        p.opt.ID + ":snapshot:" + strconv.FormatInt(asOf, 10),
-		Updated:   formatTime(updated),
-		Author:    &feeds.AtomAuthor{AtomPerson: feeds.AtomPerson{Name: p.opt.Author}},
-		Generator: "syndic",
-		Links:     links,
-		Snapshot:  &snapshotElement{Seq: asOf},
-	}
-	body, err := render(pg, sortedBySeq(events), func(seq int64) string { return p.opt.EntryID + strconv.FormatInt(seq, 10) }, base)
+	pg := p.shell(base, links, updated)
+	pg.Title += " (snapshot)"
+	pg.ID += ":snapshot:" + strconv.FormatInt(asOf, 10)
+	pg.Snapshot = &snapshotElement{Seq: asOf}
+	slices.SortFunc(events, func(a, b Event) int { return cmp.Compare(a.Seq, b.Seq) }) // render takes them in seq order
+	body, err := p.renderPage(pg, events, base)
 	if err != nil {
 		return nil, err
 	}
@@ -259,13 +253,6 @@ func (p *Publisher) snapshotUpdated(ctx context.Context, asOf int64) (time.Time,
 		return time.Time{}, fmt.Errorf("snapshot as of %d: event %d missing", asOf, asOf)
 	}
 	return events[0].Time, nil
-}
-
-// sortedBySeq returns events in seq order, as render takes them.
-func sortedBySeq(events []Event) []Event {
-	out := slices.Clone(events)
-	slices.SortFunc(out, func(a, b Event) int { return cmp.Compare(a.Seq, b.Seq) })
-	return out
 }
 
 // gzippedFast gzip-encodes a document rendered for one answer.
