@@ -25,7 +25,6 @@ type outbox interface {
 	ClaimOutbox(ctx context.Context, id int64, now time.Time, lease time.Duration, held time.Time) (OutboxEntry, bool, error)
 	ClaimOutboxAll(ctx context.Context, ids []int64, now, until time.Time) ([]OutboxEntry, error)
 	ReleaseOutbox(ctx context.Context, ids []int64, held []time.Time) error
-	MarkOutboxSent(ctx context.Context, ids []int64, at time.Time) error
 	RenewOutbox(ctx context.Context, id int64, until time.Time) error
 	DueOutbox(ctx context.Context, now time.Time, limit int) ([]int64, error)
 	PendingOutbox(ctx context.Context) (int64, error)
@@ -68,7 +67,6 @@ type Notifier struct {
 	once     sync.Once
 	closed   bool // Run has ended: nothing more is queued (under mu)
 	ch       chan queued
-	sentCh   chan int64 // accepted by notifications, to be marked sent
 	mu       sync.Mutex
 	inflight map[int64]bool // queued or being sent: not queued twice
 
@@ -84,7 +82,6 @@ func (n *Notifier) init() {
 			n.Client = &http.Client{Timeout: 10 * time.Second}
 		}
 		n.ch = make(chan queued, n.Buffer)
-		n.sentCh = make(chan int64, markBatch)
 		n.inflight = map[int64]bool{}
 		n.sent = n.Metrics.Counter("notify_sent", "Notification requests that notifications accepted (200 or 202).")
 		n.failed = n.Metrics.Counter("notify_failed", "Notification requests given up: a permanent error, or the last attempt failed.")
@@ -104,9 +101,6 @@ type queued struct {
 	e     OutboxEntry
 	until time.Time
 }
-
-// markBatch bounds the entries marked sent in one transaction.
-const markBatch = 256
 
 // fresh returns the ids not queued or being sent, and marks them so.
 func (n *Notifier) fresh(ids []int64) []int64 {
@@ -154,8 +148,6 @@ func (n *Notifier) done(id int64) {
 // done. A call in progress finishes and is recorded before Run returns.
 func (n *Notifier) Run(ctx context.Context) {
 	n.init()
-	marked := make(chan struct{})
-	go func() { defer close(marked); n.mark(context.WithoutCancel(ctx)) }()
 	var wg sync.WaitGroup
 	for range n.Workers {
 		wg.Go(func() {
@@ -173,8 +165,6 @@ func (n *Notifier) Run(ctx context.Context) {
 	defer func() {
 		wg.Wait()
 		n.releaseQueued(context.WithoutCancel(ctx))
-		close(n.sentCh)
-		<-marked
 	}()
 	t := time.NewTicker(n.Sweep)
 	defer t.Stop()
@@ -308,29 +298,6 @@ func (n *Notifier) releaseQueued(ctx context.Context) {
 	}
 }
 
-// mark records the entries accepted by notifications as sent, in
-// batches, until sentCh is closed. A claim lasts until its mark is written.
-func (n *Notifier) mark(ctx context.Context) {
-	batch := make([]int64, 0, markBatch)
-	for id := range n.sentCh {
-		batch = append(batch[:0], id)
-	more:
-		for len(batch) < markBatch {
-			select {
-			case id, ok := <-n.sentCh:
-				if !ok {
-					break more
-				}
-				batch = append(batch, id)
-			default:
-				break more
-			}
-		}
-		n.record(n.Store.MarkOutboxSent(ctx, batch, time.Now()))
-		n.sent.Inc(int64(len(batch)))
-	}
-}
-
 // deliver posts one entry until it is sent, fails for good, or is put off.
 func (n *Notifier) deliver(ctx context.Context, q queued) {
 	bg := context.WithoutCancel(ctx) // a call made is recorded, even at shutdown
@@ -360,12 +327,15 @@ func (n *Notifier) deliver(ctx context.Context, q queued) {
 		}
 		retry.Sleep(ctx, 50*time.Millisecond+rand.N(50*time.Millisecond))
 	}
-	keep() // the claim ends with the record below
+	// The claim lasts until the record below commits (keep is deferred): no
+	// other replica posts it again meanwhile. The workers' records share
+	// commits (sqldb's group commit).
 	attempts := e.Attempts + 1
 	var perm *permanentError
 	switch {
 	case err == nil:
-		n.sentCh <- id
+		n.record(n.Store.MarkOutbox(bg, id, "sent", attempts, "", time.Now()))
+		n.sent.Inc(1)
 	case errors.As(err, &perm) || attempts >= n.MaxAttempts:
 		n.failed.Inc(1)
 		n.Log.Warn("notification request failed", "outbox", id, "attempts", attempts, "err", err)

@@ -138,25 +138,6 @@ func (s *SQLStore) ReleaseOutbox(ctx context.Context, ids []int64, held []time.T
 	return nil
 }
 
-// MarkOutboxSent records the entries ids as sent, each after one more
-// attempt, and ends their claims, in one transaction.
-func (s *SQLStore) MarkOutboxSent(ctx context.Context, ids []int64, at time.Time) error {
-	t := sqldb.Micro(at)
-	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
-		for _, id := range ids {
-			_, err := tx.Exec(ctx, `UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_error = '', next_attempt_at = $1, updated_at = $1, lease_until = 0 WHERE id = $2 AND status = 'pending'`, t, id)
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("mark outbox sent: %w", err)
-	}
-	return nil
-}
-
 // RenewOutbox extends a claim on entry id until until.
 func (s *SQLStore) RenewOutbox(ctx context.Context, id int64, until time.Time) error {
 	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {

@@ -21,9 +21,9 @@ import (
 // accepted by other instances or without room — as many at once as there is
 // room for, in one transaction. Each worker sends through the
 // breaker on a connection of its own that it keeps between messages (when
-// the Sender can open Sessions) and records the outcome. The notifications
-// sent are marked in batches: whatever was sent while the last batch was
-// being written goes in the next transaction.
+// the Sender can open Sessions) and records the outcome, keeping its claim
+// until the record has committed; the workers' records share commits
+// (sqldb's group commit).
 type Delivery struct {
 	Store       Store
 	Sender      Sender
@@ -56,9 +56,6 @@ type claim struct {
 	n     Notification
 	until time.Time
 }
-
-// markBatch bounds the notifications marked sent in one transaction.
-const markBatch = 256
 
 func (d *Delivery) init() {
 	d.once.Do(func() {
@@ -128,12 +125,9 @@ func (d *Delivery) wake() {
 // recorded first, and claims no worker took are given back.
 func (d *Delivery) Run(ctx context.Context) {
 	d.init()
-	sent := make(chan int64, markBatch)
-	marked := make(chan struct{})
-	go func() { defer close(marked); d.mark(context.WithoutCancel(ctx), sent) }()
 	var wg sync.WaitGroup
 	for range d.Workers {
-		wg.Go(func() { d.deliver(ctx, sent) })
+		wg.Go(func() { d.deliver(ctx) })
 	}
 	d.claim(ctx)
 	wg.Wait()
@@ -142,8 +136,6 @@ func (d *Delivery) Run(ctx context.Context) {
 	d.mu.Unlock()
 	d.handing.Wait()
 	d.giveBack(ctx)
-	close(sent)
-	<-marked
 }
 
 // claim fills work with due notifications until ctx is done: as many as
@@ -199,7 +191,8 @@ func (d *Delivery) claim(ctx context.Context) {
 	}
 }
 
-func (d *Delivery) deliver(ctx context.Context, sent chan<- int64) {
+func (d *Delivery) deliver(ctx context.Context) {
+	sent := d.Metrics.Counter("notifications_sent", "Notifications sent to the SMTP server.")
 	failed := d.Metrics.Counter("notifications_failed", "Notifications given up: a permanent error, or the last attempt failed.")
 	retries := d.Metrics.Counter("notifications_retries", "Failed sends of a notification that will be tried again.")
 	took := d.Metrics.Timer("notifications_delivery", "Time to send a notification that was sent, from building the mail to the SMTP server's answer.")
@@ -241,12 +234,15 @@ func (d *Delivery) deliver(ctx context.Context, sent chan<- int64) {
 			d.record(d.Store.Renew(ctx, n.ID, time.Now().Add(d.Lease)))
 		})
 		err := d.send(bg, sender, n)
-		keep()
 		idle.Reset(d.IdleClose)
+		if err == nil { // the claim is kept until the mark commits: nobody sends it again meanwhile
+			took.UpdateSince(start)
+			d.record(d.Store.MarkSent(bg, n.ID, time.Now()))
+			sent.Inc(1)
+		}
+		keep()
 		switch {
 		case err == nil:
-			took.UpdateSince(start)
-			sent <- n.ID
 		case errors.Is(err, breaker.ErrOpen): // half-open with a probe in flight, or just opened
 			d.record(d.Store.Release(bg, n.ID))
 			retry.Sleep(ctx, 50*time.Millisecond+rand.N(50*time.Millisecond))
@@ -285,30 +281,6 @@ func (d *Delivery) giveBack(ctx context.Context) {
 	}
 	if len(ids) > 0 {
 		d.record(d.Store.Release(context.WithoutCancel(ctx), ids...))
-	}
-}
-
-// mark records the notifications sent, in batches, until sent is closed.
-// A claim lasts until its mark is written, so nobody sends one again.
-func (d *Delivery) mark(ctx context.Context, sent <-chan int64) {
-	count := d.Metrics.Counter("notifications_sent", "Notifications sent to the SMTP server.")
-	batch := make([]int64, 0, markBatch)
-	for id := range sent {
-		batch = append(batch[:0], id)
-	more:
-		for len(batch) < markBatch {
-			select {
-			case id, ok := <-sent:
-				if !ok {
-					break more
-				}
-				batch = append(batch, id)
-			default:
-				break more
-			}
-		}
-		d.record(d.Store.MarkSentAll(ctx, batch, time.Now()))
-		count.Inc(int64(len(batch)))
 	}
 }
 

@@ -33,8 +33,8 @@ type Store interface {
 	Renew(ctx context.Context, id int64, until time.Time) error
 	// NextDue is when the next pending notification falls due (ok false: none).
 	NextDue(ctx context.Context) (at time.Time, ok bool, err error)
-	// MarkSentAll records the delivery of several notifications at once.
-	MarkSentAll(ctx context.Context, ids []int64, at time.Time) error
+	// MarkSent records the delivery of notification id.
+	MarkSent(ctx context.Context, id int64, at time.Time) error
 	// MarkRetry records a failed attempt and when to try again.
 	MarkRetry(ctx context.Context, id int64, attempts int, next time.Time, lastErr string) error
 	MarkFailed(ctx context.Context, id int64, attempts int, lastErr string) error

@@ -236,23 +236,8 @@ func (s *SQLStore) exec(ctx context.Context, what, q string, args ...any) error 
 
 // MarkSent records the delivery of notification id.
 func (s *SQLStore) MarkSent(ctx context.Context, id int64, at time.Time) error {
-	return s.MarkSentAll(ctx, []int64{id}, at)
-}
-
-// MarkSentAll records the delivery of the notifications ids, in one
-// transaction.
-func (s *SQLStore) MarkSentAll(ctx context.Context, ids []int64, at time.Time) error {
-	t := sqldb.Micro(at)
-	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
-		for _, id := range ids {
-			_, err := tx.Exec(ctx, `UPDATE notifications SET status = 'sent', attempts = attempts + 1, last_error = '', sent_at = $1, updated_at = $1, lease_until = 0 WHERE id = $2`, t, id)
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return wrap("mark sent", err)
+	return s.exec(ctx, "mark sent", `UPDATE notifications SET status = 'sent', attempts = attempts + 1, last_error = '', sent_at = $1, updated_at = $1, lease_until = 0 WHERE id = $2`,
+		sqldb.Micro(at), id)
 }
 
 // MarkRetry records a failed attempt.
