@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"syndic/shared/derrors"
 
@@ -52,4 +53,27 @@ func classify(err error) error {
 		return fmt.Errorf("%s: %w: %w", why, derrors.ErrUnavailable, err)
 	}
 	return err
+}
+
+// IsUnique reports whether err is a write refused by the unique index
+// named index.
+func IsUnique(err error, index string) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "23505" && pe.ConstraintName == index
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		// SQLITE_CONSTRAINT_UNIQUE: "UNIQUE constraint failed: index 'name'"
+		return se.Code() == 2067 && strings.Contains(se.Error(), "index '"+index+"'")
+	}
+	return false
+}
+
+// retryable reports whether err is one the database asks to run again:
+// PostgreSQL broke a deadlock between two transactions by failing this
+// one, or could not serialise it.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }

@@ -4,30 +4,36 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 )
 
-// Group commit. Every Write is queued for the DB's one committer, which
-// runs what is queued — up to maxBatch writes — in one transaction and
-// commits it once: with durable commits (an fsync on SQLite, a WAL flush
-// on PostgreSQL) the writes of a batch share that cost. It adds no wait:
-// a batch is whatever queued while the previous one ran and committed, so
-// a lone writer commits alone and many writers commit together. One
-// committer on PostgreSQL too: with 2 or 4 batches at once, contacts'
-// writes (8 writers, store only) went 1,600–1,750/s → 1,450/s → 1,130–1,300/s,
-// the batches smaller and every one queueing on the event_head row.
+// Group commit. Every Write is queued for the DB's committer, which runs
+// what is queued — up to maxBatch writes — in one transaction and commits
+// it once: with durable commits (an fsync on SQLite, a WAL flush on
+// PostgreSQL) the writes of a batch share that cost. It adds no wait: a
+// batch is whatever queued while the previous one ran and committed, so a
+// lone writer commits alone and many writers commit together. SQLite has
+// one committer (one writer at a time). On PostgreSQL WithCommitters runs
+// several, each taking its own batches from the one queue, so the round
+// trips of one batch overlap another's commit; batches that take a row in
+// common (contacts' event_head) still commit one after the other.
 //
-// Each write in a batch of several runs inside a savepoint of its own:
-// when its function fails (or panics) the transaction is rolled back to
-// that savepoint, that write alone gets the error and the others stay in
-// the batch. When the batch itself breaks — a Stage's flush or the commit
-// fails, or the database rolled the whole transaction back by itself
-// (SQLite does so on some I/O and disk-full errors) — every write in it
-// gets the error; none is reported done unless the commit that holds it
-// returned.
+// A write that fails (or panics) in a batch is not allowed to fail the
+// others: the transaction is rolled back, that write alone gets its error,
+// and the others run again in a new transaction (a write PostgreSQL failed
+// to break a deadlock between two batches runs again with them, up to
+// maxTries). Failures are rare (a stale version, a taken email; input is
+// validated before a write), so the
+// common batch runs each write once with no savepoint around it — a
+// savepoint is one more round trip a write, and on PostgreSQL a
+// subtransaction. A write's function may therefore run more than once;
+// only its last run counts (Write says so). When the batch itself breaks
+// — a Stage's flush or the commit fails — every write in it gets the
+// error; none is reported done unless the commit that holds it returned.
 
 // maxBatch bounds the writes committed together, and so how long the first
-// of them waits for the others to run. A batch's savepoints nest (none is
-// released), which PostgreSQL keeps cheap up to 64 per transaction.
+// of them waits for the others to run, and how often a batch with failing
+// writes runs again.
 const maxBatch = 32
 
 // errClosed answers a Write after Close.
@@ -35,10 +41,14 @@ var errClosed = errors.New("sqldb: database is closed")
 
 // request is one Write waiting for its batch.
 type request struct {
-	ctx  context.Context
-	fn   func(*Tx) error
-	done chan outcome
+	ctx   context.Context
+	fn    func(*Tx) error
+	done  chan outcome
+	tries int // runs the database failed as retryable (a deadlock broken)
 }
+
+// maxTries bounds the runs of a write that keeps failing as retryable.
+const maxTries = 3
 
 // outcome is what a request's Write returns, or re-panics with.
 type outcome struct {
@@ -52,9 +62,13 @@ type queue struct {
 	done chan struct{} // closed when the committer has returned
 }
 
-func startCommitter(db *DB) {
+func startCommitters(db *DB, n int) {
 	db.queue = queue{in: make(chan *request, maxBatch), done: make(chan struct{})}
-	go db.commitLoop()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(db.commitLoop)
+	}
+	go func() { wg.Wait(); close(db.queue.done) }()
 }
 
 // Write runs fn in a transaction and commits when it returns nil; then
@@ -64,8 +78,11 @@ func startCommitter(db *DB) {
 // (read-only, disk full, unreachable) wraps derrors.ErrUnavailable: a 503
 // with the reason. fn may share its transaction with other Writes of this
 // process (group commit, above); it runs on the committer's goroutine, so
-// it must not call Write itself. ctx stops a Write still waiting for its
-// batch; once fn has started, its statements run to the end.
+// it must not call Write itself. fn may run more than once, each run in a
+// new transaction after the last was rolled back (another write of its
+// batch failed): it must set what it hands back, not add to it. ctx stops
+// a Write still waiting for its batch; once fn has started, its statements
+// run to the end.
 func (db *DB) Write(ctx context.Context, fn func(*Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -88,7 +105,6 @@ func (db *DB) Write(ctx context.Context, fn func(*Tx) error) error {
 // commitLoop is the committer: it takes what is queued, up to maxBatch
 // requests, and runs them as one batch, until Close closes the queue.
 func (db *DB) commitLoop() {
-	defer close(db.queue.done)
 	batch := make([]*request, 0, maxBatch)
 	for r := range db.queue.in {
 		batch = append(batch[:0], r)
@@ -109,87 +125,86 @@ func (db *DB) commitLoop() {
 }
 
 // commitBatch runs batch in one transaction and tells each request how it
-// ended, once the commit has.
+// ended, once the commit has: when a write fails, the others run again
+// without it.
 func (db *DB) commitBatch(batch []*request) {
 	outs := make([]outcome, len(batch))
-	finish := func() {
-		for i, r := range batch {
-			r.done <- outs[i]
-		}
+	todo := make([]int, len(batch))
+	for i := range todo {
+		todo[i] = i
 	}
-	fail := func(err error) {
-		for i := range outs {
-			if outs[i].panicked == nil {
+	for len(todo) > 0 {
+		var err error
+		todo, err = db.attempt(batch, todo, outs)
+		if err != nil {
+			for _, i := range todo {
 				outs[i].err = err
 			}
+			break
 		}
-		finish()
 	}
+	for i, r := range batch {
+		r.done <- outs[i]
+	}
+}
+
+// attempt runs the requests todo of batch in one transaction. When one
+// fails it rolls back, sets that one's outcome and returns the others, to
+// run again; when all ran, it commits and returns none. err says the
+// transaction itself failed (begin, a Stage's flush, the commit): then the
+// requests returned get it.
+func (db *DB) attempt(batch []*request, todo []int, outs []outcome) (again []int, err error) {
 	// The transaction is not the requests': none of their contexts can
 	// roll it back under the others.
 	ctx := context.Background()
 	stx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
-		fail(classify(fmt.Errorf("begin: %w", err)))
-		return
+		return todo, classify(fmt.Errorf("begin: %w", err))
 	}
 	tx := &Tx{tx: stx, db: db}
-	alone := len(batch) == 1 // one request: its failure rolls back the transaction, no savepoint needed
-	kept := 0
-	for i, r := range batch {
-		if err := r.ctx.Err(); err != nil {
+	kept := todo[:0:0]
+	for n, i := range todo {
+		r := batch[i]
+		if err := r.ctx.Err(); err != nil { // given up while queued: never run
 			outs[i].err = err
 			continue
 		}
-		if !alone {
-			if _, err := tx.Exec(ctx, `SAVEPOINT write`); err != nil {
-				stx.Rollback()
-				fail(classify(fmt.Errorf("savepoint: %w", err)))
-				return
-			}
-		}
-		mark := len(tx.staged)
-		outs[i] = run(r, tx)
-		if outs[i] == (outcome{}) {
-			kept++
+		out := run(r, tx)
+		if out == (outcome{}) {
+			kept = append(kept, i)
 			continue
 		}
-		tx.staged = tx.staged[:mark]
-		if outs[i].err != nil {
-			outs[i].err = classify(outs[i].err)
-		}
-		if alone {
-			break
-		}
-		// Undo this request's work alone. When that fails, the database
-		// has already rolled the whole transaction back.
-		if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT write`); err != nil {
-			stx.Rollback()
-			fail(classify(fmt.Errorf("batch rolled back by the database after: %w", outcomeErr(outs[i]))))
-			return
-		}
-	}
-	if kept == 0 {
 		stx.Rollback()
-		finish()
-		return
+		if r.tries++; out.err != nil && retryable(out.err) && r.tries < maxTries {
+			// PostgreSQL failed it to break a deadlock with another
+			// batch (another committer, another replica): run it again
+			// with the others.
+			return append(append(kept, i), todo[n+1:]...), nil
+		}
+		if out.err != nil {
+			out.err = classify(out.err)
+		}
+		outs[i] = out
+		return append(kept, todo[n+1:]...), nil
+	}
+	if len(kept) == 0 {
+		stx.Rollback()
+		return nil, nil
 	}
 	if err := tx.flushStaged(ctx); err != nil {
 		stx.Rollback()
-		fail(classify(err))
-		return
+		return kept, classify(err)
 	}
 	if err := stx.Commit(); err != nil {
-		fail(classify(fmt.Errorf("commit: %w", err)))
-		return
+		return kept, classify(fmt.Errorf("commit: %w", err))
 	}
 	db.stats.commits.Add(1)
-	db.stats.writes.Add(int64(kept))
+	db.stats.writes.Add(int64(len(kept)))
 	db.commits.Notify()
 	if db.peers != nil {
 		db.peers.committed()
 	}
-	finish()
+	return nil, nil
 }
 
 // run runs r's function on tx, turning a panic into its outcome.
@@ -200,12 +215,4 @@ func run(r *request, tx *Tx) (out outcome) {
 		}
 	}()
 	return outcome{err: r.fn(tx)}
-}
-
-// outcomeErr is the error an outcome stands for, a panic included.
-func outcomeErr(o outcome) error {
-	if o.panicked != nil {
-		return fmt.Errorf("panic: %v", o.panicked)
-	}
-	return o.err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -209,14 +210,24 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 		for _, i := range []int{0, 1, 2, 4, 6, 8, 10, 11} {
 			wantRows = append(wantRows, 5000+i)
 		}
-		var kept []int
+		// Each failure rolled the batch back and ran the rest again: the
+		// last run is that of the eight that succeeded, and its rows alone
+		// were flushed, in the order they ran; a failed write ran once.
+		runs := map[int]int{}
 		for _, i := range ran {
-			if i != 3 && i != 5 && i != 7 {
-				kept = append(kept, i)
-			}
+			runs[i]++
 		}
-		if len(kept) != 8 || fmt.Sprint(flushes) != fmt.Sprint([][]int{kept}) {
-			t.Errorf("flushes = %v, want one flush of the rows the writes that succeeded staged, in the order they ran: %v", flushes, kept)
+		kept := ran[max(len(ran)-8, 0):]
+		if got := slices.Sorted(slices.Values(kept)); fmt.Sprint(got) != fmt.Sprint([]int{0, 1, 2, 4, 6, 8, 10, 11}) {
+			t.Errorf("last run %v (of %v), want the eight writes that succeeded", kept, ran)
+		}
+		if fmt.Sprint(flushes) != fmt.Sprint([][]int{kept}) {
+			t.Errorf("flushes = %v, want one flush of the rows the writes that succeeded staged, in the order they last ran: %v", flushes, kept)
+		}
+		for _, i := range []int{3, 5, 7} {
+			if runs[i] != 1 {
+				t.Errorf("failing write %d ran %d times, want once", i, runs[i])
+			}
 		}
 		if fmt.Sprint(got) != fmt.Sprint(wantRows) {
 			t.Errorf("rows = %v\nwant   %v", got, wantRows)
@@ -264,5 +275,67 @@ func TestSynchronousPragma(t *testing.T) {
 		if sync != want || mode != "wal" {
 			t.Errorf("%q: synchronous = %d, journal_mode = %s; want %d, wal", params, sync, mode, want)
 		}
+	}
+}
+
+// TestDeadlockRunsAgain: two committers (here, on PostgreSQL) whose writes
+// take two rows in opposite orders deadlock; PostgreSQL fails one of them
+// to break it, and that write runs again instead of failing: both commit.
+func TestDeadlockRunsAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := Open(ctx, sqldbtest.PostgresURL(t), WithCommitters(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	schema := fstest.MapFS{"migrations/001_rows.sql": {Data: []byte(`CREATE TABLE rows (id {{int}} PRIMARY KEY, n {{int}} NOT NULL);
+		INSERT INTO rows (id, n) VALUES (1, 0), (2, 0);`)}}
+	if err := db.Migrate(ctx, schema); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		first [2]sync.Once
+		took  [2]chan struct{}
+		runs  [2]int
+		wg    sync.WaitGroup
+		errs  [2]error
+	)
+	for w := range 2 {
+		took[w] = make(chan struct{})
+	}
+	for w := range 2 {
+		if w == 1 {
+			<-took[0] // the first runs on one committer: the second goes to the other
+		}
+		wg.Go(func() {
+			errs[w] = db.Write(ctx, func(tx *Tx) error {
+				runs[w]++
+				mine, theirs := w+1, 2-w
+				if _, err := tx.Exec(ctx, `UPDATE rows SET n = n + 1 WHERE id = $1`, mine); err != nil {
+					return err
+				}
+				first[w].Do(func() { close(took[w]) })
+				<-took[1-w] // the other holds its row: each now waits for the other's
+				_, err := tx.Exec(ctx, `UPDATE rows SET n = n + 1 WHERE id = $1`, theirs)
+				return err
+			})
+		})
+	}
+	wg.Wait()
+	for w, err := range errs {
+		if err != nil {
+			t.Errorf("write %d: %v, want it run again after the deadlock", w, err)
+		}
+	}
+	if runs[0]+runs[1] != 3 {
+		t.Errorf("runs %v: want one of the two run twice", runs)
+	}
+	var n1, n2 int
+	if err := db.QueryRow(ctx, `SELECT (SELECT n FROM rows WHERE id = 1), (SELECT n FROM rows WHERE id = 2)`).Scan(&n1, &n2); err != nil {
+		t.Fatal(err)
+	}
+	if n1 != 2 || n2 != 2 {
+		t.Errorf("rows hold %d and %d, want 2 and 2", n1, n2)
 	}
 }
