@@ -110,10 +110,19 @@ func (s *SQLStore) insertContact(ctx context.Context, tx *sqldb.Tx, c *Contact) 
 		}
 		return fmt.Errorf("insert contact: email %s taken, then not: %w", c.Email, derrors.ErrConflict)
 	}
+	if sqldb.IsUnique(err, "contacts_email_unique") {
+		return emailTaken() // by a write that committed while this one ran
+	}
 	if err != nil {
 		return fmt.Errorf("insert contact: %w", err)
 	}
 	return nil
+}
+
+// emailTaken refuses an email that another write took at the same time,
+// when the transaction can no longer look up by whom.
+func emailTaken() error {
+	return derrors.Problems{"email": "is already the email of another contact"}
 }
 
 // Import creates the contacts of ins (see Store.Import).
@@ -126,6 +135,7 @@ func (s *SQLStore) Import(ctx context.Context, ins []Input) (int, []ImportRefusa
 		var n int
 		var no []ImportRefusal
 		err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+			n, no = 0, nil // a run again starts over
 			for i, in := range chunk {
 				if in == (Input{}) {
 					continue
@@ -177,6 +187,9 @@ func (s *SQLStore) Update(ctx context.Context, id, version int64, in Input) (Con
 		res, err := tx.Exec(ctx,
 			`UPDATE contacts SET name = $1, email = $2, phone = $3, version = $4, updated_at = $5 WHERE id = $6 AND version = $7`,
 			after.Name, after.Email, after.Phone, after.Version, sqldb.Micro(now), id, before.Version)
+		if sqldb.IsUnique(err, "contacts_email_unique") {
+			return emailTaken()
+		}
 		if err != nil {
 			return fmt.Errorf("update contact: %w", err)
 		}

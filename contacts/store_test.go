@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"syndic/shared/derrors"
+	"syndic/shared/sqldb"
 	"syndic/shared/sqldb/sqldbtest"
 )
 
@@ -198,6 +199,61 @@ func TestListSortsRegardlessOfCase(t *testing.T) {
 		}
 		if strings.Join(names, ",") != "Ada,ada,Zed,zoe" {
 			t.Errorf("order = %v, want Ada, ada, Zed, zoe", names)
+		}
+	})
+}
+
+// TestEmailTakenAtOnce: writes on two instances of one database (two
+// replicas; on PostgreSQL with two batches at a time each) all try one
+// email at once, in different cases: one gets it, every other is refused
+// with the email problem, and the database holds it once.
+func TestEmailTakenAtOnce(t *testing.T) {
+	t.Parallel()
+	sqldbtest.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		var stores []*SQLStore
+		for range 2 {
+			db, err := sqldb.Open(ctx, url, sqldb.WithCommitters(2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			s, err := NewSQLStore(ctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stores = append(stores, s)
+		}
+		const n = 24
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				email := "Grace@Example.org"
+				if i%2 == 1 {
+					email = strings.ToLower(email)
+				}
+				_, errs[i] = stores[i%2].Create(ctx, Input{Name: fmt.Sprint("Grace ", i), Email: email})
+			})
+		}
+		wg.Wait()
+		won := 0
+		for i, err := range errs {
+			var p derrors.Problems
+			switch {
+			case err == nil:
+				won++
+			case errors.As(err, &p) && p["email"] != "":
+			default:
+				t.Errorf("create %d: %v, want the email problem", i, err)
+			}
+		}
+		all, err := stores[0].List(ctx, Query{Search: "grace@example.org"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if won != 1 || len(all) != 1 {
+			t.Fatalf("%d creates succeeded and %d contacts hold the email, want 1 and 1", won, len(all))
 		}
 	})
 }
