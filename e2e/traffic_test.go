@@ -73,13 +73,19 @@ func (g *traffic) flowing(n int64) {
 // until sends a request until the service answers it. A refused connection
 // never reached the service and is sent again; any other failure may have
 // reached it, so took (when not nil) is asked first whether it took effect,
-// and if it did, until returns status 0.
+// and if it did, until returns status 0. A replica killed as it committed
+// leaves a commit that lands a moment after the failure: when the retry of
+// a conditional request is refused 412, took is asked again.
 func (g *traffic) until(refused *atomic.Int64, method, url string, body any, took func() bool, header ...string) (int, []byte) {
 	deadline := time.Now().Add(30 * time.Second)
+	unsure := false
 	for {
 		status, _, data, err := send(g.c, method, url, body, header...)
 		if err == nil && status >= 502 && status <= 504 { // a proxy: the replica it chose died mid-request
 			err = fmt.Errorf("status %d from the proxy", status)
+		}
+		if err == nil && status == http.StatusPreconditionFailed && unsure && took != nil && took() {
+			return 0, nil
 		}
 		if err == nil {
 			return status, data
@@ -92,6 +98,7 @@ func (g *traffic) until(refused *atomic.Int64, method, url string, body any, too
 			refused.Add(1)
 		} else {
 			g.t.Logf("%s %s: %v: may have been taken; checking before retrying", method, url, err)
+			unsure = true
 			if took != nil && took() {
 				return 0, nil
 			}
