@@ -57,14 +57,6 @@ func (c Config) Validate() error {
 
 // Main reads the configuration from the environment (or prints it for -h)
 // and runs the service until ctx is done.
-// postgresCommitters is how many batches of writes run at once on
-// PostgreSQL (sqldb.WithCommitters). Each batch's events queue on the
-// event_head row only from their insert to the commit: with two, one batch
-// runs its inserts while the other commits (8 writers over HTTP, one
-// replica: 1,278–1,308 creates/s with one, 1,390–1,556 with two, 990–1,310
-// with four, their batches smaller).
-const postgresCommitters = 2
-
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return config.Main("contacts", args, stdout, func(cfg Config) error { return Run(ctx, cfg, stdout) })
 }
@@ -79,7 +71,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	db, err := sqldb.Open(ctx, cfg.DatabaseURL, sqldb.WithLogger(log), sqldb.WithCommitters(postgresCommitters))
+	db, err := sqldb.Open(ctx, cfg.DatabaseURL, sqldb.WithLogger(log))
 	if err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
 	}

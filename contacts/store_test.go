@@ -204,7 +204,7 @@ func TestListSortsRegardlessOfCase(t *testing.T) {
 }
 
 // TestEmailTakenAtOnce: writes on two instances of one database (two
-// replicas; on PostgreSQL with two batches at a time each) all try one
+// replicas) all try one
 // email at once, in different cases: one gets it, every other is refused
 // with the email problem, and the database holds it once.
 func TestEmailTakenAtOnce(t *testing.T) {
@@ -213,7 +213,7 @@ func TestEmailTakenAtOnce(t *testing.T) {
 		ctx := context.Background()
 		var stores []*SQLStore
 		for range 2 {
-			db, err := sqldb.Open(ctx, url, sqldb.WithCommitters(2))
+			db, err := sqldb.Open(ctx, url)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -67,25 +67,18 @@ type DB struct {
 // Option adjusts Open.
 type Option func(*options)
 
-type options struct {
-	log        *slog.Logger
-	committers int
-}
+type options struct{ log *slog.Logger }
 
 // WithLogger is where the database reports what it recovers from by itself
 // (a lost LISTEN connection); without it, nowhere.
 func WithLogger(log *slog.Logger) Option { return func(o *options) { o.log = log } }
-
-// WithCommitters lets n batches run at once on PostgreSQL (group.go);
-// SQLite has one writer at a time and keeps one committer.
-func WithCommitters(n int) Option { return func(o *options) { o.committers = n } }
 
 // Open opens the database named by url: "sqlite:PATH" (the folder is
 // created; "?…" after the path adds driver parameters) or "postgres://…" /
 // "postgresql://…". It pings before returning. On PostgreSQL, Committed
 // also fires for commits by other instances on the same schema (LISTEN/NOTIFY).
 func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
-	o := options{log: slog.New(slog.DiscardHandler), committers: 1}
+	o := options{log: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -112,10 +105,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 	default:
 		return nil, fmt.Errorf("unsupported database URL %q: want sqlite:PATH or postgres://…", config.Redact(url))
 	}
-	if db.Dialect == SQLite {
-		o.committers = 1
-	}
-	startCommitters(db, max(o.committers, 1))
+	startCommitter(db)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := db.sql.PingContext(pctx); err != nil {
