@@ -33,6 +33,7 @@ type peers struct {
 	log     *slog.Logger
 
 	kick   chan struct{} // a commit to announce
+	out    *pgx.Conn     // announce's own connection, asynchronous commits (see notify)
 	quit   chan struct{} // closed by stop: announce what is pending, then end
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -76,16 +77,41 @@ func (p *peers) announce() {
 				p.notify()
 			default:
 			}
+			if p.out != nil {
+				p.out.Close(context.Background())
+			}
 			return
 		}
 	}
 }
 
+// notify sends one NOTIFY. A NOTIFY is a transaction of its own, and a
+// durable commit would wait for a WAL flush: its connection commits with
+// synchronous_commit off instead (a lost notification costs nothing but
+// its wake-up: waiters recheck), so announcing takes no fsync from the
+// writes it announces (contacts, two replicas behind HAProxy, 8 writers:
+// 1,118–1,147 creates/s with the durable NOTIFY, against 1,465–1,625 with
+// none at all).
 func (p *peers) notify() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := p.db.sql.ExecContext(ctx, `SELECT pg_notify($1, $2)`, p.channel, p.self); err != nil {
+	if p.out == nil {
+		cfg, err := pgx.ParseConfig(p.url)
+		if err != nil {
+			p.log.Warn("notify other instances of a commit", "err", err)
+			return
+		}
+		cfg.RuntimeParams["synchronous_commit"] = "off"
+		if p.out, err = pgx.ConnectConfig(ctx, cfg); err != nil {
+			p.out = nil
+			p.log.Warn("notify other instances of a commit", "err", err)
+			return
+		}
+	}
+	if _, err := p.out.Exec(ctx, `SELECT pg_notify($1, $2)`, p.channel, p.self); err != nil {
 		p.log.Warn("notify other instances of a commit", "err", err)
+		p.out.Close(ctx)
+		p.out = nil // a new connection for the next one
 	}
 }
 
