@@ -37,7 +37,7 @@ func parsePages(log *slog.Logger, links view.Links) (pages, error) {
 			}
 			return fmt.Sprintf("%s/contacts/%d", links.Contacts, id)
 		},
-		"when":      htmlWhen,
+		"when":      whenText,
 		"cancelled": func(a Appointment) bool { return a.Status == StatusCancelled },
 		"stamp":     htmlStamp,
 		"zones":     func() []string { return zones },
@@ -203,10 +203,12 @@ func (ps pages) renderCancelled(w http.ResponseWriter, r *http.Request, store St
 	return ps.renderAppointment(w, r, store, http.StatusConflict, a, "This appointment was cancelled: it can no longer be changed. Create a new one instead.")
 }
 
-// htmlWhen shows an appointment's time for people, in its own zone:
-// "Tue 5 Jul 2027, 10:00–11:00 (Europe/Paris, UTC+02:00)", or with a bare
-// offset "Tue 1 Dec 2026, 09:30–10:30 (UTC+01:00)".
-func htmlWhen(a Appointment) string {
+// whenText shows an appointment's time for people, in its own zone, on
+// pages and in mails: "Tue 5 Jul 2027, 10:00–11:00 (Europe/Paris,
+// UTC+02:00)", with a bare offset "Tue 1 Dec 2026, 09:30–10:30
+// (UTC+01:00)", and across days "Fri 1 Jan 2027, 22:00 – Sat 2 Jan 2027,
+// 02:00 (UTC+01:00)".
+func whenText(a Appointment) string {
 	loc := a.Zone()
 	start, end := a.Start().In(loc), a.End().In(loc)
 	const day, clock = "Mon 2 Jan 2006", "15:04"
@@ -234,7 +236,7 @@ func htmlAgo(t time.Time) string {
 
 // htmlDescribe sums an appointment up for a notice.
 func htmlDescribe(a Appointment) string {
-	s := fmt.Sprintf("“%s”, %s", a.Title, htmlWhen(a))
+	s := fmt.Sprintf("“%s”, %s", a.Title, whenText(a))
 	if a.Location != "" {
 		s += ", at " + a.Location
 	}
@@ -356,7 +358,7 @@ func (ps pages) handleCancelAppointment(store Store) http.Handler {
 			}
 			ps.Render(w, r, http.StatusOK, "confirm", view.Confirmation{
 				Title:   "Cancel “" + a.Title + "”?",
-				Message: fmt.Sprintf("%s: %s sent a cancellation at once. A cancelled appointment stays on record but can't be changed again.", htmlWhen(a), who),
+				Message: fmt.Sprintf("%s: %s sent a cancellation at once. A cancelled appointment stays on record but can't be changed again.", whenText(a), who),
 				Action:  fmt.Sprintf("/appointments/%d/cancel", id),
 				Fields:  map[string]string{"version": strconv.FormatInt(version, 10)},
 				Submit:  "Cancel the appointment",

@@ -70,7 +70,7 @@ func changes(before, after Appointment) string {
 		what = append(what, fmt.Sprintf("the title (was “%s”)", before.Title))
 	}
 	if !before.Start().Equal(after.Start()) || !before.End().Equal(after.End()) || before.TimeZone != after.TimeZone {
-		what = append(what, "the time (was "+htmlWhen(before)+")")
+		what = append(what, "the time (was "+whenText(before)+")")
 	}
 	if before.Location != after.Location {
 		if before.Location == "" {
@@ -129,8 +129,7 @@ func (m Mailer) text(kind string, a Appointment, to Attendee, before Appointment
 	default:
 		fmt.Fprintf(&b, "you are no longer a participant of “%s”.\n\n", a.Title)
 	}
-	loc := a.Zone()
-	fmt.Fprintf(&b, "When:  %s – %s (%s)\n", a.Start().In(loc).Format("Mon 2 Jan 2006 15:04"), a.End().In(loc).Format("15:04"), zoneLabel(a))
+	fmt.Fprintf(&b, "When:  %s\n", whenText(a)) // the end's day too when it is another
 	if a.Location != "" {
 		fmt.Fprintf(&b, "Where: %s\n", a.Location)
 	}

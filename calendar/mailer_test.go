@@ -152,7 +152,7 @@ func TestMailer(t *testing.T) {
 		for _, want := range []string{
 			"Hello Ada Lovelace,\n",
 			"you are invited to “Design review”.",
-			"When:  Tue 3 Dec 2030 09:30 – 10:30 (UTC+01:00)\n",
+			"When:  Tue 3 Dec 2030, 09:30–10:30 (UTC+01:00)\n",
 			"Where: Room 1\n",
 			"With:  Ada Lovelace, Bob Byte, Dee Parted, Eve Nomail\n",
 			"Details: https://calendar.example.org/appointments/" + fmt.Sprint(a.ID) + "\n",
@@ -272,5 +272,16 @@ func TestMailerLongTitle(t *testing.T) {
 		if !kinds[k] {
 			t.Errorf("no %s among %d entries", k, len(es))
 		}
+	}
+}
+
+// TestMailerAcrossDays: an appointment that ends on another day says the
+// end's day too, in the mail as on its page (an offsite from Friday night
+// to Saturday read "22:00 – 02:00" before).
+func TestMailerAcrossDays(t *testing.T) {
+	a := Appointment{Title: "Offsite", StartsAt: "2027-01-01T22:00:00+01:00", EndsAt: "2027-01-02T02:00:00+01:00", TimeZone: "Europe/Paris"}
+	const want = "When:  Fri 1 Jan 2027, 22:00 – Sat 2 Jan 2027, 02:00 (Europe/Paris, UTC+01:00)\n"
+	if text := testMailer.text(KindInvitation, a, Attendee{Name: "Ada"}, Appointment{}); !strings.Contains(text, want) {
+		t.Fatalf("invitation lacks %q:\n%s", want, text)
 	}
 }

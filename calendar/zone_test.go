@@ -83,7 +83,7 @@ func TestTimeZoneKeptAcrossSummerTime(t *testing.T) {
 
 	// The change mail says 10:00 Paris time, and what changed.
 	text := testMailer.text(KindChange, a, Attendee{Name: "Ada"}, january)
-	if !strings.Contains(text, "When:  Mon 5 Jul 2027 10:00 – 11:00 (Europe/Paris, UTC+02:00)") ||
+	if !strings.Contains(text, "When:  Mon 5 Jul 2027, 10:00–11:00 (Europe/Paris, UTC+02:00)") ||
 		!strings.Contains(text, "“Review” has changed: the time (was Mon 4 Jan 2027, 10:00–11:00 (Europe/Paris, UTC+01:00)).") {
 		t.Fatalf("change mail:\n%s", text)
 	}

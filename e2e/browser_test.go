@@ -471,7 +471,7 @@ func TestBrowserTimeZone(t *testing.T) {
 
 	mails := smtp.WaitFor(t, 2, 20*time.Second)
 	change := parseInvite(t, mails[1])
-	if !strings.Contains(change.Text, "When:  Mon 5 Jul 2027 10:00 – 11:00 (Europe/Paris, UTC+02:00)") || !strings.Contains(change.Text, "has changed: the time") {
+	if !strings.Contains(change.Text, "When:  Mon 5 Jul 2027, 10:00–11:00 (Europe/Paris, UTC+02:00)") || !strings.Contains(change.Text, "has changed: the time") {
 		t.Fatalf("the change mail:\n%s", change.Text)
 	}
 }
