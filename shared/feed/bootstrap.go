@@ -33,7 +33,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"runtime"
 	"slices"
@@ -239,26 +238,12 @@ func (f *Follower) getSnapshotPage(ctx context.Context, url string) (body []byte
 		return nil, "", fmt.Errorf("snapshot URL %q: %w", config.Redact(url), err)
 	}
 	req.Header.Set("Accept", "application/atom+xml")
-	if f.cfg.Authorize != nil {
-		f.cfg.Authorize(req)
-	}
-	rctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
-	defer cancel()
-	resp, err := f.cfg.Client.Do(req.WithContext(rctx))
+	resp, body, err := f.send(ctx, req, url, f.cfg.Timeout)
 	if err != nil {
-		return nil, "", fmt.Errorf("GET %s: %w", config.Redact(url), err)
+		return nil, "", err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-		return nil, "", &StatusError{URL: config.Redact(url), Code: resp.StatusCode, Body: string(bytes.TrimSpace(snippet))}
-	}
-	body, err = io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxBody+1))
-	if err != nil {
-		return nil, "", fmt.Errorf("GET %s: read: %w", config.Redact(url), err)
-	}
-	if int64(len(body)) > f.cfg.MaxBody {
-		return nil, "", fmt.Errorf("GET %s: document over %d bytes", config.Redact(url), f.cfg.MaxBody)
+	if resp.StatusCode != http.StatusOK { // a 304 to a GET that was not conditional
+		return nil, "", &StatusError{URL: config.Redact(url), Code: resp.StatusCode}
 	}
 	f.update(func(s *Status) { s.LastPoll = time.Now().UTC() })
 	if n := linkNext(resp.Header.Values("Link")); n != "" {

@@ -84,6 +84,27 @@ func (f *Follower) download(ctx context.Context, r request) (fetched, []byte, er
 			timeout += f.cfg.Wait
 		}
 	}
+	resp, body, err := f.send(ctx, req, url, timeout)
+	if err != nil {
+		return fetched{}, nil, err
+	}
+	doc := fetched{url: withoutAfter(resp.Request.URL), etag: resp.Header.Get("ETag"), askedWait: polling && f.cfg.Wait > 0, longPolled: resp.Header.Get("Preference-Applied") != ""}
+	if polling && f.cfg.Wait > 0 {
+		f.update(func(s *Status) { s.LongPoll = doc.longPolled })
+	}
+	if resp.StatusCode == http.StatusNotModified {
+		doc.notModified = true
+		f.update(func(s *Status) { s.LastPoll = time.Now().UTC() })
+		return doc, nil, nil
+	}
+	return doc, body, nil
+}
+
+// send makes req, authorised, within timeout, and reads the body of a 200
+// (at most MaxBody). It returns the response (its body closed; its headers
+// and request still to read) and the body; a 304 comes with no body, any
+// other answer is a *StatusError. url names the document in errors.
+func (f *Follower) send(ctx context.Context, req *http.Request, url string, timeout time.Duration) (*http.Response, []byte, error) {
 	if f.cfg.Authorize != nil {
 		f.cfg.Authorize(req)
 	}
@@ -91,31 +112,25 @@ func (f *Follower) download(ctx context.Context, r request) (fetched, []byte, er
 	defer cancel()
 	resp, err := f.cfg.Client.Do(req.WithContext(rctx))
 	if err != nil {
-		return fetched{}, nil, fmt.Errorf("GET %s: %w", config.Redact(url), err)
+		return nil, nil, fmt.Errorf("GET %s: %w", config.Redact(url), err)
 	}
 	defer resp.Body.Close()
-	doc := fetched{url: withoutAfter(resp.Request.URL), etag: resp.Header.Get("ETag"), askedWait: polling && f.cfg.Wait > 0, longPolled: resp.Header.Get("Preference-Applied") != ""}
-	if polling && f.cfg.Wait > 0 {
-		f.update(func(s *Status) { s.LongPoll = doc.longPolled })
-	}
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusNotModified:
-		doc.notModified = true
-		f.update(func(s *Status) { s.LastPoll = time.Now().UTC() })
-		return doc, nil, nil
+		return resp, nil, nil
 	default:
 		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-		return fetched{}, nil, &StatusError{URL: config.Redact(url), Code: resp.StatusCode, Body: string(bytes.TrimSpace(snippet))}
+		return nil, nil, &StatusError{URL: config.Redact(url), Code: resp.StatusCode, Body: string(bytes.TrimSpace(snippet))}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxBody+1))
 	if err != nil {
-		return fetched{}, nil, fmt.Errorf("GET %s: read: %w", config.Redact(url), err)
+		return nil, nil, fmt.Errorf("GET %s: read: %w", config.Redact(url), err)
 	}
 	if int64(len(body)) > f.cfg.MaxBody {
-		return fetched{}, nil, fmt.Errorf("GET %s: document over %d bytes", config.Redact(url), f.cfg.MaxBody)
+		return nil, nil, fmt.Errorf("GET %s: document over %d bytes", config.Redact(url), f.cfg.MaxBody)
 	}
-	return doc, body, nil
+	return resp, body, nil
 }
 
 // decode parses the body of doc, fetched from url.
