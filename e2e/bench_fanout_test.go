@@ -179,6 +179,10 @@ func benchFanOutContacts(b *testing.B, httpClient bool) {
 	if a := os.Getenv("PPROF_ADDR"); a != "" {
 		env = append(env, "PPROF_ADDR="+a)
 	}
+	// FANOUT_GOGC is contacts' GOGC (the runtime's; this process keeps its own).
+	if g := os.Getenv("FANOUT_GOGC"); g != "" {
+		env = append(env, "GOGC="+g)
+	}
 	memoryBuild(b, dir, pkg)
 	con := memoryStart(b, dir, filepath.Base(pkg), env...)
 	con.waitReady(b, 30*time.Second)
