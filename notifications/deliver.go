@@ -220,18 +220,33 @@ func (d *Delivery) deliver(ctx context.Context) {
 		// The send and its record finish even when ctx ends: a mail sent must
 		// be marked sent, or it would go out again.
 		bg := context.WithoutCancel(ctx)
-		if time.Until(c.until) < d.Lease*2/3 { // it waited long (breaker open): claim it anew first
+		// held is the claim in force: renewals move it, and the outcome is
+		// recorded under it (a claim lost meanwhile records nothing).
+		held := c.until
+		if time.Until(held) < d.Lease*2/3 { // it waited long (breaker open): claim it anew first
 			var ok bool
 			var err error
 			now := time.Now()
-			if n, ok, err = d.Store.Reclaim(bg, n.ID, c.until, now, now.Add(d.Lease)); err != nil || !ok {
+			if n, ok, err = d.Store.Reclaim(bg, n.ID, held, now, now.Add(d.Lease)); err != nil || !ok {
 				d.record(err)
 				continue // taken by another instance, or done
 			}
+			held = now.Add(d.Lease)
 		}
 		start := time.Now()
-		keep := retry.Every(bg, d.Lease/3, func(ctx context.Context) { // a slow send keeps its claim
-			d.record(d.Store.Renew(ctx, n.ID, time.Now().Add(d.Lease)))
+		// A slow send keeps its claim. Only keep's goroutine touches held
+		// until keep() has returned (it waits for it).
+		keep := retry.Every(bg, d.Lease/3, func(ctx context.Context) {
+			until := time.Now().Add(d.Lease)
+			ok, err := d.Store.Renew(ctx, n.ID, held, until)
+			switch {
+			case err != nil:
+				d.record(err)
+			case ok:
+				held = until
+			default:
+				d.Log.Warn("notification claim lost while sending: another instance may send it too", "id", n.ID)
+			}
 		})
 		err := d.send(bg, sender, n)
 		idle.Reset(d.IdleClose)
@@ -241,46 +256,45 @@ func (d *Delivery) deliver(ctx context.Context) {
 			sent.Inc(1)
 		}
 		keep()
+		final := held
 		switch {
 		case err == nil:
 		case errors.Is(err, breaker.ErrOpen): // half-open with a probe in flight, or just opened
-			d.record(d.Store.Release(bg, n.ID))
+			d.record(d.Store.Release(bg, Held{n.ID, final}))
 			retry.Sleep(ctx, 50*time.Millisecond+rand.N(50*time.Millisecond))
 		case !Temporary(err):
 			failed.Inc(1)
 			d.Log.Warn("notification failed", "id", n.ID, "err", err)
-			d.record(d.Store.MarkFailed(bg, n.ID, n.Attempts+1, err.Error()))
+			d.record(d.Store.MarkFailed(bg, n.ID, final, n.Attempts+1, err.Error()))
 		case n.Attempts+1 >= d.MaxAttempts:
 			failed.Inc(1)
 			d.Log.Warn("notification failed after retries", "id", n.ID, "attempts", n.Attempts+1, "err", err)
-			d.record(d.Store.MarkFailed(bg, n.ID, n.Attempts+1, err.Error()))
+			d.record(d.Store.MarkFailed(bg, n.ID, final, n.Attempts+1, err.Error()))
 		default:
 			retries.Inc(1)
 			next := time.Now().Add(d.Backoff.Wait(n.Attempts + 1))
 			d.Log.Info("notification will be retried", "id", n.ID, "attempt", n.Attempts+1, "at", next, "err", err)
-			d.record(d.Store.MarkRetry(bg, n.ID, n.Attempts+1, next, err.Error()))
+			d.record(d.Store.MarkRetry(bg, n.ID, final, n.Attempts+1, next, err.Error()))
 		}
 	}
 }
 
-// giveBack releases the claims queued in work, in one transaction. A
-// claim with less than a second left is let run out instead: releasing it
-// could clear a claim another instance made after it ended.
+// giveBack releases the claims queued in work, in one transaction; a
+// claim that ran out and was taken by another instance meanwhile is left
+// to it (Release clears only the claim held).
 func (d *Delivery) giveBack(ctx context.Context) {
-	var ids []int64
+	var held []Held
 	for more := true; more; {
 		select {
 		case c := <-d.work:
 			<-d.slots
-			if time.Until(c.until) > time.Second {
-				ids = append(ids, c.n.ID)
-			}
+			held = append(held, Held{c.n.ID, c.until})
 		default:
 			more = false
 		}
 	}
-	if len(ids) > 0 {
-		d.record(d.Store.Release(context.WithoutCancel(ctx), ids...))
+	if len(held) > 0 {
+		d.record(d.Store.Release(context.WithoutCancel(ctx), held...))
 	}
 }
 

@@ -29,16 +29,28 @@ type Store interface {
 	// again if that claim ran out and nobody else has it (ok false: someone
 	// has, or it is done).
 	Reclaim(ctx context.Context, id int64, held, now, until time.Time) (n Notification, ok bool, err error)
-	// Renew extends the lease on notification id, while it is being sent.
-	Renew(ctx context.Context, id int64, until time.Time) error
+	// Renew extends the claim on notification id made until held, while it
+	// is being sent (ok false: that claim is no longer the one in force).
+	Renew(ctx context.Context, id int64, held, until time.Time) (ok bool, err error)
 	// NextDue is when the next pending notification falls due (ok false: none).
 	NextDue(ctx context.Context) (at time.Time, ok bool, err error)
 	// MarkSent records the delivery of notification id.
 	MarkSent(ctx context.Context, id int64, at time.Time) error
-	// MarkRetry records a failed attempt and when to try again.
-	MarkRetry(ctx context.Context, id int64, attempts int, next time.Time, lastErr string) error
-	MarkFailed(ctx context.Context, id int64, attempts int, lastErr string) error
-	// Release gives claimed notifications back untried (breaker open, shutdown).
-	Release(ctx context.Context, ids ...int64) error
+	// MarkRetry records a failed attempt and when to try again, and
+	// MarkFailed gives up, both under the claim made until held: a claim
+	// that ran out and was taken by another instance is left to it.
+	MarkRetry(ctx context.Context, id int64, held time.Time, attempts int, next time.Time, lastErr string) error
+	MarkFailed(ctx context.Context, id int64, held time.Time, attempts int, lastErr string) error
+	// Release gives claimed notifications back untried (breaker open,
+	// shutdown): each only while its claim is still the one held.
+	Release(ctx context.Context, claims ...Held) error
 	Pending(ctx context.Context) (int64, error)
+}
+
+// Held is a claim on notification ID, made (or last renewed) until Until:
+// what a claimer gives to clear it, so that it never clears another
+// instance's later claim.
+type Held struct {
+	ID    int64
+	Until time.Time
 }

@@ -240,28 +240,44 @@ func (s *SQLStore) MarkSent(ctx context.Context, id int64, at time.Time) error {
 		sqldb.Micro(at), id)
 }
 
-// MarkRetry records a failed attempt.
-func (s *SQLStore) MarkRetry(ctx context.Context, id int64, attempts int, next time.Time, lastErr string) error {
-	return s.exec(ctx, "mark retry", `UPDATE notifications SET attempts = $1, next_attempt_at = $2, last_error = $3, updated_at = $4, lease_until = 0 WHERE id = $5`,
-		attempts, sqldb.Micro(next), lastErr, sqldb.Micro(time.Now()), id)
+// MarkRetry records a failed attempt under the claim made until held.
+func (s *SQLStore) MarkRetry(ctx context.Context, id int64, held time.Time, attempts int, next time.Time, lastErr string) error {
+	return s.exec(ctx, "mark retry", `UPDATE notifications SET attempts = $1, next_attempt_at = $2, last_error = $3, updated_at = $4, lease_until = 0
+		WHERE id = $5 AND status = 'pending' AND lease_until = $6`,
+		attempts, sqldb.Micro(next), lastErr, sqldb.Micro(time.Now()), id, sqldb.Micro(held))
 }
 
-// MarkFailed gives up on a notification.
-func (s *SQLStore) MarkFailed(ctx context.Context, id int64, attempts int, lastErr string) error {
-	return s.exec(ctx, "mark failed", `UPDATE notifications SET status = 'failed', attempts = $1, last_error = $2, updated_at = $3, lease_until = 0 WHERE id = $4`,
-		attempts, lastErr, sqldb.Micro(time.Now()), id)
+// MarkFailed gives up on a notification, under the claim made until held.
+func (s *SQLStore) MarkFailed(ctx context.Context, id int64, held time.Time, attempts int, lastErr string) error {
+	return s.exec(ctx, "mark failed", `UPDATE notifications SET status = 'failed', attempts = $1, last_error = $2, updated_at = $3, lease_until = 0
+		WHERE id = $4 AND status = 'pending' AND lease_until = $5`,
+		attempts, lastErr, sqldb.Micro(time.Now()), id, sqldb.Micro(held))
 }
 
-// Renew extends the lease on a notification being sent.
-func (s *SQLStore) Renew(ctx context.Context, id int64, until time.Time) error {
-	return s.exec(ctx, "renew lease", `UPDATE notifications SET lease_until = $1 WHERE id = $2 AND status = 'pending' AND lease_until > 0`, sqldb.Micro(until), id)
-}
-
-// Release gives claimed notifications back untried, in one transaction.
-func (s *SQLStore) Release(ctx context.Context, ids ...int64) error {
+// Renew extends the claim made until held on a notification being sent.
+func (s *SQLStore) Renew(ctx context.Context, id int64, held, until time.Time) (bool, error) {
+	var n int64
 	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
-		for _, id := range ids {
-			if _, err := tx.Exec(ctx, `UPDATE notifications SET lease_until = 0 WHERE id = $1 AND status = 'pending'`, id); err != nil {
+		res, err := tx.Exec(ctx, `UPDATE notifications SET lease_until = $1 WHERE id = $2 AND status = 'pending' AND lease_until = $3`,
+			sqldb.Micro(until), id, sqldb.Micro(held))
+		if err == nil {
+			n, err = res.RowsAffected()
+		}
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("renew lease: %w", err)
+	}
+	return n == 1, nil
+}
+
+// Release gives claimed notifications back untried, in one transaction,
+// each only while its claim is still the one held.
+func (s *SQLStore) Release(ctx context.Context, claims ...Held) error {
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+		for _, c := range claims {
+			if _, err := tx.Exec(ctx, `UPDATE notifications SET lease_until = 0 WHERE id = $1 AND status = 'pending' AND lease_until = $2`,
+				c.ID, sqldb.Micro(c.Until)); err != nil {
 				return err
 			}
 		}

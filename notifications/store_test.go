@@ -27,6 +27,7 @@ func TestStore(t *testing.T) {
 		{"claims racing a delivery", testStoreClaimRace},
 		{"retry and release", testStoreRetry},
 		{"sent and failed", testStoreOutcomes},
+		{"a lost claim clears nothing", testStoreLostClaim},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sqldbtest.Each(t, func(t *testing.T, databaseURL string) {
@@ -214,7 +215,7 @@ func testStoreRetry(t *testing.T, s *SQLStore) {
 		t.Fatal("nothing to claim")
 	}
 	next := now.Add(time.Hour).Truncate(time.Microsecond)
-	if err := s.MarkRetry(ctx, a.ID, 1, next, "SMTP 451: busy"); err != nil {
+	if err := s.MarkRetry(ctx, a.ID, now.Add(time.Minute), 1, next, "SMTP 451: busy"); err != nil {
 		t.Fatal(err)
 	}
 	n, err := s.Get(ctx, a.ID)
@@ -239,7 +240,7 @@ func testStoreRetry(t *testing.T, s *SQLStore) {
 		t.Errorf("NextDue while leased = %v (%v, %v), want the lease end %v", at, ok, err, next.Add(time.Minute))
 	}
 	// Released untried (breaker open): claimable again at once, attempts unchanged.
-	if err := s.Release(ctx, a.ID); err != nil {
+	if err := s.Release(ctx, Held{a.ID, next.Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	got, ok = mustClaim(t, s, next, time.Minute)
@@ -253,14 +254,20 @@ func testStoreOutcomes(t *testing.T, s *SQLStore) {
 	a := mustAccept(t, s, "a", ada)
 	b := mustAccept(t, s, "b", ada)
 	now := time.Now()
-	if err := s.MarkRetry(ctx, a.ID, 1, now, "SMTP 451: busy"); err != nil {
+	for range 2 {
+		if _, ok := mustClaim(t, s, now, time.Minute); !ok {
+			t.Fatal("nothing to claim")
+		}
+	}
+	held := now.Add(time.Minute)
+	if err := s.MarkRetry(ctx, a.ID, held, 1, now, "SMTP 451: busy"); err != nil {
 		t.Fatal(err)
 	}
 	sentAt := now.Add(time.Second).Truncate(time.Microsecond)
 	if err := s.MarkSent(ctx, a.ID, sentAt); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.MarkFailed(ctx, b.ID, 1, "SMTP 550: no such user"); err != nil {
+	if err := s.MarkFailed(ctx, b.ID, held, 1, "SMTP 550: no such user"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -325,5 +332,49 @@ func testStoreClaimRace(t *testing.T, s *SQLStore) {
 		if c := claims.Load(); c != 1 {
 			t.Fatalf("round %d: the notification was claimed %d times, want once", round, c)
 		}
+	}
+}
+
+// testStoreLostClaim: an instance whose claim ran out, and was taken by
+// another, can neither renew, release nor record an outcome under it: the
+// other's claim stands, and so does the notification's record.
+func testStoreLostClaim(t *testing.T, s *SQLStore) {
+	ctx := context.Background()
+	a := mustAccept(t, s, "a", ada)
+	now := time.Now()
+	if _, ok := mustClaim(t, s, now, time.Minute); !ok {
+		t.Fatal("nothing to claim")
+	}
+	lost := now.Add(time.Minute)
+	later := now.Add(2 * time.Minute) // the first claim has run out: another instance takes it
+	if n, ok := mustClaim(t, s, later, time.Minute); !ok || n.ID != a.ID {
+		t.Fatalf("second claim = %+v (%v), want %d", n, ok, a.ID)
+	}
+	held := later.Add(time.Minute)
+
+	if ok, err := s.Renew(ctx, a.ID, lost, later.Add(time.Hour)); err != nil || ok {
+		t.Errorf("renew under the lost claim = %v, %v; want false", ok, err)
+	}
+	for what, err := range map[string]error{
+		"release": s.Release(ctx, Held{a.ID, lost}),
+		"retry":   s.MarkRetry(ctx, a.ID, lost, 1, later, "SMTP 451: busy"),
+		"fail":    s.MarkFailed(ctx, a.ID, lost, 1, "SMTP 550: no such user"),
+	} {
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	n, err := s.Get(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Status != StatusPending || n.Attempts != 0 || n.LastError != "" {
+		t.Errorf("after the lost claim's calls: %+v, want pending, untouched", n)
+	}
+	if got, ok := mustClaim(t, s, later.Add(30*time.Second), time.Minute); ok {
+		t.Errorf("claimed %d while the second claim holds it", got.ID)
+	}
+	if ok, err := s.Renew(ctx, a.ID, held, held.Add(time.Minute)); err != nil || !ok {
+		t.Errorf("renew under the claim in force = %v, %v; want true", ok, err)
 	}
 }
