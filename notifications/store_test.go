@@ -55,6 +55,17 @@ func mustClaim(t *testing.T, s *SQLStore, now time.Time, lease time.Duration) (N
 	return n, ok
 }
 
+// claimOne claims a due notification at now for lease, failing t when
+// there is none.
+func claimOne(t *testing.T, s *SQLStore, now time.Time, lease time.Duration) Notification {
+	t.Helper()
+	n, ok := mustClaim(t, s, now, lease)
+	if !ok {
+		t.Fatal("nothing to claim")
+	}
+	return n
+}
+
 func testStoreAccept(t *testing.T, s *SQLStore) {
 	ctx := context.Background()
 	req := ada
@@ -211,9 +222,7 @@ func testStoreRetry(t *testing.T, s *SQLStore) {
 	ctx := context.Background()
 	a := mustAccept(t, s, "a", ada)
 	now := time.Now()
-	if _, ok := mustClaim(t, s, now, time.Minute); !ok {
-		t.Fatal("nothing to claim")
-	}
+	claimOne(t, s, now, time.Minute)
 	next := now.Add(time.Hour).Truncate(time.Microsecond)
 	if err := s.MarkRetry(ctx, a.ID, now.Add(time.Minute), 1, next, "SMTP 451: busy"); err != nil {
 		t.Fatal(err)
@@ -255,9 +264,7 @@ func testStoreOutcomes(t *testing.T, s *SQLStore) {
 	b := mustAccept(t, s, "b", ada)
 	now := time.Now()
 	for range 2 {
-		if _, ok := mustClaim(t, s, now, time.Minute); !ok {
-			t.Fatal("nothing to claim")
-		}
+		claimOne(t, s, now, time.Minute)
 	}
 	held := now.Add(time.Minute)
 	if err := s.MarkRetry(ctx, a.ID, held, 1, now, "SMTP 451: busy"); err != nil {
@@ -342,9 +349,7 @@ func testStoreLostClaim(t *testing.T, s *SQLStore) {
 	ctx := context.Background()
 	a := mustAccept(t, s, "a", ada)
 	now := time.Now()
-	if _, ok := mustClaim(t, s, now, time.Minute); !ok {
-		t.Fatal("nothing to claim")
-	}
+	claimOne(t, s, now, time.Minute)
 	lost := now.Add(time.Minute)
 	later := now.Add(2 * time.Minute) // the first claim has run out: another instance takes it
 	if n, ok := mustClaim(t, s, later, time.Minute); !ok || n.ID != a.ID {
