@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"time"
 )
 
 // Group commit. Every Write is queued for the DB's one committer, which
@@ -46,8 +48,12 @@ type request struct {
 	tries int // runs the database failed as retryable (a deadlock broken)
 }
 
-// maxTries bounds the runs of a write that keeps failing as retryable.
-const maxTries = 3
+// maxTries bounds the runs of a write that keeps failing as retryable, and
+// deadlockPause (to twice it) is the pause before it runs again.
+const (
+	maxTries      = 3
+	deadlockPause = 5 * time.Millisecond
+)
 
 // outcome is what a request's Write returns, or re-panics with.
 type outcome struct {
@@ -131,12 +137,18 @@ func (db *DB) commitBatch(batch []*request) {
 	}
 	for len(todo) > 0 {
 		var err error
-		todo, err = db.attempt(batch, todo, outs)
+		var deadlocked bool
+		todo, deadlocked, err = db.attempt(batch, todo, outs)
 		if err != nil {
 			for _, i := range todo {
 				outs[i].err = err
 			}
 			break
+		}
+		if deadlocked {
+			// Let the transaction that won go first: run again at once and
+			// the two may take their rows in the same race again.
+			time.Sleep(deadlockPause + rand.N(deadlockPause))
 		}
 	}
 	for i, r := range batch {
@@ -146,16 +158,17 @@ func (db *DB) commitBatch(batch []*request) {
 
 // attempt runs the requests todo of batch in one transaction. When one
 // fails it rolls back, sets that one's outcome and returns the others, to
-// run again; when all ran, it commits and returns none. err says the
-// transaction itself failed (begin, a Stage's flush, the commit): then the
-// requests returned get it.
-func (db *DB) attempt(batch []*request, todo []int, outs []outcome) (again []int, err error) {
+// run again (with it, and deadlocked set, when PostgreSQL failed it to
+// break a deadlock); when all ran, it commits and returns none. err says
+// the transaction itself failed (begin, a Stage's flush, the commit): then
+// the requests returned get it.
+func (db *DB) attempt(batch []*request, todo []int, outs []outcome) (again []int, deadlocked bool, err error) {
 	// The transaction is not the requests': none of their contexts can
 	// roll it back under the others.
 	ctx := context.Background()
 	stx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
-		return todo, classify(fmt.Errorf("begin: %w", err))
+		return todo, false, classify(fmt.Errorf("begin: %w", err))
 	}
 	tx := &Tx{tx: stx, db: db}
 	kept := todo[:0:0]
@@ -174,24 +187,24 @@ func (db *DB) attempt(batch []*request, todo []int, outs []outcome) (again []int
 		if r.tries++; out.err != nil && retryable(out.err) && r.tries < maxTries {
 			// PostgreSQL failed it to break a deadlock with another
 			// instance's batch: run it again with the others.
-			return append(append(kept, i), todo[n+1:]...), nil
+			return append(append(kept, i), todo[n+1:]...), true, nil
 		}
 		if out.err != nil {
 			out.err = classify(out.err)
 		}
 		outs[i] = out
-		return append(kept, todo[n+1:]...), nil
+		return append(kept, todo[n+1:]...), false, nil
 	}
 	if len(kept) == 0 {
 		stx.Rollback()
-		return nil, nil
+		return nil, false, nil
 	}
 	if err := tx.flushStaged(ctx); err != nil {
 		stx.Rollback()
-		return kept, classify(err)
+		return kept, false, classify(err)
 	}
 	if err := stx.Commit(); err != nil {
-		return kept, classify(fmt.Errorf("commit: %w", err))
+		return kept, false, classify(fmt.Errorf("commit: %w", err))
 	}
 	db.stats.commits.Add(1)
 	db.stats.writes.Add(int64(len(kept)))
@@ -199,7 +212,7 @@ func (db *DB) attempt(batch []*request, todo []int, outs []outcome) (again []int
 	if db.peers != nil {
 		db.peers.committed()
 	}
-	return nil, nil
+	return nil, false, nil
 }
 
 // run runs r's function on tx, turning a panic into its outcome.

@@ -331,8 +331,8 @@ func TestDeadlockRunsAgain(t *testing.T) {
 			t.Errorf("write %d: %v, want it run again after the deadlock", w, err)
 		}
 	}
-	if runs[0]+runs[1] != 3 {
-		t.Errorf("runs %v: want one of the two run twice", runs)
+	if runs[0]+runs[1] < 3 { // twice when the rerun met the same race again
+		t.Errorf("runs %v: want one of the two run again", runs)
 	}
 	var n1, n2 int
 	if err := dbs[0].QueryRow(ctx, `SELECT (SELECT n FROM rows WHERE id = 1), (SELECT n FROM rows WHERE id = 2)`).Scan(&n1, &n2); err != nil {
