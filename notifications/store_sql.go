@@ -223,15 +223,27 @@ func (s *SQLStore) NextDue(ctx context.Context) (time.Time, bool, error) {
 	return sqldb.Time(at.Int64), true, nil
 }
 
+// exec runs q as a write of its own.
 func (s *SQLStore) exec(ctx context.Context, what, q string, args ...any) error {
+	_, err := s.affected(ctx, what, q, args...)
+	return err
+}
+
+// affected runs q as a write of its own and returns how many rows it
+// changed.
+func (s *SQLStore) affected(ctx context.Context, what, q string, args ...any) (int64, error) {
+	var n int64
 	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
-		_, err := tx.Exec(ctx, q, args...)
+		res, err := tx.Exec(ctx, q, args...)
+		if err == nil {
+			n, err = res.RowsAffected()
+		}
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return 0, fmt.Errorf("%s: %w", what, err)
 	}
-	return nil
+	return n, nil
 }
 
 // MarkSent records the delivery of notification id.
@@ -256,19 +268,9 @@ func (s *SQLStore) MarkFailed(ctx context.Context, id int64, held time.Time, att
 
 // Renew extends the claim made until held on a notification being sent.
 func (s *SQLStore) Renew(ctx context.Context, id int64, held, until time.Time) (bool, error) {
-	var n int64
-	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
-		res, err := tx.Exec(ctx, `UPDATE notifications SET lease_until = $1 WHERE id = $2 AND status = 'pending' AND lease_until = $3`,
-			sqldb.Micro(until), id, sqldb.Micro(held))
-		if err == nil {
-			n, err = res.RowsAffected()
-		}
-		return err
-	})
-	if err != nil {
-		return false, fmt.Errorf("renew lease: %w", err)
-	}
-	return n == 1, nil
+	n, err := s.affected(ctx, "renew lease", `UPDATE notifications SET lease_until = $1 WHERE id = $2 AND status = 'pending' AND lease_until = $3`,
+		sqldb.Micro(until), id, sqldb.Micro(held))
+	return n == 1, err
 }
 
 // Release gives claimed notifications back untried, in one transaction,
