@@ -382,6 +382,10 @@ func (n *Notifier) post(ctx context.Context, e OutboxEntry) error {
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+	// The rest read too (the answer is the stored notification, mail and
+	// all): a body left unread closes the connection, and every call would
+	// dial a new one.
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	switch {
 	case resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusOK:
 		return nil

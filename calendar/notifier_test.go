@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -23,6 +24,7 @@ type standIn struct {
 	*httptest.Server
 	mu     sync.Mutex
 	calls  []standInCall
+	conns  int             // connections opened to it
 	answer func(n int) int // status of the nth call (1-based); 0 drops the connection
 }
 
@@ -37,7 +39,7 @@ type standInCall struct {
 func newStandIn(t *testing.T, answer func(n int) int) *standIn {
 	t.Helper()
 	s := &standIn{answer: answer}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := standInCall{At: time.Now(), Key: r.Header.Get("Idempotency-Key"), Auth: r.Header.Get("Authorization")}
 		c.Valid = r.Method == http.MethodPost && r.URL.Path == "/api/notifications" &&
 			r.Header.Get("Content-Type") == "application/json" && json.NewDecoder(r.Body).Decode(&c.Body) == nil
@@ -53,12 +55,20 @@ func newStandIn(t *testing.T, answer func(n int) int) *standIn {
 			return
 		}
 		w.WriteHeader(status)
-		if status == http.StatusAccepted {
-			w.Write([]byte(`{"status":"queued"}`))
+		if status == http.StatusAccepted { // the notification stored, as notifications answers
+			json.NewEncoder(w).Encode(map[string]any{"status": "queued", "request": c.Body})
 		} else {
 			w.Write([]byte(`{"error":"stand-in says no"}`))
 		}
 	}))
+	s.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			s.mu.Lock()
+			s.conns++
+			s.mu.Unlock()
+		}
+	}
+	s.Start()
 	t.Cleanup(s.Close)
 	return s
 }
@@ -68,6 +78,13 @@ func (s *standIn) Calls() []standInCall {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]standInCall(nil), s.calls...)
+}
+
+// Conns returns how many connections were opened to it.
+func (s *standIn) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
 }
 
 func always(status int) func(int) int { return func(int) int { return status } }
@@ -207,6 +224,24 @@ func TestNotifierDelivers(t *testing.T) {
 		if c.Auth != "Bearer calendar-token" {
 			t.Errorf("entry %d: Authorization = %q, want the one Authorize sets", e.ID, c.Auth)
 		}
+	}
+}
+
+// TestNotifierKeepsConnections: one worker makes every call on one
+// connection, though notifications answers each with the whole notification
+// stored (a body the notifier has no use for).
+func TestNotifierKeepsConnections(t *testing.T) {
+	s, db := openMailStore(t, sqldbtest.SQLiteURL(t))
+	seedMailContacts(t, db)
+	srv := newStandIn(t, always(http.StatusAccepted))
+	startNotifier(t, &Notifier{Store: s, URL: srv.URL, Committed: db.Committed, Workers: 1})
+	var ids []int64
+	for range 5 {
+		ids = append(ids, appointmentWith(t, s, 7, 8, 9))
+	}
+	waitFor(t, "fifteen entries sent", settled(t, s, "sent", ids...))
+	if calls, conns := len(srv.Calls()), srv.Conns(); calls != 15 || conns != 1 {
+		t.Errorf("%d calls on %d connections; want 15 on 1", calls, conns)
 	}
 }
 
