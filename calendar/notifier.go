@@ -25,10 +25,10 @@ type outbox interface {
 	ClaimOutbox(ctx context.Context, id int64, now time.Time, lease time.Duration, held time.Time) (OutboxEntry, bool, error)
 	ClaimOutboxAll(ctx context.Context, ids []int64, now, until time.Time) ([]OutboxEntry, error)
 	ReleaseOutbox(ctx context.Context, ids []int64, held []time.Time) error
-	RenewOutbox(ctx context.Context, id int64, until time.Time) error
+	RenewOutbox(ctx context.Context, id int64, held, until time.Time) (bool, error)
 	DueOutbox(ctx context.Context, now time.Time, limit int) ([]int64, error)
 	PendingOutbox(ctx context.Context) (int64, error)
-	MarkOutbox(ctx context.Context, id int64, status string, attempts int, lastErr string, next time.Time) error
+	MarkOutbox(ctx context.Context, id int64, held time.Time, status string, attempts int, lastErr string, next time.Time) error
 }
 
 // Notifier hands outbox entries to the notifications service. Each commit
@@ -301,24 +301,39 @@ func (n *Notifier) releaseQueued(ctx context.Context) {
 // deliver posts one entry until it is sent, fails for good, or is put off.
 func (n *Notifier) deliver(ctx context.Context, q queued) {
 	bg := context.WithoutCancel(ctx) // a call made is recorded, even at shutdown
-	id, e := q.id, q.e
+	// held is the claim in force: renewals move it, and the outcome is
+	// recorded under it (a claim lost meanwhile records nothing but sent).
+	id, e, held := q.id, q.e, q.until
 	var err error
-	if time.Until(q.until) < n.Lease*2/3 { // unclaimed, or its claim ran low in the queue
+	if time.Until(held) < n.Lease*2/3 { // unclaimed, or its claim ran low in the queue
 		var ok bool
-		e, ok, err = n.Store.ClaimOutbox(bg, id, time.Now(), n.Lease, q.until)
+		now := time.Now()
+		e, ok, err = n.Store.ClaimOutbox(bg, id, now, n.Lease, held)
 		if err != nil || !ok {
 			return // gone, done, not due, or another replica's: the sweep brings it back when due
 		}
+		held = now.Add(n.Lease)
 	}
+	// Only keep's goroutine touches held until keep() has returned (it
+	// waits for it).
 	keep := retry.Every(bg, n.Lease/3, func(ctx context.Context) {
-		n.record(n.Store.RenewOutbox(ctx, id, time.Now().Add(n.Lease)))
+		until := time.Now().Add(n.Lease)
+		ok, err := n.Store.RenewOutbox(ctx, id, held, until)
+		switch {
+		case err != nil:
+			n.record(err)
+		case ok:
+			held = until
+		default:
+			n.Log.Warn("outbox claim lost while calling notifications: another replica may call too (its Idempotency-Key keeps the mail single)", "outbox", id)
+		}
 	})
 	defer keep()
 	for {
 		n.Breaker.Wait(ctx)
 		if ctx.Err() != nil { // shutting down before the call: give it back untried
 			keep()
-			n.record(n.Store.MarkOutbox(bg, id, "pending", e.Attempts, e.LastError, e.NextAttemptAt))
+			n.record(n.Store.MarkOutbox(bg, id, held, "pending", e.Attempts, e.LastError, e.NextAttemptAt))
 			return
 		}
 		err = n.Breaker.Do(func() error { return n.post(bg, e) })
@@ -327,24 +342,25 @@ func (n *Notifier) deliver(ctx context.Context, q queued) {
 		}
 		retry.Sleep(ctx, 50*time.Millisecond+rand.N(50*time.Millisecond))
 	}
-	// The claim lasts until the record below commits (keep is deferred): no
-	// other replica posts it again meanwhile. The workers' records share
-	// commits (sqldb's group commit).
+	// The claim lasts until the record below commits: no other replica
+	// posts it again meanwhile. The workers' records share commits (sqldb's
+	// group commit).
+	keep()
 	attempts := e.Attempts + 1
 	var perm *permanentError
 	switch {
 	case err == nil:
-		n.record(n.Store.MarkOutbox(bg, id, "sent", attempts, "", time.Now()))
+		n.record(n.Store.MarkOutbox(bg, id, held, "sent", attempts, "", time.Now()))
 		n.sent.Inc(1)
 	case errors.As(err, &perm) || attempts >= n.MaxAttempts:
 		n.failed.Inc(1)
 		n.Log.Warn("notification request failed", "outbox", id, "attempts", attempts, "err", err)
-		n.record(n.Store.MarkOutbox(bg, id, "failed", attempts, err.Error(), time.Now()))
+		n.record(n.Store.MarkOutbox(bg, id, held, "failed", attempts, err.Error(), time.Now()))
 	default:
 		n.retries.Inc(1)
 		next := time.Now().Add(n.Backoff.Wait(attempts))
 		n.Log.Info("notification request will be retried", "outbox", id, "attempt", attempts, "at", next, "err", err)
-		n.record(n.Store.MarkOutbox(bg, id, "pending", attempts, err.Error(), next))
+		n.record(n.Store.MarkOutbox(bg, id, held, "pending", attempts, err.Error(), next))
 	}
 }
 

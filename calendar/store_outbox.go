@@ -138,16 +138,16 @@ func (s *SQLStore) ReleaseOutbox(ctx context.Context, ids []int64, held []time.T
 	return nil
 }
 
-// RenewOutbox extends a claim on entry id until until.
-func (s *SQLStore) RenewOutbox(ctx context.Context, id int64, until time.Time) error {
-	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE outbox SET lease_until = $1 WHERE id = $2 AND status = 'pending' AND lease_until > 0`, sqldb.Micro(until), id)
-		return err
-	})
+// RenewOutbox extends the claim made until held on entry id until until;
+// false when that claim is no longer the entry's (it ran out and another
+// replica took it, or the entry is done).
+func (s *SQLStore) RenewOutbox(ctx context.Context, id int64, held, until time.Time) (bool, error) {
+	n, err := s.affected(ctx, `UPDATE outbox SET lease_until = $1 WHERE id = $2 AND status = 'pending' AND lease_until = $3`,
+		sqldb.Micro(until), id, sqldb.Micro(held))
 	if err != nil {
-		return fmt.Errorf("renew outbox claim %d: %w", id, err)
+		return false, fmt.Errorf("renew outbox claim %d: %w", id, err)
 	}
-	return nil
+	return n == 1, nil
 }
 
 // PendingOutbox counts the entries not yet delivered or failed.
@@ -157,18 +157,36 @@ func (s *SQLStore) PendingOutbox(ctx context.Context) (int64, error) {
 	return n, err
 }
 
-// MarkOutbox records an attempt and ends the claim: status (sent, failed
-// or pending again), attempts so far, the last error and, when pending,
-// the next attempt. Status "pending" with attempts unchanged gives the
-// entry back untried.
-func (s *SQLStore) MarkOutbox(ctx context.Context, id int64, status string, attempts int, lastErr string, next time.Time) error {
-	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE outbox SET status = $1, attempts = $2, last_error = $3, next_attempt_at = $4, updated_at = $5, lease_until = 0 WHERE id = $6 AND status = 'pending'`,
-			status, attempts, lastErr, sqldb.Micro(next), sqldb.Micro(time.Now()), id)
-		return err
-	})
-	if err != nil {
+// MarkOutbox records an attempt made under the claim made until held, and
+// ends the claim: status (sent, failed or pending again), attempts so far,
+// the last error and, when pending, the next attempt. Status "pending"
+// with attempts unchanged gives the entry back untried. Failed and pending
+// are recorded only while the claim is still held: a replica whose claim
+// ran out and was taken must not overwrite the record of the one that has
+// it. Sent is recorded whoever holds the entry, for notifications has it.
+func (s *SQLStore) MarkOutbox(ctx context.Context, id int64, held time.Time, status string, attempts int, lastErr string, next time.Time) error {
+	q := `UPDATE outbox SET status = $1, attempts = $2, last_error = $3, next_attempt_at = $4, updated_at = $5, lease_until = 0 WHERE id = $6 AND status = 'pending'`
+	args := []any{status, attempts, lastErr, sqldb.Micro(next), sqldb.Micro(time.Now()), id}
+	if status != "sent" {
+		q += ` AND lease_until = $7`
+		args = append(args, sqldb.Micro(held))
+	}
+	if _, err := s.affected(ctx, q, args...); err != nil {
 		return fmt.Errorf("outbox %d: %w", id, err)
 	}
 	return nil
+}
+
+// affected runs q as a write of its own and returns how many rows it
+// changed.
+func (s *SQLStore) affected(ctx context.Context, q string, args ...any) (int64, error) {
+	var n int64
+	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
+		res, err := tx.Exec(ctx, q, args...)
+		if err == nil {
+			n, err = res.RowsAffected()
+		}
+		return err
+	})
+	return n, err
 }
