@@ -142,7 +142,7 @@ func (s *SQLStore) ReleaseOutbox(ctx context.Context, ids []int64, held []time.T
 // false when that claim is no longer the entry's (it ran out and another
 // replica took it, or the entry is done).
 func (s *SQLStore) RenewOutbox(ctx context.Context, id int64, held, until time.Time) (bool, error) {
-	n, err := s.affected(ctx, `UPDATE outbox SET lease_until = $1 WHERE id = $2 AND status = 'pending' AND lease_until = $3`,
+	n, err := s.db.Exec(ctx, `UPDATE outbox SET lease_until = $1 WHERE id = $2 AND status = 'pending' AND lease_until = $3`,
 		sqldb.Micro(until), id, sqldb.Micro(held))
 	if err != nil {
 		return false, fmt.Errorf("renew outbox claim %d: %w", id, err)
@@ -171,22 +171,8 @@ func (s *SQLStore) MarkOutbox(ctx context.Context, id int64, held time.Time, sta
 		q += ` AND lease_until = $7`
 		args = append(args, sqldb.Micro(held))
 	}
-	if _, err := s.affected(ctx, q, args...); err != nil {
+	if _, err := s.db.Exec(ctx, q, args...); err != nil {
 		return fmt.Errorf("outbox %d: %w", id, err)
 	}
 	return nil
-}
-
-// affected runs q as a write of its own and returns how many rows it
-// changed.
-func (s *SQLStore) affected(ctx context.Context, q string, args ...any) (int64, error) {
-	var n int64
-	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
-		res, err := tx.Exec(ctx, q, args...)
-		if err == nil {
-			n, err = res.RowsAffected()
-		}
-		return err
-	})
-	return n, err
 }

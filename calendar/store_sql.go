@@ -104,11 +104,8 @@ func installHost(ctx context.Context, db *sqldb.DB) (string, error) {
 		rand.Read(b[:])
 		host = "i" + hex.EncodeToString(b[:]) + "." + icalDefaultHost
 	}
-	err = db.Write(ctx, func(tx *sqldb.Tx) error { // another replica may have just made it: its name stands
-		_, err := tx.Exec(ctx, `INSERT INTO install (id, uid_host) VALUES (1, $1) ON CONFLICT (id) DO NOTHING`, host)
-		return err
-	})
-	if err != nil {
+	// Another replica may have just made it: its name stands.
+	if _, err := db.Exec(ctx, `INSERT INTO install (id, uid_host) VALUES (1, $1) ON CONFLICT (id) DO NOTHING`, host); err != nil {
 		return "", fmt.Errorf("install: %w", err)
 	}
 	err = db.QueryRow(ctx, `SELECT uid_host FROM install WHERE id = 1`).Scan(&host)

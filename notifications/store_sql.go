@@ -225,25 +225,8 @@ func (s *SQLStore) NextDue(ctx context.Context) (time.Time, bool, error) {
 
 // exec runs q as a write of its own.
 func (s *SQLStore) exec(ctx context.Context, what, q string, args ...any) error {
-	_, err := s.affected(ctx, what, q, args...)
-	return err
-}
-
-// affected runs q as a write of its own and returns how many rows it
-// changed.
-func (s *SQLStore) affected(ctx context.Context, what, q string, args ...any) (int64, error) {
-	var n int64
-	err := s.db.Write(ctx, func(tx *sqldb.Tx) error {
-		res, err := tx.Exec(ctx, q, args...)
-		if err == nil {
-			n, err = res.RowsAffected()
-		}
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", what, err)
-	}
-	return n, nil
+	_, err := s.db.Exec(ctx, q, args...)
+	return wrap(what, err)
 }
 
 // MarkSent records the delivery of notification id.
@@ -268,9 +251,9 @@ func (s *SQLStore) MarkFailed(ctx context.Context, id int64, held time.Time, att
 
 // Renew extends the claim made until held on a notification being sent.
 func (s *SQLStore) Renew(ctx context.Context, id int64, held, until time.Time) (bool, error) {
-	n, err := s.affected(ctx, "renew lease", `UPDATE notifications SET lease_until = $1 WHERE id = $2 AND status = 'pending' AND lease_until = $3`,
+	n, err := s.db.Exec(ctx, `UPDATE notifications SET lease_until = $1 WHERE id = $2 AND status = 'pending' AND lease_until = $3`,
 		sqldb.Micro(until), id, sqldb.Micro(held))
-	return n == 1, err
+	return n == 1, wrap("renew lease", err)
 }
 
 // Release gives claimed notifications back untried, in one transaction,

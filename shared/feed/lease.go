@@ -89,10 +89,7 @@ func (l *lease) fence(ctx context.Context, tx *sqldb.Tx) error {
 // release gives the lease up at once (on shutdown), so a standby takes
 // over without waiting for it to expire.
 func (l *lease) release(ctx context.Context) error {
-	err := l.db.Write(ctx, func(tx *sqldb.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE feed_leases SET expires_at = 0 WHERE name = $1 AND holder = $2 AND token = $3`, l.name, l.holder, l.token)
-		return err
-	})
+	_, err := l.db.Exec(ctx, `UPDATE feed_leases SET expires_at = 0 WHERE name = $1 AND holder = $2 AND token = $3`, l.name, l.holder, l.token)
 	l.token = 0
 	return err
 }

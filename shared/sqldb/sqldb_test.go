@@ -94,6 +94,16 @@ func TestOpenMigrateTx(t *testing.T) {
 		if sum != 2 {
 			t.Errorf("sum = %d, want 2: the failed transaction left a row", sum)
 		}
+		// Exec: one statement as a write, the rows it changed.
+		if n, err := db.Exec(ctx, `INSERT INTO t (v) VALUES ($1), ($1)`, 3); err != nil || n != 2 {
+			t.Fatalf("Exec inserting two rows: %d, %v", n, err)
+		}
+		if n, err := db.Exec(ctx, `UPDATE t SET v = v + 1 WHERE v = $1`, 99); err != nil || n != 0 {
+			t.Errorf("Exec changing nothing: %d, %v", n, err)
+		}
+		if _, err := db.Exec(ctx, `INSERT INTO nowhere (v) VALUES (1)`); err == nil {
+			t.Error("Exec into a table that is not there: no error")
+		}
 	})
 }
 

@@ -47,6 +47,20 @@ func (db *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row 
 	return db.sql.QueryRowContext(ctx, query, args...)
 }
 
+// Exec runs one statement as a write of its own (sharing a commit with
+// others, as every Write) and returns how many rows it changed.
+func (db *DB) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	var n int64
+	err := db.Write(ctx, func(tx *Tx) error {
+		res, err := tx.Exec(ctx, query, args...)
+		if err == nil {
+			n, err = res.RowsAffected()
+		}
+		return err
+	})
+	return n, err
+}
+
 // Exec runs a statement inside the transaction. Once a write has started
 // its statements run to the end: ctx's values count, its cancellation
 // does not (it would break the transaction the write shares with others).
