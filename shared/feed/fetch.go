@@ -121,6 +121,7 @@ func (f *Follower) send(ctx context.Context, req *http.Request, url string, time
 		return resp, nil, nil
 	default:
 		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // the rest too, so the connection is kept
 		return nil, nil, &StatusError{URL: config.Redact(url), Code: resp.StatusCode, Body: string(bytes.TrimSpace(snippet))}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxBody+1))
