@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -184,10 +185,15 @@ type headRead struct {
 // the channel it handed out, with only the newest channel still open
 // (sqldb.DB.Committed does); without Changed, maxAge alone bounds how old
 // a head may be.
+//
+// anyAge as maxAge makes the second rule the commit signal's alone.
 func (r *headRead) fresh(notBefore time.Time, maxAge time.Duration) bool {
 	return !r.start.Before(notBefore) ||
 		maxAge > 0 && !closed(r.ch) && time.Since(r.start) < maxAge
 }
+
+// anyAge is a maxAge for headRead.fresh that no read reaches.
+const anyAge = time.Duration(math.MaxInt64)
 
 // head returns the source's head as of a read fresh enough for notBefore
 // and maxAge (headRead.fresh): the last read's, the one in flight, or a
@@ -439,9 +445,9 @@ func (p *Publisher) wait(ctx context.Context, head int64, d time.Duration) (int6
 		tick := p.nextRecheck()
 		select {
 		case <-ch:
-			// Any read that began after this signal: it is the only one
-			// still open once it has closed.
-			notBefore, maxAge = time.Now(), p.opt.MaxWait+time.Hour
+			// A read that began after this signal will do, however long
+			// ago: its commit channel is open, every earlier one's closed.
+			notBefore, maxAge = time.Now(), anyAge
 		case <-tick.c:
 			notBefore, maxAge = tick.at, 0 // other processes' commits: read again
 		case <-deadline.C:
