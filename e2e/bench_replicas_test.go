@@ -32,7 +32,9 @@ package e2e
 // one event_head row in its transaction, so commits of all replicas queue
 // on that row lock in PostgreSQL; a second replica adds CPU for HTTP and
 // JSON, not write concurrency — and on a 2-core machine the replicas,
-// HAProxy, PostgreSQL and the writers share the same two cores.
+// HAProxy, PostgreSQL and the writers share the same two cores. Each also
+// reports idle-% (two: also one-idle-%), the machine's idle share of its
+// rounds from /proc/stat: near 0, the machine's CPU bounds the rate.
 //
 // BenchmarkFailover: two calendar replicas follow contacts with
 // FOLLOWER_LEASE=failoverLease (the default). The active one gets SIGKILL
@@ -60,6 +62,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -210,19 +213,26 @@ func BenchmarkReplicaWrites(b *testing.B) {
 
 	// round creates replicaWriteOps contacts through base and returns how
 	// long it took.
-	round := func(b *testing.B, base string) time.Duration {
+	// The machine's idle share over the rounds (/proc/stat) says whether a
+	// rate is bound by the CPU of the machine everything shares.
+	round := func(b *testing.B, base string, idle *machineIdle) time.Duration {
+		idle.begin(b)
 		t0 := time.Now()
 		if err := create(base, replicaWriteOps); err != nil {
 			b.Fatal(err)
 		}
-		return time.Since(t0)
+		took := time.Since(t0)
+		idle.end(b)
+		return took
 	}
 	b.Run("one", func(b *testing.B) {
 		var took time.Duration
+		var idle machineIdle
 		for b.Loop() {
-			took += round(b, one)
+			took += round(b, one, &idle)
 		}
 		b.ReportMetric(benchRate(b.N*replicaWriteOps, took), "creates/s")
+		b.ReportMetric(idle.percent(), "idle-%")
 	})
 	// two alternates rounds on one replica and on two, replicaRounds of
 	// each an op, so that the machine's drift (other load, PostgreSQL's
@@ -230,10 +240,11 @@ func BenchmarkReplicaWrites(b *testing.B) {
 	// rate in those same rounds, and ratio is two's over it.
 	b.Run("two", func(b *testing.B) {
 		var tookOne, tookTwo time.Duration
+		var idleOne, idleTwo machineIdle
 		for b.Loop() {
 			for range replicaRounds {
-				tookOne += round(b, one)
-				tookTwo += round(b, c.lb["contacts"])
+				tookOne += round(b, one, &idleOne)
+				tookTwo += round(b, c.lb["contacts"], &idleTwo)
 			}
 		}
 		n := b.N * replicaRounds * replicaWriteOps
@@ -241,6 +252,8 @@ func BenchmarkReplicaWrites(b *testing.B) {
 		b.ReportMetric(twoRate, "creates/s")
 		b.ReportMetric(oneRate, "one-creates/s")
 		b.ReportMetric(twoRate/oneRate, "ratio")
+		b.ReportMetric(idleTwo.percent(), "idle-%")
+		b.ReportMetric(idleOne.percent(), "one-idle-%")
 	})
 
 	// Every creation answered 201 is there, once.
@@ -251,6 +264,52 @@ func BenchmarkReplicaWrites(b *testing.B) {
 	if int64(total) != next.Load() {
 		b.Fatalf("contacts holds %d contacts, %d were created", total, next.Load())
 	}
+}
+
+// machineIdle sums the machine's idle and total CPU time (all cores, every
+// process: /proc/stat's first line) over the spans between begin and end.
+type machineIdle struct{ idle, total, idle0, total0 uint64 }
+
+func (m *machineIdle) begin(b *testing.B) { m.idle0, m.total0 = procStat(b) }
+
+func (m *machineIdle) end(b *testing.B) {
+	idle, total := procStat(b)
+	m.idle, m.total = m.idle+idle-m.idle0, m.total+total-m.total0
+}
+
+// percent is the idle share of the spans, in percent.
+func (m *machineIdle) percent() float64 {
+	if m.total == 0 {
+		return 0
+	}
+	return 100 * float64(m.idle) / float64(m.total)
+}
+
+// procStat returns the machine's idle (idle and iowait) and total CPU
+// time so far, in clock ticks.
+func procStat(b *testing.B) (idle, total uint64) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 6 || fields[0] != "cpu" {
+		b.Fatalf("/proc/stat begins %q, not with the cpu line", line)
+	}
+	for i, f := range fields[1:] {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			b.Fatalf("/proc/stat: %q: %v", line, err)
+		}
+		if i == 3 || i == 4 { // idle, iowait
+			idle += v
+		}
+		if i < 8 { // user … steal; guest time is counted in user already
+			total += v
+		}
+	}
+	return idle, total
 }
 
 // firstErr returns first unless it is nil, then err.

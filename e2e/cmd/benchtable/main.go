@@ -174,6 +174,11 @@ func perSecond(unit string) func(float64) string {
 
 func mb(v float64) string { return fmt.Sprintf("%.1f MB", v) }
 
+// percent is an optional figure of name shown in percent.
+func percent(name, unit string) figure {
+	return figure{name: name, unit: unit, format: func(v float64) string { return fmt.Sprintf("%.0f%%", v) }, optional: true}
+}
+
 // rows are the table's lines: the metrics `make bench` promises.
 func rows() []row {
 	lat := func(name, unit string) figure { return figure{name: name, unit: unit, format: ms} }
@@ -236,6 +241,7 @@ func replicaRows() []row {
 		{"write → calendar, other contacts replica (vs same), p50 (goal ≤ 1.5)", lat(prop+"same-replica", "p50-µs"), lat(prop+"cross-replica", "p50-µs")},
 		{"write → calendar, other contacts replica (vs same), p99", lat(prop+"same-replica", "p99-µs"), lat(prop+"cross-replica", "p99-µs")},
 		{"8 writers, PostgreSQL, HAProxy: 2 contacts replicas (vs 1, rounds alternating) (goal ≥ 1)", figure{name: "BenchmarkReplicaWrites/two", unit: "one-creates/s", format: perSecond("creates/s"), optional: true}, rate("BenchmarkReplicaWrites/two", "creates/s")},
+		{"the machine's idle CPU in those rounds: 2 replicas (vs 1)", percent("BenchmarkReplicaWrites/two", "one-idle-%"), percent("BenchmarkReplicaWrites/two", "idle-%")},
 		{"calendar takeover after SIGKILL, p50 (vs FOLLOWER_LEASE)", msec(fail+"sigkill", "lease-ms"), msec(fail+"sigkill", "p50-ms")},
 		{"calendar takeover after SIGKILL, max (vs FOLLOWER_LEASE)", msec(fail+"sigkill", "lease-ms"), msec(fail+"sigkill", "max-ms")},
 		{"calendar takeover after SIGTERM, p50 (vs FOLLOWER_LEASE)", msec(fail+"sigterm", "lease-ms"), msec(fail+"sigterm", "p50-ms")},
