@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"syndic/shared/breaker"
@@ -29,6 +30,7 @@ type outbox interface {
 	DueOutbox(ctx context.Context, now time.Time, limit int) ([]int64, error)
 	PendingOutbox(ctx context.Context) (int64, error)
 	MarkOutbox(ctx context.Context, id int64, held time.Time, status string, attempts int, lastErr string, next time.Time) error
+	MarkOutboxSent(ctx context.Context, id int64, attempts int, at time.Time) error
 }
 
 // Notifier hands outbox entries to the notifications service. Each commit
@@ -301,8 +303,8 @@ func (n *Notifier) releaseQueued(ctx context.Context) {
 // deliver posts one entry until it is sent, fails for good, or is put off.
 func (n *Notifier) deliver(ctx context.Context, q queued) {
 	bg := context.WithoutCancel(ctx) // a call made is recorded, even at shutdown
-	// held is the claim in force: renewals move it, and the outcome is
-	// recorded under it (a claim lost meanwhile records nothing but sent).
+	// held is the claim in force: renewals move it, and a failed call is
+	// recorded under it (with the claim lost, only a sent one is).
 	id, e, held := q.id, q.e, q.until
 	var err error
 	if time.Until(held) < n.Lease*2/3 { // unclaimed, or its claim ran low in the queue
@@ -315,22 +317,28 @@ func (n *Notifier) deliver(ctx context.Context, q queued) {
 		held = now.Add(n.Lease)
 	}
 	// Only keep's goroutine touches held until keep() has returned (it
-	// waits for it).
+	// waits for it); lost says the claim went to another replica.
+	var lost atomic.Bool
 	keep := retry.Every(bg, n.Lease/3, func(ctx context.Context) {
 		until := time.Now().Add(n.Lease)
 		ok, err := n.Store.RenewOutbox(ctx, id, held, until)
 		switch {
 		case err != nil:
-			n.record(err)
+			if ctx.Err() == nil { // not keep() stopping a renewal still queued
+				n.record(err)
+			}
 		case ok:
 			held = until
-		default:
-			n.Log.Warn("outbox claim lost while calling notifications: another replica may call too (its Idempotency-Key keeps the mail single)", "outbox", id)
+		case !lost.Swap(true):
+			n.Log.Warn("outbox claim lost: another replica calls notifications for it (a call already made is kept single by its Idempotency-Key)", "outbox", id)
 		}
 	})
 	defer keep()
 	for {
 		n.Breaker.Wait(ctx)
+		if lost.Load() { // waited too long: it is another replica's to call
+			return
+		}
 		if ctx.Err() != nil { // shutting down before the call: give it back untried
 			keep()
 			n.record(n.Store.MarkOutbox(bg, id, held, "pending", e.Attempts, e.LastError, e.NextAttemptAt))
@@ -342,16 +350,18 @@ func (n *Notifier) deliver(ctx context.Context, q queued) {
 		}
 		retry.Sleep(ctx, 50*time.Millisecond+rand.N(50*time.Millisecond))
 	}
-	// The claim lasts until the record below commits: no other replica
-	// posts it again meanwhile. The workers' records share commits (sqldb's
-	// group commit).
-	keep()
+	// A call accepted is recorded with the claim still renewed (keep is
+	// deferred): no other replica posts it again before "sent" commits.
+	// The workers' records share commits (sqldb's group commit).
 	attempts := e.Attempts + 1
+	if err == nil {
+		n.record(n.Store.MarkOutboxSent(bg, id, attempts, time.Now()))
+		n.sent.Inc(1)
+		return
+	}
+	keep() // held is the claim's expiry from here on
 	var perm *permanentError
 	switch {
-	case err == nil:
-		n.record(n.Store.MarkOutbox(bg, id, held, "sent", attempts, "", time.Now()))
-		n.sent.Inc(1)
 	case errors.As(err, &perm) || attempts >= n.MaxAttempts:
 		n.failed.Inc(1)
 		n.Log.Warn("notification request failed", "outbox", id, "attempts", attempts, "err", err)

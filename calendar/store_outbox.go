@@ -157,22 +157,31 @@ func (s *SQLStore) PendingOutbox(ctx context.Context) (int64, error) {
 	return n, err
 }
 
-// MarkOutbox records an attempt made under the claim made until held, and
-// ends the claim: status (sent, failed or pending again), attempts so far,
-// the last error and, when pending, the next attempt. Status "pending"
-// with attempts unchanged gives the entry back untried. Failed and pending
-// are recorded only while the claim is still held: a replica whose claim
-// ran out and was taken must not overwrite the record of the one that has
-// it. Sent is recorded whoever holds the entry, for notifications has it.
+// MarkOutbox records a failed call made under the claim made until held,
+// or gives the entry back untried, and ends the claim: status (failed, or
+// pending again), attempts so far, the last error and, when pending, the
+// next attempt. Status "pending" with attempts unchanged gives the entry
+// back untried. Nothing is recorded once the claim is no longer held: a
+// replica whose claim ran out and was taken must not overwrite the record
+// of the one that has it.
 func (s *SQLStore) MarkOutbox(ctx context.Context, id int64, held time.Time, status string, attempts int, lastErr string, next time.Time) error {
-	q := `UPDATE outbox SET status = $1, attempts = $2, last_error = $3, next_attempt_at = $4, updated_at = $5, lease_until = 0 WHERE id = $6 AND status = 'pending'`
-	args := []any{status, attempts, lastErr, sqldb.Micro(next), sqldb.Micro(time.Now()), id}
-	if status != "sent" {
-		q += ` AND lease_until = $7`
-		args = append(args, sqldb.Micro(held))
-	}
-	if _, err := s.db.Exec(ctx, q, args...); err != nil {
+	_, err := s.db.Exec(ctx, `UPDATE outbox SET status = $1, attempts = $2, last_error = $3, next_attempt_at = $4, updated_at = $5, lease_until = 0
+		WHERE id = $6 AND status = 'pending' AND lease_until = $7`,
+		status, attempts, lastErr, sqldb.Micro(next), sqldb.Micro(time.Now()), id, sqldb.Micro(held))
+	if err != nil {
 		return fmt.Errorf("outbox %d: %w", id, err)
+	}
+	return nil
+}
+
+// MarkOutboxSent records that notifications accepted entry id, after
+// attempts calls, and ends the claim, whoever holds it: the request is
+// there.
+func (s *SQLStore) MarkOutboxSent(ctx context.Context, id int64, attempts int, at time.Time) error {
+	_, err := s.db.Exec(ctx, `UPDATE outbox SET status = 'sent', attempts = $1, last_error = '', next_attempt_at = $2, updated_at = $2, lease_until = 0
+		WHERE id = $3 AND status = 'pending'`, attempts, sqldb.Micro(at), id)
+	if err != nil {
+		return fmt.Errorf("outbox %d sent: %w", id, err)
 	}
 	return nil
 }

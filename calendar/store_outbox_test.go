@@ -68,7 +68,7 @@ func TestOutboxClaims(t *testing.T) {
 			t.Fatalf("after B's retry: %s, %d attempts, %q", got.Status, got.Attempts, got.LastError)
 		}
 		// A, still calling on its old claim, is accepted: sent stands.
-		if err := s.MarkOutbox(ctx, entry.ID, aHeld, "sent", 2, "", later); err != nil {
+		if err := s.MarkOutboxSent(ctx, entry.ID, 2, later); err != nil {
 			t.Fatal(err)
 		}
 		if got := outboxOf(t, s, id)[0]; got.Status != "sent" || got.Attempts != 2 {

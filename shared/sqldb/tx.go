@@ -58,7 +58,10 @@ func (db *DB) Exec(ctx context.Context, query string, args ...any) (int64, error
 		}
 		return err
 	})
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // Exec runs a statement inside the transaction. Once a write has started
