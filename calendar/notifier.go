@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"syndic/shared/breaker"
@@ -42,8 +41,8 @@ type outbox interface {
 // claim has run low waiting. The entries accepted by notifications are
 // marked sent in batches: whatever was accepted while the last batch was
 // being written goes in the next transaction. Calls go through a circuit
-// breaker: while it is open the workers wait, without calling and without
-// spinning.
+// breaker: while it is open the workers wait, without calling, without
+// spinning and without holding a claim.
 type Notifier struct {
 	Store       outbox
 	URL         string // notifications base URL
@@ -301,27 +300,49 @@ func (n *Notifier) releaseQueued(ctx context.Context) {
 }
 
 // deliver posts one entry until it is sent, fails for good, or is put off.
+// While the breaker is open it holds no claim: a replica whose calls go
+// through may take the entry meanwhile (a claim the sweep made runs out).
 func (n *Notifier) deliver(ctx context.Context, q queued) {
 	bg := context.WithoutCancel(ctx) // a call made is recorded, even at shutdown
-	// held is the claim in force: renewals move it, and a failed call is
-	// recorded under it (with the claim lost, only a sent one is).
 	id, e, held := q.id, q.e, q.until
-	var err error
-	if time.Until(held) < n.Lease*2/3 { // unclaimed, or its claim ran low in the queue
-		var ok bool
-		now := time.Now()
-		e, ok, err = n.Store.ClaimOutbox(bg, id, now, n.Lease, held)
-		if err != nil || !ok {
-			return // gone, done, not due, or another replica's: the sweep brings it back when due
+	for {
+		n.Breaker.Wait(ctx)
+		if ctx.Err() != nil { // shutting down before the call: give it back untried
+			if !held.IsZero() {
+				n.record(n.Store.ReleaseOutbox(bg, []int64{id}, []time.Time{held}))
+			}
+			return
 		}
-		held = now.Add(n.Lease)
+		if time.Until(held) < n.Lease*2/3 { // unclaimed, or its claim ran low in the queue
+			var ok bool
+			var err error
+			now := time.Now()
+			if e, ok, err = n.Store.ClaimOutbox(bg, id, now, n.Lease, held); err != nil || !ok {
+				n.record(err)
+				return // gone, done, not due, or another replica's: the sweep brings it back when due
+			}
+			held = now.Add(n.Lease)
+		}
+		if !n.call(bg, e, held) {
+			return
+		}
+		// The breaker refused the call (half-open with a probe in flight, or
+		// it just opened) and the claim was given back: wait again.
+		held = time.Time{}
+		retry.Sleep(ctx, 50*time.Millisecond+rand.N(50*time.Millisecond))
 	}
+}
+
+// call posts e through the breaker under the claim made until held,
+// renewing it while the call is under way, and records the outcome under
+// it. refused says the breaker refused the call: e is given back untried.
+func (n *Notifier) call(bg context.Context, e OutboxEntry, held time.Time) (refused bool) {
 	// Only keep's goroutine touches held until keep() has returned (it
-	// waits for it); lost says the claim went to another replica.
-	var lost atomic.Bool
+	// waits for it).
+	lost := false
 	keep := retry.Every(bg, n.Lease/3, func(ctx context.Context) {
 		until := time.Now().Add(n.Lease)
-		ok, err := n.Store.RenewOutbox(ctx, id, held, until)
+		ok, err := n.Store.RenewOutbox(ctx, e.ID, held, until)
 		switch {
 		case err != nil:
 			if ctx.Err() == nil { // not keep() stopping a renewal still queued
@@ -329,49 +350,39 @@ func (n *Notifier) deliver(ctx context.Context, q queued) {
 			}
 		case ok:
 			held = until
-		case !lost.Swap(true):
-			n.Log.Warn("outbox claim lost: another replica calls notifications for it (a call already made is kept single by its Idempotency-Key)", "outbox", id)
+		case !lost:
+			lost = true
+			n.Log.Warn("outbox claim lost during a call: another replica may call too (the Idempotency-Key keeps the mail single)", "outbox", e.ID)
 		}
 	})
 	defer keep()
-	for {
-		n.Breaker.Wait(ctx)
-		if lost.Load() { // waited too long: it is another replica's to call
-			return
-		}
-		if ctx.Err() != nil { // shutting down before the call: give it back untried
-			keep()
-			n.record(n.Store.MarkOutbox(bg, id, held, "pending", e.Attempts, e.LastError, e.NextAttemptAt))
-			return
-		}
-		err = n.Breaker.Do(func() error { return n.post(bg, e) })
-		if !errors.Is(err, breaker.ErrOpen) {
-			break
-		}
-		retry.Sleep(ctx, 50*time.Millisecond+rand.N(50*time.Millisecond))
-	}
+	err := n.Breaker.Do(func() error { return n.post(bg, e) })
 	// A call accepted is recorded with the claim still renewed (keep is
 	// deferred): no other replica posts it again before "sent" commits.
 	// The workers' records share commits (sqldb's group commit).
 	attempts := e.Attempts + 1
 	if err == nil {
-		n.record(n.Store.MarkOutboxSent(bg, id, attempts, time.Now()))
+		n.record(n.Store.MarkOutboxSent(bg, e.ID, attempts, time.Now()))
 		n.sent.Inc(1)
-		return
+		return false
 	}
 	keep() // held is the claim's expiry from here on
 	var perm *permanentError
 	switch {
+	case errors.Is(err, breaker.ErrOpen):
+		n.record(n.Store.MarkOutbox(bg, e.ID, held, "pending", e.Attempts, e.LastError, e.NextAttemptAt))
+		return true
 	case errors.As(err, &perm) || attempts >= n.MaxAttempts:
 		n.failed.Inc(1)
-		n.Log.Warn("notification request failed", "outbox", id, "attempts", attempts, "err", err)
-		n.record(n.Store.MarkOutbox(bg, id, held, "failed", attempts, err.Error(), time.Now()))
+		n.Log.Warn("notification request failed", "outbox", e.ID, "attempts", attempts, "err", err)
+		n.record(n.Store.MarkOutbox(bg, e.ID, held, "failed", attempts, err.Error(), time.Now()))
 	default:
 		n.retries.Inc(1)
 		next := time.Now().Add(n.Backoff.Wait(attempts))
-		n.Log.Info("notification request will be retried", "outbox", id, "attempt", attempts, "at", next, "err", err)
-		n.record(n.Store.MarkOutbox(bg, id, held, "pending", attempts, err.Error(), next))
+		n.Log.Info("notification request will be retried", "outbox", e.ID, "attempt", attempts, "at", next, "err", err)
+		n.record(n.Store.MarkOutbox(bg, e.ID, held, "pending", attempts, err.Error(), next))
 	}
+	return false
 }
 
 func (n *Notifier) record(err error) {
