@@ -24,9 +24,9 @@ type rendered struct {
 	gz     []byte
 }
 
-// gzip returns the body gzip-encoded, compressing it on first use.
-func (r *rendered) gzip() []byte {
-	r.gzOnce.Do(func() { r.gz = gzipped(r.body) })
+// gzip returns the body gzip-encoded, compressing it with z on first use.
+func (r *rendered) gzip(z *gzipper) []byte {
+	r.gzOnce.Do(func() { r.gz = z.encode(r.body) })
 	return r.gz
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -47,7 +48,7 @@ func (p *Publisher) write(w http.ResponseWriter, r *http.Request, doc *rendered,
 	body := doc.body
 	h := w.Header()
 	if gz {
-		body = doc.gzip()
+		body = doc.gzip(&p.gz)
 		h.Set("Content-Encoding", "gzip")
 	}
 	h.Set("Content-Type", contentType(r))
@@ -72,16 +73,34 @@ func contentType(r *http.Request) string {
 	return "application/atom+xml; charset=utf-8"
 }
 
-func gzETag(etag string) string { return strings.TrimSuffix(etag, `"`) + `-gz"` }
+// gzETag is the ETag of the gzip encoding of the document etag names. Its
+// bytes depend on the compression level, and so must a strong ETag: "gz2"
+// is gzipLevel's.
+func gzETag(etag string) string { return strings.TrimSuffix(etag, `"`) + `-gz2"` }
 
-// gzipped gzip-encodes a document kept and served many times.
-func gzipped(b []byte) []byte { return gzipAt(b, gzip.BestCompression) }
+// gzipLevel is the compression of gzip answers. Measured on a 33 KB archive
+// page of 50 events, writers reused: level 2 takes 72–94 µs for 3,065
+// bytes, level 6 183–191 µs for 2,917, level 9 260–346 µs for 2,902 (and a
+// new writer each time adds its allocation). An archive page is rendered
+// again whenever it has left the cache, so its CPU counts more than 5% of
+// bytes.
+const gzipLevel = 2
 
-func gzipAt(b []byte, level int) []byte {
+// gzipper gzip-encodes documents at gzipLevel, reusing writers: a new one
+// allocates its compression state, close to a page's compression in cost.
+type gzipper struct{ writers sync.Pool }
+
+func (z *gzipper) encode(b []byte) []byte {
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, level)
+	zw, _ := z.writers.Get().(*gzip.Writer)
+	if zw == nil {
+		zw, _ = gzip.NewWriterLevel(&buf, gzipLevel)
+	} else {
+		zw.Reset(&buf)
+	}
 	zw.Write(b)
 	zw.Close()
+	z.writers.Put(zw)
 	return buf.Bytes()
 }
 

@@ -101,6 +101,7 @@ type Publisher struct {
 	lru      *list.List
 	byKey    map[pageKey]*list.Element
 	cached   int // bytes in lru
+	gz       gzipper
 
 	mRequests, mArchive, mNotModified, mHits, mMisses, mRenders interface{ Inc(int64) }
 	mSnapshot                                                   interface{ Inc(int64) }
@@ -359,7 +360,7 @@ func (p *Publisher) serveArchive(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, p.log, err)
 		return
 	}
-	doc.gzip() // archives are kept in both encodings, counted in the cache size
+	doc.gzip(&p.gz) // archives are kept in both encodings, counted in the cache size
 	p.keep(doc)
 	p.write(w, r, doc, p.archiveCache())
 }

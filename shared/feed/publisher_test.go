@@ -473,6 +473,30 @@ func TestHeaderParsing(t *testing.T) {
 	}
 }
 
+// TestGzipperReusesWriters: documents encoded at once through one gzipper,
+// its writers reused, each decode to their own bytes.
+func TestGzipperReusesWriters(t *testing.T) {
+	var z gzipper
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 20 {
+				doc := []byte(strings.Repeat(fmt.Sprintf("<entry>%d-%d</entry>", i, j), 10*(j+1)))
+				zr, err := gzip.NewReader(bytes.NewReader(z.encode(doc)))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got, err := io.ReadAll(zr)
+				if err != nil || !bytes.Equal(got, doc) {
+					t.Errorf("document %d-%d: decoded %d bytes (%v), want its %d", i, j, len(got), err, len(doc))
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
 func TestEscapeJSONKeepsTheValue(t *testing.T) {
 	for _, s := range append(hostile, "\ufffe nonchar", "nul\x00", "]]>", "\u2028") {
 		js, _ := json.Marshal(s)

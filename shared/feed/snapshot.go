@@ -28,7 +28,6 @@ package feed
 
 import (
 	"cmp"
-	"compress/gzip"
 	"context"
 	"fmt"
 	"net/http"
@@ -187,10 +186,6 @@ func (p *Publisher) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	if doc.next != "" { // so a follower asks for it before parsing this page
 		w.Header().Set("Link", "<"+doc.next+`>; rel="next"`)
 	}
-	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
-		// Rendered for this one answer: compress fast rather than small.
-		doc.gzOnce.Do(func() { doc.gz = gzippedFast(doc.body) })
-	}
 	p.write(w, r, doc, "no-cache")
 }
 
@@ -254,9 +249,6 @@ func (p *Publisher) snapshotUpdated(ctx context.Context, asOf int64) (time.Time,
 	}
 	return events[0].Time, nil
 }
-
-// gzippedFast gzip-encodes a document rendered for one answer.
-func gzippedFast(b []byte) []byte { return gzipAt(b, gzip.BestSpeed) }
 
 // parseSnapshot reads the ev:snapshot element of a parsed document, if it
 // has one, into p.
