@@ -370,7 +370,7 @@ func (n *Notifier) call(bg context.Context, e OutboxEntry, held time.Time) (refu
 	var perm *permanentError
 	switch {
 	case errors.Is(err, breaker.ErrOpen):
-		n.record(n.Store.MarkOutbox(bg, e.ID, held, "pending", e.Attempts, e.LastError, e.NextAttemptAt))
+		n.record(n.Store.ReleaseOutbox(bg, []int64{e.ID}, []time.Time{held}))
 		return true
 	case errors.As(err, &perm) || attempts >= n.MaxAttempts:
 		n.failed.Inc(1)

@@ -158,12 +158,11 @@ func (s *SQLStore) PendingOutbox(ctx context.Context) (int64, error) {
 }
 
 // MarkOutbox records a failed call made under the claim made until held,
-// or gives the entry back untried, and ends the claim: status (failed, or
-// pending again), attempts so far, the last error and, when pending, the
-// next attempt. Status "pending" with attempts unchanged gives the entry
-// back untried. Nothing is recorded once the claim is no longer held: a
-// replica whose claim ran out and was taken must not overwrite the record
-// of the one that has it.
+// and ends the claim: status (failed, or pending again), attempts so far,
+// the last error and, when pending, the next attempt (ReleaseOutbox gives
+// an entry back untried). Nothing is recorded once the claim is no longer
+// held: a replica whose claim ran out and was taken must not overwrite the
+// record of the one that has it.
 func (s *SQLStore) MarkOutbox(ctx context.Context, id int64, held time.Time, status string, attempts int, lastErr string, next time.Time) error {
 	_, err := s.db.Exec(ctx, `UPDATE outbox SET status = $1, attempts = $2, last_error = $3, next_attempt_at = $4, updated_at = $5, lease_until = 0
 		WHERE id = $6 AND status = 'pending' AND lease_until = $7`,
