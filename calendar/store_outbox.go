@@ -175,9 +175,10 @@ func (s *SQLStore) MarkOutbox(ctx context.Context, id int64, held time.Time, sta
 
 // MarkOutboxSent records that notifications accepted entry id, after
 // attempts calls, and ends the claim, whoever holds it: the request is
-// there.
+// there. The attempts recorded never go down: a replica whose claim ran
+// out and was taken may count fewer calls than the one that took it.
 func (s *SQLStore) MarkOutboxSent(ctx context.Context, id int64, attempts int, at time.Time) error {
-	_, err := s.db.Exec(ctx, `UPDATE outbox SET status = 'sent', attempts = $1, last_error = '', next_attempt_at = $2, updated_at = $2, lease_until = 0
+	_, err := s.db.Exec(ctx, `UPDATE outbox SET status = 'sent', attempts = CASE WHEN attempts > $1 THEN attempts ELSE $1 END, last_error = '', next_attempt_at = $2, updated_at = $2, lease_until = 0
 		WHERE id = $3 AND status = 'pending'`, attempts, sqldb.Micro(at), id)
 	if err != nil {
 		return fmt.Errorf("outbox %d sent: %w", id, err)

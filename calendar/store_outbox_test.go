@@ -61,18 +61,19 @@ func TestOutboxClaims(t *testing.T) {
 		}
 
 		// B's call failed: recorded under its claim, the claim ends.
-		if err := s.MarkOutbox(ctx, entry.ID, bHeld, "pending", 1, "503", later); err != nil {
+		if err := s.MarkOutbox(ctx, entry.ID, bHeld, "pending", 3, "503", later); err != nil {
 			t.Fatal(err)
 		}
-		if got := outboxOf(t, s, id)[0]; got.Status != "pending" || got.Attempts != 1 || got.LastError != "503" {
+		if got := outboxOf(t, s, id)[0]; got.Status != "pending" || got.Attempts != 3 || got.LastError != "503" {
 			t.Fatalf("after B's retry: %s, %d attempts, %q", got.Status, got.Attempts, got.LastError)
 		}
-		// A, still calling on its old claim, is accepted: sent stands.
+		// A, still calling on its old claim, is accepted: sent stands,
+		// and the attempts B counted are kept.
 		if err := s.MarkOutboxSent(ctx, entry.ID, 2, later); err != nil {
 			t.Fatal(err)
 		}
-		if got := outboxOf(t, s, id)[0]; got.Status != "sent" || got.Attempts != 2 {
-			t.Fatalf("after A's sent: %s, %d attempts; want sent, 2", got.Status, got.Attempts)
+		if got := outboxOf(t, s, id)[0]; got.Status != "sent" || got.Attempts != 3 {
+			t.Fatalf("after A's sent: %s, %d attempts; want sent, 3", got.Status, got.Attempts)
 		}
 		if due, err := s.DueOutbox(ctx, later.Add(time.Hour), 10); err != nil || len(due) != 0 {
 			t.Errorf("due after sent: %v, %v; want none", due, err)
