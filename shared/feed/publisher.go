@@ -97,7 +97,7 @@ type Publisher struct {
 	lastRead *headRead                  // the last read of the head that succeeded
 	reading  *headRead                  // the read in flight
 	maxHead  int64                      // the highest head any read returned: never answer lower
-	tick     *recheck                   // the next recheck of waiting long-polls
+	wake     *wakeup                    // the next wake-up of waiting long-polls
 	lru      *list.List
 	byKey    map[pageKey]*list.Element
 	cached   int // bytes in lru
@@ -253,29 +253,49 @@ func (p *Publisher) currentHead(ctx context.Context) (int64, error) {
 	return p.head(ctx, time.Now(), p.opt.HeadMaxAge)
 }
 
-// recheck is one tick of the recheck clock all long-polls share.
-type recheck struct {
-	c  chan struct{} // closed at the tick…
-	at time.Time     // …which happened at this time
+// wakeup is the next wake-up of the waiting long-polls, shared by all of
+// them: the next commit signal, recheck tick or Close, whichever comes
+// first. One goroutine watches those three for every waiter, so a waiter
+// waits on one shared channel beside its own deadline and request: a
+// thousand waiters woken at once take one shared channel's lock each, not
+// three.
+type wakeup struct {
+	c  chan struct{}   // closed at the wake-up
+	ch <-chan struct{} // the commit signal it watches
+	// Set before c is closed:
+	tick   bool      // a recheck tick woke them…
+	at     time.Time // …at this time
+	closed bool      // the publisher closed
 }
 
-// nextRecheck returns the next tick, at most Recheck from now: one timer
-// for every waiting long-poll, started when the first of them asks.
-func (p *Publisher) nextRecheck() *recheck {
+// nextWakeup returns the next wake-up, starting its watch when the first
+// waiter asks: a commit signal, or a recheck tick at most Recheck from now.
+func (p *Publisher) nextWakeup() *wakeup {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.tick == nil {
-		t := &recheck{c: make(chan struct{})}
-		p.tick = t
-		time.AfterFunc(p.opt.Recheck, func() {
-			p.mu.Lock()
-			t.at = time.Now()
-			p.tick = nil
-			p.mu.Unlock()
-			close(t.c)
-		})
+	if p.wake == nil {
+		w := &wakeup{c: make(chan struct{}), ch: p.changed()}
+		p.wake = w
+		go p.watch(w)
 	}
-	return p.tick
+	return p.wake
+}
+
+// watch wakes the waiters of w.
+func (p *Publisher) watch(w *wakeup) {
+	tick := time.NewTimer(p.opt.Recheck)
+	defer tick.Stop()
+	select {
+	case <-w.ch:
+	case at := <-tick.C:
+		w.tick, w.at = true, at
+	case <-p.closing:
+		w.closed = true
+	}
+	p.mu.Lock()
+	p.wake = nil
+	p.mu.Unlock()
+	close(w.c)
 }
 
 // closed reports whether ch is closed; a nil ch never is.
@@ -443,20 +463,31 @@ func (p *Publisher) wait(ctx context.Context, head int64, d time.Duration) (int6
 		if err != nil || now != head {
 			return now, err
 		}
-		tick := p.nextRecheck()
-		select {
-		case <-ch:
-			// A read that began after this signal will do, however long
-			// ago: its commit channel is open, every earlier one's closed.
+		w := p.nextWakeup()
+		if closed(ch) {
+			// A commit since this read, which w, begun before it, may not
+			// watch: read again.
 			notBefore, maxAge = time.Now(), anyAge
-		case <-tick.c:
-			notBefore, maxAge = tick.at, 0 // other processes' commits: read again
+			continue
+		}
+		// ch is still open, so w watches ch or an older signal, closed
+		// already: the next commit wakes w.
+		select {
+		case <-w.c:
 		case <-deadline.C:
 			return head, nil
 		case <-ctx.Done():
 			return head, nil
-		case <-p.closing:
+		}
+		switch {
+		case w.closed:
 			return head, nil
+		case w.tick:
+			notBefore, maxAge = w.at, 0 // other processes' commits: read again
+		default:
+			// A read that began after this signal will do, however long
+			// ago: its commit channel is open, every earlier one's closed.
+			notBefore, maxAge = time.Now(), anyAge
 		}
 	}
 }
