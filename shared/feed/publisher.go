@@ -203,11 +203,19 @@ const anyAge = time.Duration(math.MaxInt64)
 // instances on one PostgreSQL, or plain scheduling) cannot take the head
 // back.
 func (p *Publisher) head(ctx context.Context, notBefore time.Time, maxAge time.Duration) (int64, error) {
+	h, _, err := p.headAndSignal(ctx, notBefore, maxAge)
+	return h, err
+}
+
+// headAndSignal is head, and the commit signal that was current when the
+// read it answers from began: while that signal is open, no commit has
+// come since the read.
+func (p *Publisher) headAndSignal(ctx context.Context, notBefore time.Time, maxAge time.Duration) (int64, <-chan struct{}, error) {
 	for {
 		p.mu.Lock()
 		if r := p.lastRead; r != nil && r.fresh(notBefore, maxAge) {
 			p.mu.Unlock()
-			return r.h, nil
+			return r.h, r.ch, nil
 		}
 		r := p.reading
 		if r == nil {
@@ -215,17 +223,17 @@ func (p *Publisher) head(ctx context.Context, notBefore time.Time, maxAge time.D
 			p.reading = r
 			p.mu.Unlock()
 			p.readHead(ctx, r)
-			return r.h, r.err
+			return r.h, r.ch, r.err
 		}
 		join := r.fresh(notBefore, maxAge)
 		p.mu.Unlock()
 		select {
 		case <-r.done:
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return 0, nil, ctx.Err()
 		}
 		if join && !(r.ended && ctx.Err() == nil) {
-			return r.h, r.err
+			return r.h, r.ch, r.err
 		}
 		// r began too early for this request, or ended with the request
 		// that read: the next read will do.
@@ -458,20 +466,20 @@ func (p *Publisher) wait(ctx context.Context, head int64, d time.Duration) (int6
 	// between the request's read and this one is missed.
 	notBefore, maxAge := time.Now(), p.opt.HeadMaxAge
 	for {
-		ch := p.changed()
-		now, err := p.head(ctx, notBefore, maxAge)
+		now, ch, err := p.headAndSignal(ctx, notBefore, maxAge)
 		if err != nil || now != head {
 			return now, err
 		}
 		w := p.nextWakeup()
 		if closed(ch) {
-			// A commit since this read, which w, begun before it, may not
-			// watch: read again.
+			// A commit since the read began, which w, begun after it, may
+			// not watch: read again.
 			notBefore, maxAge = time.Now(), anyAge
 			continue
 		}
-		// ch is still open, so w watches ch or an older signal, closed
-		// already: the next commit wakes w.
+		// ch, current when the read began, is still open: no commit since,
+		// and w watches ch or an older signal, closed already, so the next
+		// commit wakes w.
 		select {
 		case <-w.c:
 		case <-deadline.C:
