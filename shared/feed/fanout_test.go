@@ -238,3 +238,53 @@ func TestRecheckShared(t *testing.T) {
 		t.Errorf("%d reads of the head for %d waiters rechecking, want a few shared ones", got, waiters)
 	}
 }
+
+// TestCloseAnswersLongPolls: Close answers every waiting long-poll at
+// once with 304 and the ETag it asked with, and a long-poll that arrives
+// after Close is answered at once too, not held for its wait (20 s here,
+// with no commit and no recheck due).
+func TestCloseAnswersLongPolls(t *testing.T) {
+	const waiters = 20
+	src := &countingLog{memLog: newMemLog(2)}
+	p := NewPublisher(src, Options{Path: "/feed", PageSize: 50, Recheck: time.Hour, Changed: src.commits.Wait},
+		slog.New(slog.DiscardHandler), metrics.New())
+	srv := httptest.NewServer(routes(p))
+	defer srv.Close()
+	tr := &http.Transport{MaxIdleConnsPerHost: waiters + 10, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	first := fanOutPoll(c, srv.URL+"/feed", "")
+	if first.err != nil || first.status != 200 {
+		t.Fatalf("first GET: %d %v", first.status, first.err)
+	}
+	answers := make(chan fanOutAnswer, waiters+1)
+	for range waiters {
+		go func() { answers <- fanOutPoll(c, srv.URL+"/feed", first.etag) }()
+	}
+	waitFor(t, func() bool { return p.waiting.Load() == waiters })
+	p.Close()
+	check := func(who string, a fanOutAnswer) {
+		t.Helper()
+		if a.err != nil || a.status != http.StatusNotModified || a.etag != first.etag {
+			t.Fatalf("%s: status %d, ETag %s, %v; want 304 with %s", who, a.status, a.etag, a.err, first.etag)
+		}
+	}
+	for i := range waiters {
+		select {
+		case a := <-answers:
+			check(fmt.Sprintf("waiter %d", i), a)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d waiters still waiting 10 s after Close", waiters-i, waiters)
+		}
+	}
+	go func() { answers <- fanOutPoll(c, srv.URL+"/feed", first.etag) }()
+	select {
+	case a := <-answers:
+		check("a long-poll after Close", a)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a long-poll that arrived after Close still waiting after 10 s")
+	}
+	if n := p.waiting.Load(); n != 0 {
+		t.Errorf("%d long-polls waiting after Close", n)
+	}
+}
