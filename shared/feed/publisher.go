@@ -271,8 +271,7 @@ type wakeup struct {
 	c  chan struct{}   // closed at the wake-up
 	ch <-chan struct{} // the commit signal it watches
 	// Set before c is closed:
-	tick   bool      // a recheck tick woke them…
-	at     time.Time // …at this time
+	tick   time.Time // when a recheck tick woke them; zero for a commit or Close
 	closed bool      // the publisher closed
 }
 
@@ -295,8 +294,7 @@ func (p *Publisher) watch(w *wakeup) {
 	defer tick.Stop()
 	select {
 	case <-w.ch:
-	case at := <-tick.C:
-		w.tick, w.at = true, at
+	case w.tick = <-tick.C:
 	case <-p.closing:
 		w.closed = true
 	}
@@ -490,8 +488,8 @@ func (p *Publisher) wait(ctx context.Context, head int64, d time.Duration) (int6
 		switch {
 		case w.closed:
 			return head, nil
-		case w.tick:
-			notBefore, maxAge = w.at, 0 // other processes' commits: read again
+		case !w.tick.IsZero():
+			notBefore, maxAge = w.tick, 0 // other processes' commits: read again
 		default:
 			// A read that began after this signal will do, however long
 			// ago: its commit channel is open, every earlier one's closed.

@@ -27,9 +27,10 @@ import (
 // input is validated before a write), so the common batch runs each write
 // once with no savepoint around it — a savepoint is one more round trip a
 // write, and on PostgreSQL a subtransaction. A write's function may
-// therefore run more than once; only its last run counts (Write says so). When the batch itself breaks
-// — a Stage's flush or the commit fails — every write in it gets the
-// error; none is reported done unless the commit that holds it returned.
+// therefore run more than once; only its last run counts (Write says so).
+// When the batch itself breaks — a Stage's flush or the commit fails —
+// every write in it gets the error; none is reported done unless the
+// commit that holds it returned.
 
 // maxBatch bounds the writes committed together, and so how long the first
 // of them waits for the others to run, and how often a batch with failing
