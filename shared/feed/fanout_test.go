@@ -59,6 +59,20 @@ func fanOutPoll(c *http.Client, url, etag string) fanOutAnswer {
 	return fanOutAnswer{resp.StatusCode, resp.Header.Get("ETag"), body, err}
 }
 
+// fanOutServer serves p over a real HTTP server and returns its URL and a
+// client with room for conns kept connections; the server, p and the
+// client's connections are closed when t ends (p first, so no handler is
+// left waiting).
+func fanOutServer(t *testing.T, p *Publisher, conns int) (string, *http.Client) {
+	t.Helper()
+	srv := httptest.NewServer(routes(p))
+	t.Cleanup(srv.Close)
+	t.Cleanup(p.Close)
+	tr := &http.Transport{MaxIdleConnsPerHost: conns + 10, DisableCompression: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return srv.URL, &http.Client{Transport: tr}
+}
+
 // TestFanOutSharesOneReadAndOneRender: many long-polls waiting on /feed
 // all get the same, correct document after one commit, and between them
 // the source is read for its head a few times and for the events once —
@@ -73,22 +87,17 @@ func TestFanOutSharesOneReadAndOneRender(t *testing.T) {
 		Author: "contacts", Path: "/feed", PageSize: 50, Recheck: time.Hour,
 		Changed: src.commits.Wait,
 	}, slog.New(slog.DiscardHandler), metrics.New())
-	srv := httptest.NewServer(routes(p))
-	defer srv.Close()
-	defer p.Close()
-	tr := &http.Transport{MaxIdleConnsPerHost: waiters + 10, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr}
+	base, c := fanOutServer(t, p, waiters)
 
-	first := fanOutPoll(c, srv.URL+"/feed?after=3", "")
+	first := fanOutPoll(c, base+"/feed?after=3", "")
 	if first.err != nil || first.status != 200 {
 		t.Fatalf("first GET: %d %v", first.status, first.err)
 	}
 	urls := make([]string, waiters)
 	for i := range urls {
-		urls[i] = srv.URL + "/feed?after=3"
+		urls[i] = base + "/feed?after=3"
 		if i%4 == 0 {
-			urls[i] = srv.URL + "/feed?after=1" // a follower further behind
+			urls[i] = base + "/feed?after=1" // a follower further behind
 		}
 	}
 	answers := make([]fanOutAnswer, waiters)
@@ -135,13 +144,13 @@ func TestFanOutSharesOneReadAndOneRender(t *testing.T) {
 
 	// A follower that missed the wake-up asks with the old ETag: it gets
 	// the new document at once, the same bytes.
-	late := fanOutPoll(c, srv.URL+"/feed?after=3", first.etag)
-	if late.status != 200 || !bytes.Equal(late.body, want[srv.URL+"/feed?after=3"]) {
+	late := fanOutPoll(c, base+"/feed?after=3", first.etag)
+	if late.status != 200 || !bytes.Equal(late.body, want[base+"/feed?after=3"]) {
 		t.Fatalf("a late long-poll with the old ETag: status %d, %d bytes; want 200 with the shared document", late.status, len(late.body))
 	}
 	// And one with the new ETag waits again until the next commit.
 	next := make(chan fanOutAnswer, 1)
-	go func() { next <- fanOutPoll(c, srv.URL+"/feed?after=4", late.etag) }()
+	go func() { next <- fanOutPoll(c, base+"/feed?after=4", late.etag) }()
 	waitFor(t, func() bool { return p.waiting.Load() == 1 })
 	src.add(1)
 	src.commits.Notify()
@@ -210,17 +219,12 @@ func TestRecheckShared(t *testing.T) {
 	src := &countingLog{memLog: newMemLog(2)}
 	p := NewPublisher(src, Options{Path: "/feed", PageSize: 50, Recheck: 100 * time.Millisecond, Changed: src.commits.Wait},
 		slog.New(slog.DiscardHandler), metrics.New())
-	srv := httptest.NewServer(routes(p))
-	defer srv.Close()
-	defer p.Close()
-	tr := &http.Transport{MaxIdleConnsPerHost: waiters + 10, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr}
-	first := fanOutPoll(c, srv.URL+"/feed", "")
+	base, c := fanOutServer(t, p, waiters)
+	first := fanOutPoll(c, base+"/feed", "")
 	answers := make([]fanOutAnswer, waiters)
 	var wg sync.WaitGroup
 	for i := range waiters {
-		wg.Go(func() { answers[i] = fanOutPoll(c, srv.URL+"/feed", first.etag) })
+		wg.Go(func() { answers[i] = fanOutPoll(c, base+"/feed", first.etag) })
 	}
 	waitFor(t, func() bool { return p.waiting.Load() == waiters })
 	heads := src.heads.Load()
@@ -248,18 +252,14 @@ func TestCloseAnswersLongPolls(t *testing.T) {
 	src := &countingLog{memLog: newMemLog(2)}
 	p := NewPublisher(src, Options{Path: "/feed", PageSize: 50, Recheck: time.Hour, Changed: src.commits.Wait},
 		slog.New(slog.DiscardHandler), metrics.New())
-	srv := httptest.NewServer(routes(p))
-	defer srv.Close()
-	tr := &http.Transport{MaxIdleConnsPerHost: waiters + 10, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr}
-	first := fanOutPoll(c, srv.URL+"/feed", "")
+	base, c := fanOutServer(t, p, waiters)
+	first := fanOutPoll(c, base+"/feed", "")
 	if first.err != nil || first.status != 200 {
 		t.Fatalf("first GET: %d %v", first.status, first.err)
 	}
 	answers := make(chan fanOutAnswer, waiters+1)
 	for range waiters {
-		go func() { answers <- fanOutPoll(c, srv.URL+"/feed", first.etag) }()
+		go func() { answers <- fanOutPoll(c, base+"/feed", first.etag) }()
 	}
 	waitFor(t, func() bool { return p.waiting.Load() == waiters })
 	p.Close()
@@ -277,7 +277,7 @@ func TestCloseAnswersLongPolls(t *testing.T) {
 			t.Fatalf("%d of %d waiters still waiting 10 s after Close", waiters-i, waiters)
 		}
 	}
-	go func() { answers <- fanOutPoll(c, srv.URL+"/feed", first.etag) }()
+	go func() { answers <- fanOutPoll(c, base+"/feed", first.etag) }()
 	select {
 	case a := <-answers:
 		check("a long-poll after Close", a)
